@@ -1,0 +1,68 @@
+# Chosen: `make run` serves the demo on http://localhost:8000; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# The suite runs against the real PostgreSQL and Redis on this machine; override to point
+# elsewhere (pytest-django creates and drops its own test_<name> database).
+TEST_DATABASE_URL ?= postgres://postgres@localhost:5432/chosen
+TEST_REDIS_URL ?= redis://localhost:6379/15
+
+.PHONY: run test install install-test test-tools lint format demo clean
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# --inexact keeps uv and pip themselves in the environment; --frozen installs exactly the lock.
+install: $(BIN)/uv
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --quiet
+
+install-test: $(BIN)/uv
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --quiet --extra test
+	@$(MAKE) --no-print-directory test-tools
+
+# System tools the suite drives for real: Debian's Chromium (browser tests through Playwright;
+# never `playwright install`, nothing downloads at run time) and docker-compose (validates
+# docker-compose.yml; there is no Docker engine here to run it).
+TEST_TOOLS := $(if $(wildcard /usr/bin/chromium),,chromium) $(if $(shell command -v docker-compose),,docker-compose)
+test-tools:
+	@if [ -n "$(strip $(TEST_TOOLS))" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "Please install: sudo apt-get install -y $(TEST_TOOLS)" >&2; exit 1; fi; \
+	  echo "Installing $(strip $(TEST_TOOLS)) from Debian's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_TOOLS) >/dev/null; \
+	fi
+
+demo: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py load_demo
+
+run: demo
+	@echo "Chosen on http://localhost:$(PORT)/  (admin: /admin/, API docs: /api/docs/)"
+	@if [ -n "$$REDIS_URL" ]; then \
+	  echo "REDIS_URL is set: starting a Celery worker beside the server"; \
+	  $(BIN)/celery -A project worker --loglevel=INFO --concurrency=2 & worker=$$!; \
+	  trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
+	  $(BIN)/python manage.py runserver $(HOST):$(PORT); \
+	else \
+	  $(BIN)/python manage.py runserver $(HOST):$(PORT); \
+	fi
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py makemigrations --check --dry-run
+
+test: install-test lint
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+format: install-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,248 @@
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.template.response import TemplateResponse
+
+from tasks import services
+from tasks.admin_site import manages_current_organization
+from tasks.models import ApiToken, Membership, Organization, Project, Role
+
+User = get_user_model()
+
+
+class OrganizationScopedAdmin(admin.ModelAdmin):
+    """The base of every admin for a tenant-owned model.
+
+    Rows come through the model's scoped manager, so a lead sees only the current
+    organization's; foreign-key pickers offer only that organization's objects (and its
+    members for user fields); the organization field is fixed to the current one. Leads and
+    admins of the organization may view and edit; nobody else.
+    """
+
+    def _may_manage(self, request) -> bool:
+        return request.user.is_superuser or manages_current_organization(request)
+
+    def has_module_permission(self, request) -> bool:
+        return self._may_manage(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self._may_manage(request)
+
+    def has_add_permission(self, request) -> bool:
+        return self._may_manage(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._may_manage(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._may_manage(request)
+
+    def get_object(self, request, object_id, from_field=None):
+        # Django redirects to the index for a missing object; another organization's id
+        # must look exactly like one that does not exist: a 404.
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404("No such object.")
+        return obj
+
+    def get_list_display(self, request):
+        columns = list(super().get_list_display(request))
+        if request.user.is_superuser and "organization" not in columns:
+            columns.append("organization")
+        return columns
+
+    def get_list_filter(self, request):
+        filters = list(super().get_list_filter(request))
+        if request.user.is_superuser:
+            filters.append("organization")
+        return filters
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if not request.user.is_superuser:
+            if db_field.related_model is Organization:
+                kwargs["queryset"] = Organization.objects.filter(pk=request.organization.pk)
+                kwargs["initial"] = request.organization
+                kwargs["disabled"] = True
+            elif db_field.related_model is User:
+                kwargs["queryset"] = _members_of(request.organization)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if not request.user.is_superuser and db_field.related_model is User:
+            kwargs["queryset"] = _members_of(request.organization)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+def _members_of(organization):
+    return User.objects.filter(memberships__organization=organization).order_by("email")
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    prepopulated_fields = {"slug": ["name"]}
+    search_fields = ["name", "slug"]
+    # Organizations are created by superusers only; leads see theirs in the header.
+
+
+@admin.register(Project)
+class ProjectAdmin(OrganizationScopedAdmin):
+    list_display = ["name", "status", "created_at", "updated_at"]
+    list_filter = ["status"]
+    search_fields = ["name", "description"]
+    fields = ["organization", "name", "status", "description", "guidelines"]
+
+
+class AddMemberForm(forms.ModelForm):
+    email = forms.EmailField(help_text="A new address gets an account and an invitation e-mail.")
+    first_name = forms.CharField(required=False)
+    last_name = forms.CharField(required=False)
+
+    class Meta:
+        model = Membership
+        fields = ["organization", "email", "first_name", "last_name", "role"]
+
+    def clean_email(self):
+        email = self.cleaned_data["email"]
+        organization = self.cleaned_data.get("organization") or self.initial.get("organization")
+        if (
+            organization
+            and Membership.objects.with_scopes_disabled()
+            .filter(organization=organization, user__email__iexact=email)
+            .exists()
+        ):
+            raise forms.ValidationError("This person is already a member.")
+        return email
+
+
+@admin.register(Membership)
+class MembershipAdmin(OrganizationScopedAdmin):
+    list_display = ["user_email", "user_name", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__email", "user__first_name", "user__last_name"]
+    list_select_related = ["user", "organization"]
+
+    @admin.display(description="E-mail", ordering="user__email")
+    def user_email(self, obj):
+        return obj.user.email
+
+    @admin.display(description="Name")
+    def user_name(self, obj):
+        return obj.user.get_full_name()
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = AddMemberForm
+        else:
+            kwargs["fields"] = ["role"]
+        form = super().get_form(request, obj, change, **kwargs)
+        allowed = services.grantable_roles(request.membership, superuser=request.user.is_superuser)
+        form.base_fields["role"].choices = [c for c in Role.choices if c[0] in allowed]
+        return form
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["user", "organization"] if obj else []
+
+    def _touches_admin(self, request, obj) -> bool:
+        return (
+            obj is not None
+            and obj.role == Role.ADMIN
+            and Role.ADMIN
+            not in services.grantable_roles(request.membership, superuser=request.user.is_superuser)
+        )
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and not self._touches_admin(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and not self._touches_admin(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        role = form.cleaned_data["role"]
+        services.check_may_grant(
+            actor_membership=request.membership, superuser=request.user.is_superuser, role=role
+        )
+        if change:
+            obj.save()
+            return
+        membership, invited = services.add_member(
+            organization=form.cleaned_data["organization"],
+            email=form.cleaned_data["email"],
+            role=role,
+            first_name=form.cleaned_data["first_name"],
+            last_name=form.cleaned_data["last_name"],
+            base_url=request.build_absolute_uri("/"),
+        )
+        form.instance = membership
+        obj.pk, obj.user, obj.organization = membership.pk, membership.user, membership.organization
+        if invited:
+            messages.info(request, f"An invitation to set a password was sent to {obj.user.email}.")
+
+    def delete_queryset(self, request, queryset):
+        if any(self._touches_admin(request, m) for m in queryset):
+            raise PermissionDenied("Only admins may remove admins.")
+        super().delete_queryset(request, queryset)
+
+
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["organization", "name"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(OrganizationScopedAdmin):
+    form = ApiTokenForm
+    list_display = ["name", "key_prefix", "status", "created_by", "created_at", "last_used_at"]
+    search_fields = ["name", "key_prefix"]
+    actions = ["revoke"]
+
+    @admin.display(description="Status")
+    def status(self, obj):
+        return "active" if obj.is_active else f"revoked {obj.revoked_at:%Y-%m-%d %H:%M}"
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["organization", "name"]
+        return ["organization", "name", "key_prefix", "created_by", "created_at",
+                "last_used_at", "revoked_at"]  # fmt: skip
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["organization", "key_prefix", "created_by", "created_at", "last_used_at",
+                "revoked_at"]  # fmt: skip
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoke instead: the row records who made it and when it was last used
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        token, raw_key = services.create_api_token(
+            organization=form.cleaned_data["organization"],
+            name=form.cleaned_data["name"],
+            created_by=request.user,
+        )
+        obj.pk = token.pk
+        request._chosen_new_token = raw_key
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The secret is shown on this one response and stored nowhere (not even in a
+        # message cookie).
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "token": obj,
+            "raw_key": request._chosen_new_token,
+            "title": "Copy your new API token",
+        }
+        return TemplateResponse(request, "admin/tasks/apitoken/created.html", context)
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset):
+        count = services.revoke_api_tokens(tokens=queryset)
+        self.message_user(request, f"{count} token(s) revoked.", messages.SUCCESS)

@@ -1,0 +1,33 @@
+"""The base every Chosen API viewset and router derives from.
+
+The pieces DRF loads from settings live in modules of their own (DRF imports them while
+its views module is still loading): permissions.py, pagination.py, filters.py, errors.py."""
+
+from rest_framework import exceptions, routers, viewsets
+
+from tasks.models import Membership
+
+
+class OrganizationViewSet(viewsets.GenericViewSet):
+    """Base of every API viewset. The queryset is derived from the caller's organization
+    in ``get_organization_queryset``; ``queryset`` stays empty so nothing is listed by
+    accident."""
+
+    def get_queryset(self):
+        return self.get_organization_queryset().filter(organization=self.request.organization)
+
+    def get_organization_queryset(self):
+        raise exceptions.APIException("get_organization_queryset is not defined.")
+
+    @property
+    def caller_membership(self) -> Membership | None:
+        return self.request.membership
+
+
+class Router(routers.DefaultRouter):
+    """A router whose URLs work with and without the trailing slash, so
+    ``POST /api/v1/projects/1/generation-jobs`` needs no redirect."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.trailing_slash = "/?"

@@ -1,0 +1,139 @@
+"""Tenancy: how every request, admin page, API call and job is held to one organization.
+
+The one mechanism is django-scopes. Every tenant-owned model declares
+``objects = ScopedManager(organization="organization")``; its queries then only work inside
+``scope(organization=...)`` and are filtered to that organization. Outside a scope they raise
+ScopeError, so a forgotten filter fails closed instead of leaking another tenant's rows.
+
+Scopes are opened in exactly these places:
+- ``OrganizationMiddleware`` (below) for every request: the organization of the caller's API
+  token, or the current organization the logged-in user chose (stored in the session);
+- ``project.celery.OrganizationTask`` for jobs;
+- ``scopes_disabled()`` only for superusers in the admin, for resolving memberships and
+  tokens before any organization is known (here), and in tests' factories.
+A user without an organization gets no scope at all (never ``organization=None``, which
+would mean "no filter").
+"""
+
+from collections.abc import Callable
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django_scopes import scope, scopes_disabled
+
+from tasks.models import ApiToken, Membership, Organization
+
+SESSION_KEY = "chosen_organization_id"
+TOKEN_KEYWORD = "Bearer"
+
+
+def memberships_of(user) -> list[Membership]:
+    """All memberships of a user, across organizations (for choosing the current one)."""
+    if not user.is_authenticated:
+        return []
+    with scopes_disabled():
+        return list(
+            Membership.objects.filter(user=user)
+            .select_related("organization")
+            .order_by("organization__name")
+        )
+
+
+def token_from_header(request: HttpRequest) -> ApiToken | None | bool:
+    """The active token named by ``Authorization: Bearer chs_…``.
+
+    Returns None when the request carries no bearer token, False when it carries one that
+    is unknown or revoked.
+    """
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    keyword, _, raw = header.partition(" ")
+    if keyword != TOKEN_KEYWORD or not raw.startswith(ApiToken.PREFIX):
+        return None
+    with scopes_disabled():
+        token = (
+            ApiToken.objects.active()
+            .select_related("organization")
+            .filter(key_digest=ApiToken.digest(raw.strip()))
+            .first()
+        )
+    return token or False
+
+
+def select_organization(request: HttpRequest, organization_id: int) -> Membership:
+    """Make one of the user's organizations the current one; 404 if they are not a member."""
+    for membership in memberships_of(request.user):
+        if membership.organization_id == organization_id:
+            request.session[SESSION_KEY] = organization_id
+            return membership
+    raise Http404("No such organization.")
+
+
+class OrganizationMiddleware:
+    """Sets ``request.organization``, ``request.membership`` (None for API tokens),
+    ``request.memberships`` and ``request.api_token``, and runs the view inside the
+    organization's scope."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.organization = None
+        request.membership = None
+        request.memberships = []
+        request.api_token = token_from_header(request)
+
+        if request.api_token:
+            request.organization = request.api_token.organization
+        elif request.api_token is None and request.user.is_authenticated:
+            request.memberships = memberships_of(request.user)
+            request.membership = self._current(request)
+            if request.membership:
+                request.organization = request.membership.organization
+
+        if request.user.is_superuser and request.path.startswith("/admin/"):
+            with scopes_disabled():
+                return self.get_response(request)
+        if request.organization is None:
+            return self.get_response(request)
+        with scope(organization=request.organization):
+            return self.get_response(request)
+
+    @staticmethod
+    def _current(request: HttpRequest) -> Membership | None:
+        if not request.memberships:
+            return None
+        chosen = request.session.get(SESSION_KEY)
+        for membership in request.memberships:
+            if membership.organization_id == chosen:
+                return membership
+        return request.memberships[0]
+
+
+def organization_context(request: HttpRequest) -> dict:
+    """Template context: the current organization and the others the user may switch to."""
+    return {
+        "current_organization": getattr(request, "organization", None),
+        "current_membership": getattr(request, "membership", None),
+        "user_memberships": getattr(request, "memberships", []),
+    }
+
+
+def get_for_organization_or_404(queryset, request: HttpRequest, **lookup):
+    """Fetch one tenant-owned object of the request's organization, or 404.
+
+    Another organization's id is a 404, never a 403 that would confirm it exists.
+    """
+    if request.organization is None:
+        raise Http404("No organization selected.")
+    return get_object_or_404(queryset.filter(organization=request.organization), **lookup)
+
+
+__all__ = [
+    "Organization",
+    "OrganizationMiddleware",
+    "get_for_organization_or_404",
+    "memberships_of",
+    "organization_context",
+    "select_organization",
+    "token_from_header",
+]

@@ -1,0 +1,77 @@
+"""factory_boy factories. Tenant-owned rows are created with scopes disabled: tests set up
+several organizations at once, outside any request."""
+
+import factory
+from allauth.account.models import EmailAddress
+from django.contrib.auth import get_user_model
+from django_scopes import scopes_disabled
+
+from tasks.models import Membership, Organization, Project, Role
+from tasks.services import create_api_token
+
+PASSWORD = "correct horse battery staple"
+
+
+class UnscopedFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        with scopes_disabled():
+            return super()._create(model_class, *args, **kwargs)
+
+
+class OrganizationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Organization
+
+    name = factory.Sequence(lambda n: f"Organization {n}")
+    slug = factory.Sequence(lambda n: f"org-{n}")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def verified_email(self, create, extracted, **kwargs):
+        if create:
+            self.save()
+            EmailAddress.objects.create(user=self, email=self.email, primary=True, verified=True)
+
+
+class MembershipFactory(UnscopedFactory):
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(UserFactory)
+    organization = factory.SubFactory(OrganizationFactory)
+    role = Role.ANNOTATOR
+
+
+class ProjectFactory(UnscopedFactory):
+    class Meta:
+        model = Project
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Project {n}")
+    status = Project.Status.ACTIVE
+    guidelines = "Pick the more helpful response."
+
+
+def member(organization, role=Role.ANNOTATOR, **user_fields):
+    """A user with the given role in the organization."""
+    return MembershipFactory(
+        organization=organization, role=role, user=UserFactory(**user_fields)
+    ).user
+
+
+def api_token(organization, name="pipeline"):
+    with scopes_disabled():
+        return create_api_token(organization=organization, name=name)

@@ -1,0 +1,198 @@
+"""Every door into Chosen keeps organizations apart.
+
+The URL tests enumerate the whole URL configuration and the admin registry: a new view or
+admin with an object in its URL fails here until it is listed below, i.e. until someone
+has checked that another organization's object is a 404 through it.
+"""
+
+import re
+
+import pytest
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django_scopes import scopes_disabled
+
+from tasks.models import ApiToken, Membership, Project
+from tests.factories import api_token
+
+pytestmark = pytest.mark.django_db
+
+# Reachable without logging in, and why that is safe.
+PUBLIC = {
+    "healthz": "database/broker status for probes; no tenant data",
+    "api-schema": "the API's description; no tenant data",
+    "api-docs": "renders the public schema",
+}
+
+
+def iter_urls(patterns=None, namespace=""):
+    """(full name, pattern, kwarg names) of every named URL outside the admin."""
+    for entry in get_resolver().url_patterns if patterns is None else patterns:
+        if isinstance(entry, URLResolver):
+            if entry.app_name == "admin":
+                continue
+            ns = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from iter_urls(entry.url_patterns, ns)
+        elif isinstance(entry, URLPattern) and entry.name:
+            module = getattr(entry.callback, "__module__", "")
+            yield f"{namespace}{entry.name}", entry, sorted(entry.pattern.regex.groupindex), module
+
+
+# How to name the other organization's object in each URL that takes one.
+OBJECT_URLS = {
+    "tasks:project_detail": lambda t: {"project_id": t.project.pk},
+    "project-detail": lambda t: {"pk": t.project.pk},
+}
+
+
+def own_urls():
+    return [(n, kw) for n, _, kw, module in iter_urls() if not module.startswith("allauth")]
+
+
+def test_every_url_with_an_object_is_listed_here():
+    unlisted = [name for name, kwargs in own_urls() if set(kwargs) - {"format"}
+                and name not in OBJECT_URLS]  # fmt: skip
+    assert unlisted == [], f"add these to OBJECT_URLS after checking their scoping: {unlisted}"
+
+
+@pytest.mark.parametrize("name", sorted(OBJECT_URLS))
+@pytest.mark.parametrize("role", ["lead", "annotator"])
+def test_other_organizations_object_is_404_for_every_url(name, role, acme, globex, as_user):
+    url = reverse(name, kwargs=OBJECT_URLS[name](globex))
+    own = reverse(name, kwargs=OBJECT_URLS[name](acme))
+    client = as_user(getattr(acme, role))
+    assert client.get(own).status_code == 200
+    assert client.get(url).status_code == 404
+
+
+def test_every_page_needs_a_login_unless_declared_public(client, acme):
+    for name, kwargs, module in [(n, kw, m) for n, _, kw, m in iter_urls()]:
+        if module.startswith("allauth") or name in PUBLIC:
+            continue  # allauth's own pages (log-in, reset) are public by design
+        values = {"format": "json", **OBJECT_URLS.get(name, lambda t: {})(acme)}
+        url = reverse(name, kwargs={k: values[k] for k in kwargs})
+        response = client.get(url)
+        if url.startswith("/api/"):
+            assert response.status_code == 401, (name, url, response.status_code)
+        else:
+            assert response.status_code in (302, 405), (name, url, response.status_code)
+            if response.status_code == 302:
+                assert response["Location"].startswith(reverse("account_login")), name
+
+
+def test_public_urls_are_really_public(client):
+    for name in PUBLIC:
+        assert client.get(reverse(name)).status_code == 200, name
+
+
+def test_project_lists_show_only_own_organization(acme, globex, as_user):
+    client = as_user(acme.lead)
+    html = client.get(reverse("tasks:home")).content.decode()
+    assert acme.project.name in html and globex.project.name not in html
+    api = client.get("/api/v1/projects/").json()
+    assert [p["name"] for p in api["results"]] == [acme.project.name]
+
+
+def test_annotator_sees_only_projects_open_for_work(acme, as_user):
+    with scopes_disabled():
+        Project.objects.create(organization=acme.organization, name="Draft one", status="draft")
+    names = [p["name"] for p in as_user(acme.annotator).get("/api/v1/projects/").json()["results"]]
+    assert names == [acme.project.name]
+    lead_names = [p["name"] for p in as_user(acme.lead).get("/api/v1/projects/").json()["results"]]
+    assert lead_names == ["Acme project", "Draft one"]
+
+
+def test_unauthenticated_api_is_401_and_html_redirects_to_login(client, acme):
+    assert client.get("/api/v1/projects/").status_code == 401
+    response = client.get(reverse("tasks:project_detail", args=[acme.project.pk]))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+# --- the admin -----------------------------------------------------------------------------
+
+# An object of each organization-scoped model, made for the given tenant.
+ADMIN_OBJECTS = {
+    Project: lambda t: t.project,
+    Membership: lambda t: Membership.objects.with_scopes_disabled().get(user=t.annotator),
+    ApiToken: lambda t: api_token(t.organization)[0],
+}
+UNSCOPED_SUPERUSER_ONLY = {"Organization"}
+
+
+def scoped_admins():
+    return [
+        (model, model_admin)
+        for model, model_admin in admin.site._registry.items()
+        if model._meta.app_label not in ("auth", "account", "mfa")
+        and model.__name__ not in UNSCOPED_SUPERUSER_ONLY
+    ]
+
+
+def test_every_admin_of_ours_is_listed_here():
+    assert {m for m, _ in scoped_admins()} == set(ADMIN_OBJECTS)
+
+
+def admin_url(obj, action):
+    meta = obj._meta
+    args = [] if action in ("changelist", "add") else [obj.pk]
+    return reverse(f"admin:{meta.app_label}_{meta.model_name}_{action}", args=args)
+
+
+@pytest.mark.parametrize("model", list(ADMIN_OBJECTS), ids=lambda m: m.__name__)
+def test_lead_admin_lists_and_opens_only_own_organization(model, acme, globex, as_user):
+    mine, theirs = ADMIN_OBJECTS[model](acme), ADMIN_OBJECTS[model](globex)
+    client = as_user(acme.lead)
+    changelist = client.get(admin_url(mine, "changelist"))
+    assert changelist.status_code == 200
+    shown = {int(pk) for pk in re.findall(r'name="_selected_action" value="(\d+)"',
+                                          changelist.content.decode())}  # fmt: skip
+    assert mine.pk in shown and theirs.pk not in shown
+    assert client.get(admin_url(mine, "change")).status_code == 200
+    for action in ("change", "delete", "history"):
+        assert client.get(admin_url(theirs, action)).status_code == 404, action
+
+
+def test_lead_admin_cannot_post_changes_to_other_organization(acme, globex, as_user):
+    response = as_user(acme.lead).post(
+        admin_url(globex.project, "change"), {"name": "hijacked", "status": "active"}
+    )
+    assert response.status_code == 404
+    with scopes_disabled():
+        assert Project.objects.get(pk=globex.project.pk).name == "Globex project"
+
+
+def test_lead_admin_foreign_key_choices_are_own_organization_only(acme, globex, as_user):
+    html = as_user(acme.lead).get(reverse("admin:tasks_project_add")).content.decode()
+    assert acme.organization.name in html
+    assert globex.organization.name not in html
+
+
+def test_lead_creates_project_in_own_organization_even_if_posting_another(acme, globex, as_user):
+    response = as_user(acme.lead).post(
+        reverse("admin:tasks_project_add"),
+        {"organization": globex.organization.pk, "name": "New", "status": "draft"},
+    )
+    assert response.status_code == 302
+    with scopes_disabled():
+        assert Project.objects.get(name="New").organization == acme.organization
+
+
+def test_annotator_cannot_reach_the_admin(acme, as_user):
+    client = as_user(acme.annotator)
+    assert client.get("/admin/").status_code == 403
+    assert client.get(reverse("admin:tasks_project_changelist")).status_code == 403
+
+
+def test_anonymous_admin_goes_to_the_one_login_page(client):
+    response = client.get("/admin/")
+    assert response.status_code == 302
+    login = client.get(response["Location"], follow=True)
+    assert login.redirect_chain[-1][0].startswith("/accounts/login/")
+
+
+def test_superuser_admin_sees_every_organization(acme, globex, as_user):
+    from tests.factories import UserFactory
+
+    root = UserFactory(is_superuser=True, is_staff=True)
+    html = as_user(root).get(reverse("admin:tasks_project_changelist")).content.decode()
+    assert acme.project.name in html and globex.project.name in html
