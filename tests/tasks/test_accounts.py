@@ -1,0 +1,118 @@
+import re
+
+import pytest
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret, hotp_value
+from django.core import mail
+from django.urls import reverse
+
+from tests.factories import PASSWORD, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def log_in(client, email, password=PASSWORD):
+    return client.post(reverse("account_login"), {"login": email, "password": password})
+
+
+def test_member_logs_in_with_email_and_password(client, acme):
+    response = log_in(client, acme.annotator.email)
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert acme.project.name in client.get("/").content.decode()
+
+
+def test_sign_up_is_closed(client):
+    response = client.get(reverse("account_signup"))
+    assert "Sign Up Closed" in response.content.decode()
+    client.post(
+        reverse("account_signup"),
+        {"email": "new@example.com", "password1": "x" * 12, "password2": "x" * 12},
+    )
+    from django.contrib.auth import get_user_model
+
+    assert not get_user_model().objects.filter(email="new@example.com").exists()
+
+
+def set_password_through_link(client, mail_body: str, password: str) -> None:
+    """Follow the e-mailed link and choose a password, as the recipient would."""
+    link = re.search(r"http://testserver(/accounts/password/reset/key/\S+)", mail_body)
+    assert link, mail_body
+    form = client.get(link.group(1), follow=True)
+    assert form.status_code == 200 and "password1" in form.content.decode()
+    done = client.post(form.redirect_chain[-1][0], {"password1": password, "password2": password})
+    assert done.status_code == 302
+
+
+def test_password_reset_mails_a_working_link(client, acme):
+    client.post(reverse("account_reset_password"), {"email": acme.annotator.email})
+    assert len(mail.outbox) == 1
+    set_password_through_link(client, mail.outbox[0].body, "a new long passphrase")
+    client.logout()
+    assert log_in(client, acme.annotator.email, "a new long passphrase").status_code == 302
+
+
+def test_repeated_failed_logins_are_rate_limited(client, acme):
+    for _ in range(5):
+        assert log_in(client, acme.lead.email, "wrong password").status_code == 200
+    blocked = log_in(client, acme.lead.email, PASSWORD)  # even the right one, for a while
+    assert blocked.status_code in (200, 429)
+    assert "_auth_user_id" not in client.session
+    assert "Too many failed login attempts" in blocked.content.decode()
+
+
+def test_totp_two_factor_is_asked_after_the_password(client):
+    user = UserFactory()
+    secret = generate_totp_secret()
+    TOTP.activate(user, secret)
+    response = log_in(client, user.email)
+    assert response["Location"] == reverse("mfa_authenticate")
+    assert "_auth_user_id" not in client.session
+    counter = int(__import__("time").time()) // 30
+    code = f"{hotp_value(secret, counter):06d}"
+    done = client.post(reverse("mfa_authenticate"), {"code": code})
+    assert done.status_code == 302
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+
+def test_user_can_set_up_totp(client, acme):
+    log_in(client, acme.lead.email)
+    page = client.get(reverse("mfa_activate_totp"), follow=True)
+    if page.redirect_chain:  # allauth asks for the password again before security changes
+        assert "Confirm Access" in page.content.decode()
+        page = client.post(
+            page.redirect_chain[-1][0], {"password": PASSWORD, "next": reverse("mfa_activate_totp")},
+            follow=True,
+        )
+    assert page.status_code == 200
+    assert "data:image/svg+xml" in page.content.decode()  # the QR code, inline
+
+
+def test_member_of_two_organizations_switches_between_them(client, acme, globex):
+    from tasks.models import Role
+    from tests.factories import MembershipFactory
+
+    MembershipFactory(user=acme.lead, organization=globex.organization, role=Role.ANNOTATOR)
+    log_in(client, acme.lead.email)
+    first = client.get("/").content.decode()
+    assert 'id="org-select"' in first and acme.project.name in first
+    client.post(reverse("tasks:switch_organization"), {"organization": globex.organization.pk})
+    second = client.get("/").content.decode()
+    assert globex.project.name in second and acme.project.name not in second
+    api = client.get("/api/v1/projects/").json()["results"]
+    assert [p["name"] for p in api] == [globex.project.name]
+
+
+def test_switching_to_an_organization_one_is_not_in_is_404(client, acme, globex):
+    log_in(client, acme.lead.email)
+    response = client.post(
+        reverse("tasks:switch_organization"), {"organization": globex.organization.pk}
+    )
+    assert response.status_code == 404
+
+
+def test_user_without_organization_is_told_whom_to_ask(client):
+    user = UserFactory()
+    log_in(client, user.email)
+    response = client.get("/")
+    assert response.status_code == 403
+    assert "Ask your project lead" in response.content.decode()
+    assert client.get("/api/v1/projects/").status_code == 403

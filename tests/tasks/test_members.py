@@ -1,0 +1,77 @@
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+from django_scopes import scopes_disabled
+
+from tasks.models import Membership, Role
+from tests.factories import member
+from tests.tasks.test_accounts import log_in, set_password_through_link
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+
+
+def add_member(client, **data):
+    return client.post(reverse("admin:tasks_membership_add"), {"role": "annotator", **data})
+
+
+def test_lead_adds_a_new_annotator_who_gets_an_invitation(
+    acme, as_user, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = add_member(as_user(acme.lead), email="newbie@example.com", first_name="Ada")
+    assert response.status_code == 302
+    user = User.objects.get(email="newbie@example.com")
+    assert not user.has_usable_password()
+    with scopes_disabled():
+        assert Membership.objects.get(user=user).organization == acme.organization
+    assert len(mail.outbox) == 1 and "newbie@example.com" in mail.outbox[0].to
+    client = Client()
+    set_password_through_link(client, mail.outbox[0].body, "my own passphrase 42")
+    assert log_in(client, "newbie@example.com", "my own passphrase 42").status_code == 302
+    assert acme.project.name in client.get("/").content.decode()
+
+
+def test_adding_an_existing_account_sends_no_invitation(
+    acme, globex, as_user, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = add_member(as_user(acme.lead), email=globex.annotator.email)
+    assert response.status_code == 302
+    assert mail.outbox == []
+    with scopes_disabled():
+        assert Membership.objects.filter(user=globex.annotator).count() == 2
+
+
+def test_adding_a_member_twice_is_a_form_error(acme, as_user):
+    response = add_member(as_user(acme.lead), email=acme.annotator.email)
+    assert response.status_code == 200
+    assert "already a member" in response.content.decode()
+
+
+def test_lead_cannot_make_an_admin(acme, as_user):
+    response = add_member(as_user(acme.lead), email="boss@example.com", role="admin")
+    assert response.status_code == 200  # the form refuses the choice
+    assert not User.objects.filter(email="boss@example.com").exists()
+
+
+def test_lead_cannot_change_or_remove_an_admin(acme, as_user):
+    boss = member(acme.organization, Role.ADMIN)
+    with scopes_disabled():
+        membership = Membership.objects.get(user=boss)
+    client = as_user(acme.lead)
+    url = reverse("admin:tasks_membership_change", args=[membership.pk])
+    client.post(url, {"role": "annotator"})
+    client.post(reverse("admin:tasks_membership_delete", args=[membership.pk]), {"post": "yes"})
+    with scopes_disabled():
+        assert Membership.objects.get(pk=membership.pk).role == Role.ADMIN
+
+
+def test_admin_can_make_an_admin(acme, as_user):
+    boss = member(acme.organization, Role.ADMIN)
+    response = add_member(as_user(boss), email="second@example.com", role="admin")
+    assert response.status_code == 302
+    with scopes_disabled():
+        assert Membership.objects.get(user__email="second@example.com").role == Role.ADMIN
