@@ -43,3 +43,64 @@ def client_for(user) -> Client:
 @pytest.fixture
 def as_user():
     return client_for
+
+
+# --- the real browser ----------------------------------------------------------------------
+# Debian's Chromium driven by Playwright (never `playwright install`: nothing is downloaded).
+# Without the background-networking flags Chromium tries to reach Google's hosts at start.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls
+    # are still synchronous and safe.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def open_page(browser, base_url: str):
+    """A page that records anything a user should never see: a request leaving the
+    deployment, a script error or a Content-Security-Policy violation (both reach the
+    console as errors)."""
+    from urllib.parse import urlparse
+
+    context = browser.new_context(base_url=base_url)
+    page = context.new_page()
+    page.problems = []
+    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
+    page.on("pageerror", lambda e: page.problems.append(str(e)))
+
+    def only_this_deployment(route):
+        if urlparse(route.request.url).hostname in ("localhost", "127.0.0.1"):
+            route.continue_()
+        else:
+            page.problems.append(f"request outside the deployment: {route.request.url}")
+            route.abort()
+
+    context.route("**/*", only_this_deployment)
+    return context, page
+
+
+def log_in_through_the_form(page, email: str, password: str) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign In").click()
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)

@@ -79,7 +79,8 @@ def test_user_can_set_up_totp(client, acme):
     if page.redirect_chain:  # allauth asks for the password again before security changes
         assert "Confirm Access" in page.content.decode()
         page = client.post(
-            page.redirect_chain[-1][0], {"password": PASSWORD, "next": reverse("mfa_activate_totp")},
+            page.redirect_chain[-1][0],
+            {"password": PASSWORD, "next": reverse("mfa_activate_totp")},
             follow=True,
         )
     assert page.status_code == 200

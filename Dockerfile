@@ -1,0 +1,22 @@
+# The image docker-compose.yml runs as web, worker and beat.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+WORKDIR /app
+RUN pip install --no-cache-dir uv==0.13.8
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-cache
+COPY . .
+# Static files are collected at build time (manifest + compression for whitenoise); the
+# placeholder secret exists only for this step and is refused at run time.
+RUN DJANGO_ENV=production DJANGO_ALLOWED_HOSTS=build \
+    DJANGO_SECRET_KEY=collectstatic-only-placeholder-never-used-to-serve-0123456789 \
+    python manage.py collectstatic --noinput \
+ && useradd --system --home /app chosen && mkdir -p /app/var/media && chown -R chosen /app/var
+USER chosen
+EXPOSE 8000
+CMD ["gunicorn", "project.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

@@ -1,0 +1,76 @@
+"""`make run` on this checkout, as a new user runs it: embedded mode (SQLite, no broker),
+the demo loaded, the server answering, and a demo user logging in through the browser."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import log_in_through_the_form, open_page
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    # Only the SQLite file moves (so a developer's own demo database is left alone).
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'chosen.sqlite3'}"
+    log = (tmp_path / "make-run.log").open("w")
+    process = subprocess.Popen(
+        ["make", "run", f"PORT={port}"], cwd=ROOT, env=env, stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "make-run.log").read_text()
+            try:
+                if requests.get(f"{base}/healthz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(
+                "make run did not serve within 300 s:\n" + (tmp_path / "make-run.log").read_text()
+            )
+        yield base, tmp_path / "make-run.log"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_make_run_serves_the_demo_and_its_users_can_log_in(make_run, browser):
+    base, log_file = make_run
+    output = log_file.read_text()
+    assert "lead@demo.chosen.local" in output and "annotator2@demo.chosen.local" in output
+
+    health = requests.get(f"{base}/healthz", timeout=5).json()
+    assert health["checks"]["database"]["vendor"] == "sqlite"
+    assert health["checks"]["broker"]["mode"] == "eager"
+
+    login = requests.get(f"{base}/accounts/login/", timeout=5)
+    assert login.status_code == 200 and 'name="login"' in login.text
+
+    for email, password in [("lead@demo.chosen.local", "demo-lead-pass"),
+                            ("annotator1@demo.chosen.local", "demo-annotator-pass")]:  # fmt: skip
+        context, page = open_page(browser, base)
+        log_in_through_the_form(page, email, password)
+        assert "DPO Preference Data Collection" in page.content()
+        assert page.problems == []
+        context.close()
