@@ -196,3 +196,10 @@ def test_superuser_admin_sees_every_organization(acme, globex, as_user):
     root = UserFactory(is_superuser=True, is_staff=True)
     html = as_user(root).get(reverse("admin:tasks_project_changelist")).content.decode()
     assert acme.project.name in html and globex.project.name in html
+
+
+def test_lead_cannot_see_or_edit_organizations_in_the_admin(acme, globex, as_user):
+    client = as_user(acme.lead)
+    assert client.get(reverse("admin:tasks_organization_changelist")).status_code == 403
+    url = reverse("admin:tasks_organization_change", args=[globex.organization.pk])
+    assert client.get(url).status_code == 403
