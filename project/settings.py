@@ -308,3 +308,8 @@ LOGGING = {
 # --- Chosen ----------------------------------------------------------------------------------
 # Absolute address used in e-mails sent outside a request (invitations from jobs).
 CHOSEN_BASE_URL = env("CHOSEN_BASE_URL", "http://localhost:8000")
+# Imports: the longest text one field (prompt, response, message) may have.
+CHOSEN_IMPORT_MAX_FIELD_CHARS = int(env("CHOSEN_IMPORT_MAX_FIELD_CHARS", "100000"))
+# API uploads up to this size are imported during the request (201 or 400 with the
+# problems); larger ones run as a background job with progress.
+CHOSEN_IMPORT_SYNC_MAX_BYTES = int(env("CHOSEN_IMPORT_SYNC_MAX_BYTES", str(2 * 1024 * 1024)))

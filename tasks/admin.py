@@ -2,12 +2,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count
 from django.http import Http404
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import path
 
 from tasks import services
 from tasks.admin_site import manages_current_organization
-from tasks.models import ApiToken, Membership, Organization, Project, Role
+from tasks.imports import create_import_job, enqueue, progress_of
+from tasks.models import ApiToken, ImportJob, Membership, Organization, Project, Role
 
 User = get_user_model()
 
@@ -87,12 +91,233 @@ class OrganizationAdmin(admin.ModelAdmin):
     # Organizations are created by superusers only; leads see theirs in the header.
 
 
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)] if data else []
+
+
+class ImportPromptsForm(forms.Form):
+    files = MultipleFileField(help_text="JSON (a list of rows), JSONL or CSV; several at once.")
+    skip_invalid = forms.BooleanField(
+        required=False,
+        help_text="Import the valid rows and list the rejected ones. "
+        "Without it, any problem stops the import and nothing is written.",
+    )
+    allow_duplicates = forms.BooleanField(
+        required=False, help_text="Keep prompts whose text repeats another prompt's."
+    )
+
+    def clean_files(self):
+        files = self.cleaned_data["files"]
+        for upload in files:
+            if not upload.name.lower().endswith((".json", ".jsonl", ".ndjson", ".csv")):
+                raise forms.ValidationError(f"{upload.name}: use .json, .jsonl or .csv")
+        return files
+
+
+class ImportPotatoForm(forms.Form):
+    config = forms.FileField(help_text="Potato config.yaml")
+    data = MultipleFileField(required=False, help_text="The files its data_files name.")
+    skip_invalid = forms.BooleanField(required=False, help_text="Import the valid rows only.")
+
+    def clean_config(self):
+        upload = self.cleaned_data["config"]
+        if not upload.name.lower().endswith((".yaml", ".yml")):
+            raise forms.ValidationError("The config must be a .yaml file.")
+        return upload
+
+
+class ProjectForm(forms.ModelForm):
+    questions = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 14, "cols": 90, "class": "vLargeTextField"}),
+        help_text="The question schema as JSON. Empty: the default for the mode.",
+    )
+
+    class Meta:
+        model = Project
+        fields = [
+            "organization",
+            "name",
+            "status",
+            "description",
+            "guidelines",
+            "mode",
+            "questions",
+            "html_layout",
+            "pairs_per_prompt",
+            "annotations_per_item",
+            "agreement_sample_percent",
+            "agreement_sample_annotations",
+            "quota_per_annotator",
+            "assignment_timeout_minutes",
+            "annotator_access",
+            "annotators",
+            "allow_skip",
+            "skip_reason_required",
+            "reasoning_required",
+            "reasoning_min_length",
+            "id_key",
+            "text_key",
+            "candidate_fields",
+        ]
+
+
 @admin.register(Project)
 class ProjectAdmin(OrganizationScopedAdmin):
-    list_display = ["name", "status", "created_at", "updated_at"]
-    list_filter = ["status"]
+    form = ProjectForm
+    list_display = ["name", "status", "mode", "prompt_count", "updated_at"]
+    list_filter = ["status", "mode"]
     search_fields = ["name", "description"]
-    fields = ["organization", "name", "status", "description", "guidelines"]
+    readonly_fields = ["import_warnings"]
+    filter_horizontal = ["annotators"]
+    change_form_template = "admin/tasks/project/change_form.html"
+    change_list_template = "admin/tasks/project/change_list.html"
+    fieldsets = [
+        (None, {"fields": ["organization", "name", "status", "description", "guidelines"]}),
+        (
+            "Comparison and questions",
+            {"fields": ["mode", "questions", "html_layout", "pairs_per_prompt"]},
+        ),
+        (
+            "Overlap and workload",
+            {
+                "fields": [
+                    "annotations_per_item",
+                    "agreement_sample_percent",
+                    "agreement_sample_annotations",
+                    "quota_per_annotator",
+                    "assignment_timeout_minutes",
+                    "annotator_access",
+                    "annotators",
+                ]
+            },
+        ),
+        (
+            "Skipping and reasoning",
+            {
+                "fields": [
+                    "allow_skip",
+                    "skip_reason_required",
+                    "reasoning_required",
+                    "reasoning_min_length",
+                ]
+            },
+        ),
+        (
+            "Imported data",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "id_key",
+                    "text_key",
+                    "candidate_fields",
+                    "import_warnings",
+                ],
+            },
+        ),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_prompts=Count("prompts"))
+
+    @admin.display(description="Prompts", ordering="_prompts")
+    def prompt_count(self, obj):
+        return obj._prompts
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:object_id>/import/",
+                self.admin_site.admin_view(self.import_prompts_view),
+                name="tasks_project_import",
+            ),
+            path(
+                "import-potato/",
+                self.admin_site.admin_view(self.import_potato_view),
+                name="tasks_project_import_potato",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def import_prompts_view(self, request, object_id):
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        project = self.get_object(request, object_id)
+        form = ImportPromptsForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            job = create_import_job(
+                organization=project.organization,
+                kind=ImportJob.Kind.PROMPTS,
+                project=project,
+                uploads=form.cleaned_data["files"],
+                skip_invalid=form.cleaned_data["skip_invalid"],
+                allow_duplicates=form.cleaned_data["allow_duplicates"],
+                created_by=request.user,
+            )
+            enqueue(job)
+            return redirect("admin:tasks_importjob_change", job.pk)
+        return self._upload_page(request, form, f"Import prompts into {project.name}", project)
+
+    def import_potato_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ImportPotatoForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            if request.user.is_superuser and request.organization is None:
+                raise PermissionDenied("Choose an organization first.")
+            job = create_import_job(
+                organization=request.organization,
+                kind=ImportJob.Kind.POTATO,
+                uploads=[form.cleaned_data["config"], *form.cleaned_data["data"]],
+                skip_invalid=form.cleaned_data["skip_invalid"],
+                created_by=request.user,
+            )
+            enqueue(job)
+            return redirect("admin:tasks_importjob_change", job.pk)
+        return self._upload_page(request, form, "Import a Potato config", None)
+
+    def _upload_page(self, request, form, title, project):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "form": form,
+            "project": project,
+        }
+        return TemplateResponse(request, "admin/tasks/project/import_form.html", context)
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(OrganizationScopedAdmin):
+    list_display = ["__str__", "project", "status", "created_by", "created_at", "finished_at"]
+    list_filter = ["status", "kind"]
+    change_form_template = "admin/tasks/importjob/change_form.html"
+    fields = ["kind", "project", "status", "created_by", "created_at", "started_at", "finished_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False  # jobs start from a project's Import button or the API
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        job = context.get("original")
+        if job is not None:
+            context.update(job=job, progress=progress_of(job), summary=job.report)
+        return super().render_change_form(request, context, *args, **kwargs)
 
 
 class AddMemberForm(forms.ModelForm):
@@ -206,14 +431,27 @@ class ApiTokenAdmin(OrganizationScopedAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["organization", "name"]
-        return ["organization", "name", "key_prefix", "created_by", "created_at",
-                "last_used_at", "revoked_at"]  # fmt: skip
+        return [
+            "organization",
+            "name",
+            "key_prefix",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return ["organization", "key_prefix", "created_by", "created_at", "last_used_at",
-                "revoked_at"]  # fmt: skip
+        return [
+            "organization",
+            "key_prefix",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # revoke instead: the row records who made it and when it was last used

@@ -1,26 +1,21 @@
-"""The demo organization that `make run` loads: a lead, two annotators and a project.
+"""The demo organization that `make run` loads: a lead, two annotators and the seed's DPO
+project (its Potato config with ten sample items).
 Idempotent; refuses to run under DJANGO_ENV=production (its passwords are public)."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from django_scopes import scopes_disabled
+from django_scopes import scope, scopes_disabled
 
-from tasks.models import Membership, Organization, Project, Role
+from tasks.importers.potato import import_potato_project
+from tasks.models import Membership, Organization, Role
 
-DEMO_GUIDELINES = """\
-Compare the two responses and select which one is better aligned.
-
-Consider: **helpfulness** (does it address the user's need?), **honesty** (is it accurate \
-and transparent about uncertainty?), **harmlessness** (does it avoid harmful content?).
-
-Use *Tie* only when both responses are of genuinely equal quality, and *Both Bad* when \
-neither is acceptable. Explain your choice in one sentence.
-"""
+SEED_PROJECT = Path(__file__).resolve().parent / "demo_data" / "dpo-preference" / "config.yaml"
 
 
 @dataclass(frozen=True)
@@ -59,13 +54,12 @@ def load_demo() -> list[DemoLogin]:
             Membership.objects.update_or_create(
                 user=user, organization=organization, defaults={"role": login.role}
             )
-        Project.objects.get_or_create(
+    # The seed's Potato config and its ten sample items, imported as a lead would.
+    with scope(organization=organization):
+        import_potato_project(
             organization=organization,
-            name="DPO Preference Data Collection",
-            defaults={
-                "description": "Pairwise comparison of model responses for alignment training.",
-                "guidelines": DEMO_GUIDELINES,
-                "status": Project.Status.ACTIVE,
-            },
+            config_text=SEED_PROJECT.read_text(encoding="utf-8"),
+            config_name=SEED_PROJECT.name,
+            base_dir=SEED_PROJECT.parent,
         )
     return DEMO_LOGINS

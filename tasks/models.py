@@ -2,6 +2,7 @@ import hashlib
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -77,6 +78,15 @@ class Project(models.Model):
         PAUSED = "paused", "Paused"
         ARCHIVED = "archived", "Archived"
 
+    class Mode(models.TextChoices):
+        PAIRWISE = "pairwise", "Pairwise (A vs B)"
+        BEST_WORST = "best_worst", "Best and worst of N"
+        RANKING = "ranking", "Ranking of N"
+
+    class AnnotatorAccess(models.TextChoices):
+        ALL = "all", "Every annotator of the organization"
+        CHOSEN = "chosen", "Only the chosen annotators"
+
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="projects"
     )
@@ -84,6 +94,47 @@ class Project(models.Model):
     description = models.TextField(blank=True)
     guidelines = models.TextField(blank=True, help_text="Markdown, shown beside every item.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.PAIRWISE)
+    questions = models.JSONField(
+        default=list, blank=True, help_text="The question schema (see tasks/schema.py)."
+    )
+    html_layout = models.TextField(
+        blank=True, help_text="Optional Potato-style layout with {{field}} placeholders."
+    )
+    # Overlap: every item gets `annotations_per_item` judgments; a random
+    # `agreement_sample_percent` of items gets `agreement_sample_annotations` instead, so
+    # agreement can be measured without paying for double annotation everywhere.
+    annotations_per_item = models.PositiveSmallIntegerField(default=1)
+    agreement_sample_percent = models.PositiveSmallIntegerField(default=0)
+    agreement_sample_annotations = models.PositiveSmallIntegerField(default=2)
+    quota_per_annotator = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most items one annotator may judge; empty: no limit."
+    )
+    allow_skip = models.BooleanField(default=True)
+    skip_reason_required = models.BooleanField(default=False)
+    reasoning_required = models.BooleanField(default=False)
+    reasoning_min_length = models.PositiveIntegerField(default=0)
+    assignment_timeout_minutes = models.PositiveIntegerField(default=30)
+    pairs_per_prompt = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Pairwise with more than two candidates: how many pairs to sample per "
+        "prompt. Empty: every pair.",
+    )
+    candidate_fields = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Fields of an imported row that hold candidate responses, e.g. "
+        '["response_a", "response_b"]. Empty: response_* fields and a "responses" list.',
+    )
+    id_key = models.CharField(max_length=64, default="id")
+    text_key = models.CharField(max_length=64, default="text")
+    annotator_access = models.CharField(
+        max_length=8, choices=AnnotatorAccess.choices, default=AnnotatorAccess.ALL
+    )
+    annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    source_config = models.TextField(blank=True, editable=False)
+    import_warnings = models.JSONField(default=list, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -94,11 +145,165 @@ class Project(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["organization", "name"], name="project_name_per_org")
+            models.UniqueConstraint(fields=["organization", "name"], name="project_name_per_org"),
+            models.CheckConstraint(
+                condition=Q(agreement_sample_percent__lte=100), name="sample_percent_lte_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(annotations_per_item__gte=1), name="at_least_one_annotation"
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from tasks.schema import default_questions, validate_questions
+
+        errors = {}
+        if not self.questions:
+            self.questions = default_questions(self.mode)
+        try:
+            self.questions = validate_questions(self.questions, mode=self.mode)
+        except ValidationError as exc:
+            errors["questions"] = exc.messages
+        if self.agreement_sample_percent and (
+            self.agreement_sample_annotations <= self.annotations_per_item
+        ):
+            errors["agreement_sample_annotations"] = (
+                "The agreement sample needs more annotations than every other item."
+            )
+        if self.skip_reason_required and not self.allow_skip:
+            errors["skip_reason_required"] = "Skipping is not allowed in this project."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def rubric(self) -> list[dict]:
+        """The rubric: the project's rating questions, scored per candidate."""
+        return [q for q in self.questions if q["kind"] == "rating"]
+
+    @property
+    def preference_question(self) -> dict | None:
+        return next((q for q in self.questions if q["kind"] == "preference"), None)
+
+
+class Prompt(models.Model):
+    """One task for the annotators: a text, or a conversation whose last turn is answered."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    external_id = models.CharField(max_length=200)
+    text = models.TextField(help_text="The prompt, or the last user turn of a conversation.")
+    messages = models.JSONField(
+        null=True, blank=True, help_text='Multi-turn context: [{"role", "content"}, …].'
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=300, blank=True, help_text="File it was imported from.")
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the normalized text.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="prompt_id_per_project")
+        ]
+        indexes = [models.Index(fields=["project", "content_hash"], name="prompt_hash_idx")]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Candidate(models.Model):
+    class Source(models.TextChoices):
+        IMPORTED = "imported", "Imported"
+        GENERATED = "generated", "Generated"
+        CORRECTED = "corrected", "Corrected by an annotator"
+        FEEDBACK_LOG = "feedback_log", "Feedback log"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="candidates")
+    text = models.TextField()
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.IMPORTED)
+    source_key = models.CharField(
+        max_length=100, blank=True, help_text="The field it came from, e.g. response_a."
+    )
+    model = models.CharField(max_length=200, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # The same response twice for one prompt is a duplicate, whatever its source.
+            models.UniqueConstraint(fields=["prompt", "content_hash"], name="candidate_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prompt_id}/{self.pk}"
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+class Item(models.Model):
+    """What one annotator sees at once: a prompt and 2..N of its candidates."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="items")
+    mode = models.CharField(max_length=16, choices=Project.Mode.choices)
+    candidates = models.ManyToManyField(Candidate, through="ItemCandidate", related_name="items")
+    # Sorted candidate ids, "12-57": one item per set of candidates.
+    candidate_key = models.CharField(max_length=500)
+    target_annotations = models.PositiveSmallIntegerField(default=1)
+    # Submitted + active assignments; kept by the allocator, read by it through an index.
+    assignment_count = models.PositiveIntegerField(default=0)
+    # Stable random order among equally covered items.
+    random_order = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "candidate_key"], name="item_once")
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "assignment_count", "random_order"], name="item_allocation_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.pk} ({self.candidate_key})"
+
+
+class ItemCandidate(models.Model):
+    """A candidate's place in an item. Reached only through its item (which carries the
+    organization), so it needs no scoped manager of its own."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="slots")
+    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["item", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "candidate"], name="candidate_once_per_item"),
+            models.UniqueConstraint(fields=["item", "position"], name="one_candidate_per_slot"),
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} slot {self.position}: candidate {self.candidate_id}"
 
 
 class ApiTokenQuerySet(models.QuerySet):
@@ -155,3 +360,51 @@ class ApiToken(models.Model):
         now = timezone.now()
         stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - self.LAST_USED_RESOLUTION)
         ApiToken.objects.with_scopes_disabled().filter(stale, pk=self.pk).update(last_used_at=now)
+
+
+class ImportJob(models.Model):
+    """An upload being imported in the background: prompts into a project, or a Potato
+    config with its data files. Progress while it runs is in the cache (the import itself
+    is one transaction, invisible until it commits); the outcome is stored here."""
+
+    class Kind(models.TextChoices):
+        PROMPTS = "prompts", "Prompts into a project"
+        POTATO = "potato", "Potato config and data"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="import_jobs"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PROMPTS)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    files = models.JSONField(default=list, help_text='[{"name", "path", "size"}] as uploaded')
+    skip_invalid = models.BooleanField(default=False)
+    allow_duplicates = models.BooleanField(default=False)
+    total_bytes = models.BigIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        names = ", ".join(f["name"] for f in self.files)
+        return f"import {self.pk}: {names} ({self.get_status_display()})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

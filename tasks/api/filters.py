@@ -37,6 +37,6 @@ class DeclaredFilterBackend(DjangoFilterBackend):
                         f"Cannot order by {', '.join(invalid)}. "
                         f"Accepted: {', '.join(ordering_fields)}."
                     ]
-                }  # fmt: skip
+                }
             )
         return queryset.order_by(*requested)

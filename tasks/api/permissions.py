@@ -21,3 +21,14 @@ class IsOrganizationMember(permissions.BasePermission):
         if request.method in permissions.SAFE_METHODS:
             return membership is not None
         return membership is not None and membership.manages
+
+
+class ManagesOrganization(IsOrganizationMember):
+    """Leads and admins of the organization, or its API token, for reads and writes."""
+
+    message = "Only project leads and admins (or an organization token) may do this."
+
+    def has_permission(self, request, view) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        return request.auth is not None or request.membership.manages

@@ -1,10 +1,96 @@
 from rest_framework import serializers
 
-from tasks.models import Project
+from tasks.models import ImportJob, Project
 
 
 class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
-        fields = ["id", "name", "description", "guidelines", "status", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "guidelines",
+            "status",
+            "mode",
+            "questions",
+            "html_layout",
+            "annotations_per_item",
+            "agreement_sample_percent",
+            "agreement_sample_annotations",
+            "quota_per_annotator",
+            "allow_skip",
+            "skip_reason_required",
+            "reasoning_required",
+            "reasoning_min_length",
+            "assignment_timeout_minutes",
+            "pairs_per_prompt",
+            "annotator_access",
+            "id_key",
+            "text_key",
+            "candidate_fields",
+            "import_warnings",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    file = serializers.ListField(
+        child=serializers.FileField(), allow_empty=False, help_text="One or more data files."
+    )
+    skip_invalid = serializers.BooleanField(default=False)
+    allow_duplicates = serializers.BooleanField(default=False)
+
+    def validate_file(self, files):
+        for upload in files:
+            if not upload.name.lower().endswith((".json", ".jsonl", ".ndjson", ".csv")):
+                raise serializers.ValidationError(f"{upload.name}: use .json, .jsonl or .csv")
+        return files
+
+
+class PotatoUploadSerializer(serializers.Serializer):
+    config = serializers.FileField(help_text="The Potato config.yaml.")
+    data = serializers.ListField(
+        child=serializers.FileField(),
+        required=False,
+        default=list,
+        help_text="The data files its data_files name.",
+    )
+    skip_invalid = serializers.BooleanField(default=False)
+
+    def validate_config(self, upload):
+        if not upload.name.lower().endswith((".yaml", ".yml")):
+            raise serializers.ValidationError(f"{upload.name}: the config must be a .yaml file")
+        return upload
+
+
+class ImportJobSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+    files = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImportJob
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "project",
+            "files",
+            "progress",
+            "report",
+            "errors",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_progress(self, job) -> dict:
+        from tasks.imports import progress_of
+
+        return progress_of(job)
+
+    def get_files(self, job) -> list[dict]:
+        return [{"name": f["name"], "size": f["size"]} for f in job.files]

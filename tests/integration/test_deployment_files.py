@@ -13,9 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def compose_config() -> dict:
     assert shutil.which("docker-compose"), "make test installs Debian's docker-compose"
     result = subprocess.run(
-        ["docker-compose", "--profile", "llm", "config"], cwd=ROOT, capture_output=True,
-        text=True, timeout=60,
-    )  # fmt: skip
+        ["docker-compose", "--profile", "llm", "config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 

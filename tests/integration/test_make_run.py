@@ -31,9 +31,13 @@ def make_run(tmp_path):
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'chosen.sqlite3'}"
     log = (tmp_path / "make-run.log").open("w")
     process = subprocess.Popen(
-        ["make", "run", f"PORT={port}"], cwd=ROOT, env=env, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        ["make", "run", f"PORT={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -67,8 +71,10 @@ def test_make_run_serves_the_demo_and_its_users_can_log_in(make_run, browser):
     login = requests.get(f"{base}/accounts/login/", timeout=5)
     assert login.status_code == 200 and 'name="login"' in login.text
 
-    for email, password in [("lead@demo.chosen.local", "demo-lead-pass"),
-                            ("annotator1@demo.chosen.local", "demo-annotator-pass")]:  # fmt: skip
+    for email, password in [
+        ("lead@demo.chosen.local", "demo-lead-pass"),
+        ("annotator1@demo.chosen.local", "demo-annotator-pass"),
+    ]:
         context, page = open_page(browser, base)
         log_in_through_the_form(page, email, password)
         assert "DPO Preference Data Collection" in page.content()

@@ -14,9 +14,13 @@ GOOD_KEY = "k" * 30 + "-production-secret-for-the-test-only"
 def run(args, **env):
     base = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True,
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
         timeout=120,
-    )  # fmt: skip
+    )
 
 
 def import_settings(**env):
@@ -33,9 +37,10 @@ def test_production_refuses_the_development_key():
     from project.settings import _DEV_SECRET_KEY
 
     result = import_settings(
-        DJANGO_ENV="production", DJANGO_SECRET_KEY=_DEV_SECRET_KEY,
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=_DEV_SECRET_KEY,
         DJANGO_ALLOWED_HOSTS="chosen.internal",
-    )  # fmt: skip
+    )
     assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
 
 
@@ -51,19 +56,26 @@ def test_production_refuses_missing_or_wildcard_hosts(hosts):
 def test_production_settings_pass_check_deploy():
     result = run(
         ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        DJANGO_ENV="production", DJANGO_SECRET_KEY=GOOD_KEY, DJANGO_ALLOWED_HOSTS="chosen.internal",
-    )  # fmt: skip
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        DJANGO_ALLOWED_HOSTS="chosen.internal",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
 
 def test_production_logs_json_lines_to_stdout():
     result = run(
-        ["-c", "import django, logging; django.setup(); "
-               "logging.getLogger('chosen').warning('hello', extra={'project': 7})"],
-        DJANGO_SETTINGS_MODULE="project.settings", DJANGO_ENV="production",
-        DJANGO_SECRET_KEY=GOOD_KEY, DJANGO_ALLOWED_HOSTS="chosen.internal",
-    )  # fmt: skip
+        [
+            "-c",
+            "import django, logging; django.setup(); "
+            "logging.getLogger('chosen').warning('hello', extra={'project': 7})",
+        ],
+        DJANGO_SETTINGS_MODULE="project.settings",
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        DJANGO_ALLOWED_HOSTS="chosen.internal",
+    )
     import json
 
     line = json.loads(result.stdout.strip().splitlines()[-1])

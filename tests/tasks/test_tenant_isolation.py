@@ -50,8 +50,9 @@ def own_urls():
 
 
 def test_every_url_with_an_object_is_listed_here():
-    unlisted = [name for name, kwargs in own_urls() if set(kwargs) - {"format"}
-                and name not in OBJECT_URLS]  # fmt: skip
+    unlisted = [
+        name for name, kwargs in own_urls() if set(kwargs) - {"format"} and name not in OBJECT_URLS
+    ]
     assert unlisted == [], f"add these to OBJECT_URLS after checking their scoping: {unlisted}"
 
 
@@ -144,8 +145,10 @@ def test_lead_admin_lists_and_opens_only_own_organization(model, acme, globex, a
     client = as_user(acme.lead)
     changelist = client.get(admin_url(mine, "changelist"))
     assert changelist.status_code == 200
-    shown = {int(pk) for pk in re.findall(r'name="_selected_action" value="(\d+)"',
-                                          changelist.content.decode())}  # fmt: skip
+    shown = {
+        int(pk)
+        for pk in re.findall(r'name="_selected_action" value="(\d+)"', changelist.content.decode())
+    }
     assert mine.pk in shown and theirs.pk not in shown
     assert client.get(admin_url(mine, "change")).status_code == 200
     for action in ("change", "delete", "history"):

@@ -1,0 +1,307 @@
+"""Importing prompts with their candidate responses into a project.
+
+All or nothing by default: every row is checked, every problem is reported with its file,
+line and key, and if there is any, nothing is written. With ``skip_invalid`` the valid rows
+go in and the rejected ones are reported. Re-importing a file adds nothing twice: a prompt
+is known by its id, a candidate by its (normalized) text within its prompt.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import IO
+
+from django.conf import settings
+from django.db import transaction
+
+from tasks.importers.rows import (
+    FileProblem,
+    PromptRow,
+    RawRow,
+    RowProblem,
+    content_hash,
+    normalize_row,
+    read_rows,
+)
+from tasks.items import build_items, rebuild_items
+from tasks.models import Candidate, Project, Prompt
+
+MAX_LISTED_PROBLEMS = 1000
+
+
+@dataclass
+class ImportReport:
+    rows_read: int = 0
+    prompts_created: int = 0
+    prompts_already_present: int = 0
+    candidates_created: int = 0
+    candidates_skipped_identical: int = 0
+    candidates_already_present: int = 0
+    items_created: int = 0
+    duplicates: list[dict] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)
+    problems_not_listed: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def problem_count(self) -> int:
+        return len(self.problems) + self.problems_not_listed
+
+    def add_problem(self, problem: RowProblem) -> None:
+        if len(self.problems) < MAX_LISTED_PROBLEMS:
+            self.problems.append(problem)
+        else:
+            self.problems_not_listed += 1
+
+    def as_dict(self) -> dict:
+        return {
+            "rows_read": self.rows_read,
+            "prompts_created": self.prompts_created,
+            "prompts_already_present": self.prompts_already_present,
+            "candidates_created": self.candidates_created,
+            "candidates_skipped_identical": self.candidates_skipped_identical,
+            "candidates_already_present": self.candidates_already_present,
+            "items_created": self.items_created,
+            "duplicates_skipped": self.duplicates,
+            "problems": [p.as_dict() for p in self.problems],
+            "problems_not_listed": self.problems_not_listed,
+            "warnings": self.warnings,
+        }
+
+    def summary(self) -> str:
+        return (
+            f"{self.rows_read} rows: {self.prompts_created} prompts, "
+            f"{self.candidates_created} candidates and {self.items_created} items created; "
+            f"{self.prompts_already_present} already present, "
+            f"{len(self.duplicates)} duplicate prompts skipped, "
+            f"{self.candidates_skipped_identical} identical candidates skipped, "
+            f"{self.problem_count} rows rejected"
+        )
+
+
+class ImportFailed(Exception):
+    """Nothing was written; ``report.problems`` says why."""
+
+    def __init__(self, report: ImportReport):
+        self.report = report
+        super().__init__(f"{report.problem_count} problem(s); nothing was imported")
+
+
+Progress = Callable[[int, int], None]  # (rows read, bytes read)
+
+
+def import_prompts(
+    *,
+    project: Project,
+    files: Iterable[tuple[str, IO[bytes]]],
+    skip_invalid: bool = False,
+    allow_duplicates: bool = False,
+    progress: Progress | None = None,
+    batch_size: int = 2000,
+) -> ImportReport:
+    """Import rows from (name, binary stream) pairs into ``project``.
+
+    Returns the report; raises ImportFailed (and writes nothing) when any row or file has a
+    problem and ``skip_invalid`` is false.
+    """
+    report = ImportReport()
+    with transaction.atomic():
+        run = _Import(project, report, allow_duplicates, progress, batch_size)
+        for name, stream in files:
+            run.read_file(name, stream, stop_writing=lambda: report.problems and not skip_invalid)
+        run.flush()
+        if report.problem_count and not skip_invalid:
+            raise ImportFailed(report)
+    return report
+
+
+class _Import:
+    def __init__(self, project, report, allow_duplicates, progress, batch_size):
+        self.project, self.report = project, report
+        self.allow_duplicates, self.progress, self.batch_size = (
+            allow_duplicates,
+            progress,
+            batch_size,
+        )
+        self.limit = settings.CHOSEN_IMPORT_MAX_FIELD_CHARS
+        self.seen_ids: dict[str, str] = {}  # id → where it was first seen in this import
+        self.pending: list[PromptRow] = []
+        self.writing = True
+        self.bytes_done = 0
+
+    def read_file(self, name: str, stream: IO[bytes], stop_writing) -> None:
+        project = self.project
+        start = _tell(stream)
+        try:
+            for entry in read_rows(
+                stream, name=name, id_key=project.id_key, text_key=project.text_key
+            ):
+                self.report.rows_read += isinstance(entry, RawRow)
+                if isinstance(entry, RawRow):
+                    entry = normalize_row(
+                        entry,
+                        id_key=project.id_key,
+                        text_key=project.text_key,
+                        candidate_fields=project.candidate_fields,
+                        limit=self.limit,
+                    )
+                if isinstance(entry, PromptRow):
+                    entry = self._check_id(entry)
+                if isinstance(entry, RowProblem):
+                    self.report.add_problem(entry)
+                    if stop_writing():
+                        self.writing, self.pending = False, []
+                    continue
+                if self.writing:
+                    self.pending.append(entry)
+                    if len(self.pending) >= self.batch_size:
+                        self.flush()
+                        self._progress(stream, start)
+        except FileProblem as exc:
+            self.report.add_problem(exc.problem)
+            if stop_writing():
+                self.writing, self.pending = False, []
+        self._progress(stream, start)
+        self.bytes_done += max(_tell(stream) - start, 0)
+
+    def _progress(self, stream, start) -> None:
+        if self.progress:
+            self.progress(self.report.rows_read, self.bytes_done + max(_tell(stream) - start, 0))
+
+    def _check_id(self, row: PromptRow) -> PromptRow | RowProblem:
+        first = self.seen_ids.get(row.external_id)
+        if first is not None:
+            return RowProblem(
+                row.file,
+                row.where,
+                f"duplicate id, first used at {first}",
+                key=self.project.id_key,
+                row_id=row.external_id,
+            )
+        self.seen_ids[row.external_id] = f"{row.file}, {row.where}"
+        return row
+
+    def flush(self) -> None:
+        rows, self.pending = self.pending, []
+        if not rows or not self.writing:
+            return
+        project = self.project
+        existing = dict(
+            Prompt.objects.filter(
+                project=project, external_id__in=[r.external_id for r in rows]
+            ).values_list("external_id", "id")
+        )
+        fresh = [r for r in rows if r.external_id not in existing]
+        if not self.allow_duplicates:
+            fresh = self._drop_duplicates(fresh)
+        prompts = [
+            Prompt(
+                organization_id=project.organization_id,
+                project=project,
+                external_id=r.external_id,
+                text=r.text,
+                messages=r.messages,
+                metadata=r.metadata,
+                source=r.file[:300],
+                content_hash=r.content_hash,
+            )
+            for r in fresh
+        ]
+        Prompt.objects.bulk_create(prompts)
+        self.report.prompts_created += len(prompts)
+        by_prompt = self._add_candidates(
+            [(p.pk, r, set()) for p, r in zip(prompts, fresh, strict=True)]
+        )
+        self.report.items_created += build_items(project, by_prompt, fresh=True)
+        if existing:
+            self._update_existing([r for r in rows if r.external_id in existing], existing)
+
+    def _drop_duplicates(self, rows: list[PromptRow]) -> list[PromptRow]:
+        known = dict(
+            Prompt.objects.filter(
+                project=self.project, content_hash__in={r.content_hash for r in rows}
+            ).values_list("content_hash", "external_id")
+        )
+        kept = []
+        for row in rows:
+            original = known.get(row.content_hash)
+            if original is not None:
+                self.report.duplicates.append(
+                    {
+                        "file": row.file,
+                        "where": row.where,
+                        "id": row.external_id,
+                        "duplicate_of": original,
+                    }
+                )
+                continue
+            known[row.content_hash] = row.external_id
+            kept.append(row)
+        return kept
+
+    def _add_candidates(
+        self, entries: list[tuple[int, PromptRow, set[str]]]
+    ) -> dict[int, list[int]]:
+        """Create each row's candidates that its prompt does not have yet (entries carry the
+        digests already stored for the prompt)."""
+        organization_id = self.project.organization_id
+        new, owners = [], []
+        for prompt_id, row, stored in entries:
+            seen: set[str] = set()
+            for candidate in row.candidates:
+                digest = content_hash(candidate.text)
+                if digest in stored:
+                    self.report.candidates_already_present += 1
+                    continue
+                if digest in seen:
+                    self.report.candidates_skipped_identical += 1
+                    continue
+                seen.add(digest)
+                new.append(
+                    Candidate(
+                        organization_id=organization_id,
+                        prompt_id=prompt_id,
+                        text=candidate.text,
+                        source=Candidate.Source.IMPORTED,
+                        source_key=candidate.source_key[:100],
+                        model=candidate.model,
+                        parameters=candidate.parameters,
+                        finish_reason=candidate.finish_reason,
+                        content_hash=digest,
+                    )
+                )
+                owners.append(prompt_id)
+        Candidate.objects.bulk_create(new)
+        self.report.candidates_created += len(new)
+        by_prompt: dict[int, list[int]] = {prompt_id: [] for prompt_id, _, _ in entries}
+        for prompt_id, candidate in zip(owners, new, strict=True):
+            by_prompt[prompt_id].append(candidate.pk)
+        return by_prompt
+
+    def _update_existing(self, rows: list[PromptRow], existing: dict[str, int]) -> None:
+        self.report.prompts_already_present += len(rows)
+        ids = [existing[r.external_id] for r in rows]
+        known: dict[int, set[str]] = {pid: set() for pid in ids}
+        for prompt_id, digest in Candidate.objects.filter(prompt_id__in=ids).values_list(
+            "prompt_id", "content_hash"
+        ):
+            known[prompt_id].add(digest)
+        stored = dict(Prompt.objects.filter(pk__in=ids).values_list("id", "content_hash"))
+        for row in rows:
+            if stored[existing[row.external_id]] != row.content_hash:
+                self.report.warnings.append(
+                    f"{row.file}, {row.where}: id {row.external_id!r} is already imported with "
+                    "another text; the stored text is kept"
+                )
+        added = self._add_candidates(
+            [(existing[r.external_id], r, known[existing[r.external_id]]) for r in rows]
+        )
+        changed = [pid for pid, cids in added.items() if cids]
+        if changed:
+            self.report.items_created += rebuild_items(self.project, changed)
+
+
+def _tell(stream) -> int:
+    try:
+        return stream.tell()
+    except (OSError, ValueError, AttributeError):
+        return 0

@@ -1,0 +1,406 @@
+"""Reading prompt rows from JSON, JSONL and CSV files, one row at a time.
+
+Files are streamed: a JSON array is decoded item by item from a bounded buffer, JSONL and
+CSV line by line, so a file of any size needs memory for one row. Bytes are decoded with
+``surrogateescape``: a byte that is not UTF-8 becomes a marker that ``normalize_row``
+reports for the row and key it is in, and the rows around it still import.
+
+Every problem is a ``RowProblem`` naming the file, the line or row, and the key.
+"""
+
+import csv
+import io
+import json
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from hashlib import sha256
+from typing import IO, Any
+
+CHUNK = 256 * 1024
+MAX_ROW_CHARS = 8 * 1024 * 1024  # one JSON row may not exceed this (bounded buffer)
+FORMATS = ("json", "jsonl", "csv")
+_BAD_BYTE = re.compile("[\udc80-\udcff]")
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class RowProblem:
+    file: str
+    where: str  # "line 12", "row 3", "item 7"
+    message: str
+    key: str | None = None
+    row_id: str | None = None
+
+    def __str__(self) -> str:
+        key = f", key '{self.key}'" if self.key else ""
+        ident = f" (id {self.row_id!r})" if self.row_id else ""
+        return f"{self.file}, {self.where}{ident}{key}: {self.message}"
+
+    def as_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "where": self.where,
+            "key": self.key,
+            "id": self.row_id,
+            "message": self.message,
+        }
+
+
+@dataclass
+class RawRow:
+    file: str
+    where: str
+    data: dict
+
+
+@dataclass
+class CandidateRow:
+    text: str
+    source_key: str
+    model: str = ""
+    parameters: dict = field(default_factory=dict)
+    finish_reason: str = ""
+
+
+@dataclass
+class PromptRow:
+    file: str
+    where: str
+    external_id: str
+    text: str
+    messages: list | None
+    metadata: dict
+    candidates: list[CandidateRow]
+    content_hash: str
+
+
+class FileProblem(Exception):
+    """The file as a whole cannot be read (bad format, bad header, broken JSON)."""
+
+    def __init__(self, problem: RowProblem):
+        self.problem = problem
+        super().__init__(str(problem))
+
+
+def detect_format(name: str) -> str:
+    lower = name.lower()
+    for suffix, fmt in (
+        (".jsonl", "jsonl"),
+        (".ndjson", "jsonl"),
+        (".json", "json"),
+        (".csv", "csv"),
+    ):
+        if lower.endswith(suffix):
+            return fmt
+    raise FileProblem(RowProblem(name, "file", "unknown format: use .json, .jsonl or .csv"))
+
+
+def read_rows(
+    stream: IO[bytes],
+    *,
+    name: str,
+    fmt: str | None = None,
+    id_key: str = "id",
+    text_key: str = "text",
+) -> Iterator[RawRow | RowProblem]:
+    """Yield each row of a binary stream as a RawRow, or a RowProblem for a row that cannot
+    be parsed. Raises FileProblem when the file cannot be read any further."""
+    fmt = fmt or detect_format(name)
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
+    if fmt == "jsonl":
+        yield from _jsonl(text, name)
+    elif fmt == "json":
+        yield from _json_array(text, name)
+    elif fmt == "csv":
+        yield from _csv(text, name, id_key=id_key, text_key=text_key)
+    else:
+        raise FileProblem(RowProblem(name, "file", f"unknown format {fmt!r}"))
+
+
+def _jsonl(text: IO[str], name: str) -> Iterator[RawRow | RowProblem]:
+    loads = json.loads
+    for number, line in enumerate(text, start=1):
+        if number == 1 and line.startswith("\ufeff"):
+            line = line[1:]
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            data = loads(line)
+        except json.JSONDecodeError as exc:
+            yield RowProblem(name, where, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(data, dict):
+            yield RowProblem(name, where, "a row must be a JSON object")
+            continue
+        yield RawRow(name, where, data)
+
+
+def _json_array(text: IO[str], name: str) -> Iterator[RawRow | RowProblem]:
+    decoder = json.JSONDecoder()
+    buf, pos, eof = "", 0, False
+    line, counted = 1, 0  # line number at buffer offset `counted`
+
+    def fill() -> bool:
+        nonlocal buf, pos, eof, counted, line
+        if eof:
+            return False
+        if pos > CHUNK:  # drop what has been consumed
+            line += buf.count("\n", counted, pos)
+            buf, counted, pos = buf[pos:], 0, 0
+        chunk = text.read(CHUNK)
+        if not chunk:
+            eof = True
+            return False
+        buf += chunk
+        return True
+
+    def line_at(offset: int) -> int:
+        nonlocal line, counted
+        line += buf.count("\n", counted, offset)
+        counted = offset
+        return line
+
+    def skip_ws() -> str:
+        nonlocal pos
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n\ufeff":
+                pos += 1
+            if pos < len(buf) or not fill():
+                return buf[pos] if pos < len(buf) else ""
+
+    if skip_ws() != "[":
+        raise FileProblem(
+            RowProblem(
+                name,
+                f"line {line_at(pos)}",
+                "a .json file must hold a "
+                "list of objects ([{…}, {…}]); use .jsonl for one per line",
+            )
+        )
+    pos += 1
+    index = 0
+    while True:
+        char = skip_ws()
+        if char == "]":
+            return
+        if char == "":
+            raise FileProblem(RowProblem(name, f"line {line_at(pos)}", "the list is not closed"))
+        index += 1
+        while True:
+            try:
+                data, end = decoder.raw_decode(buf, pos)
+                break
+            except json.JSONDecodeError as exc:
+                # Probably cut at the end of the buffer: read on, within a bound.
+                if len(buf) - pos < MAX_ROW_CHARS and fill():
+                    continue
+                raise FileProblem(
+                    RowProblem(
+                        name,
+                        f"line {line_at(exc.pos)}",
+                        f"not valid JSON ({exc.msg}) in item {index}",
+                    )
+                ) from None
+        where = f"item {index} (line {line_at(pos)})"
+        pos = end
+        if isinstance(data, dict):
+            yield RawRow(name, where, data)
+        else:
+            yield RowProblem(name, where, "a row must be a JSON object")
+        char = skip_ws()
+        if char == ",":
+            pos += 1
+        elif char != "]":
+            raise FileProblem(
+                RowProblem(name, f"line {line_at(pos)}", f"expected ',' or ']' after item {index}")
+            )
+
+
+def _csv(text: IO[str], name: str, *, id_key: str, text_key: str) -> Iterator[RawRow | RowProblem]:
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise FileProblem(RowProblem(name, "line 1", "the file is empty")) from None
+    except csv.Error as exc:
+        raise FileProblem(RowProblem(name, "line 1", f"not valid CSV ({exc})")) from None
+    header = [h.lstrip("\ufeff").strip() for h in header]
+    if len(set(header)) != len(header):
+        raise FileProblem(RowProblem(name, "line 1", f"the header repeats a column: {header}"))
+    check_csv_header(header, id_key=id_key, text_key=text_key, name=name)
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise FileProblem(
+                RowProblem(name, f"line {reader.line_num}", f"not valid CSV ({exc})")
+            ) from None
+        if not any(v.strip() for v in values):
+            continue
+        where = f"line {reader.line_num}"
+        if len(values) != len(header):
+            yield RowProblem(name, where, f"{len(values)} values for {len(header)} columns")
+            continue
+        row = dict(zip(header, values, strict=True))
+        # JSON-valued columns: a conversation, metadata, a list of responses.
+        for key in ("messages", "metadata", "responses", "candidates"):
+            if row.get(key, "").strip().startswith(("[", "{")):
+                try:
+                    row[key] = json.loads(row[key])
+                except json.JSONDecodeError as exc:
+                    yield RowProblem(name, where, f"not valid JSON ({exc.msg})", key=key)
+                    break
+        else:
+            yield RawRow(name, where, row)
+
+
+def check_csv_header(header: list[str], *, id_key: str, text_key: str, name: str) -> None:
+    missing = [k for k in (id_key,) if k not in header]
+    if text_key not in header and "messages" not in header:
+        missing.append(text_key)
+    if missing:
+        raise FileProblem(
+            RowProblem(
+                name,
+                "line 1",
+                f"the header lacks {', '.join(repr(m) for m in missing)} "
+                f"(found: {', '.join(header)})",
+            )
+        )
+
+
+# --- one row → one prompt with its candidates -------------------------------------------
+
+
+def normalize_text(text: str) -> str:
+    """What counts as the same prompt: case, Unicode form and whitespace do not."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def content_hash(text: str) -> str:
+    return sha256(normalize_text(text).encode("utf-8")).hexdigest()
+
+
+class _Invalid(Exception):
+    def __init__(self, message: str, key: str | None = None):
+        self.message, self.key = message, key
+
+
+def _check_text(value: Any, key: str, limit: int, *, allow_empty: bool = False) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _Invalid(f"must be text, not {type(value).__name__}", key)
+    if _BAD_BYTE.search(value):
+        bad = _BAD_BYTE.search(value).group()
+        raise _Invalid(f"not valid UTF-8 (byte 0x{ord(bad) - 0xDC00:02x})", key)
+    if "\x00" in value:
+        raise _Invalid("contains a NUL character", key)
+    if not allow_empty and not value.strip():
+        raise _Invalid("is empty", key)
+    if len(value) > limit:
+        raise _Invalid(f"is {len(value):,} characters; the limit is {limit:,}", key)
+    return value
+
+
+_RESPONSE_KEY = re.compile(r"^(response|candidate|completion)_[A-Za-z0-9]+$")
+
+
+def candidate_keys_of(data: dict, configured: list[str]) -> list[str]:
+    if configured:
+        return configured
+    return sorted(k for k in data if _RESPONSE_KEY.match(k))
+
+
+def normalize_row(
+    raw: RawRow, *, id_key: str, text_key: str, candidate_fields: list[str], limit: int
+) -> PromptRow | RowProblem:
+    data = raw.data
+    row_id = None
+    try:
+        if id_key not in data or data[id_key] in (None, ""):
+            raise _Invalid("missing", id_key)
+        row_id = _check_text(data[id_key], id_key, 200).strip()
+        messages = None
+        prompt = data.get(text_key)
+        if prompt is None and "messages" in data:
+            prompt = data["messages"]
+        if prompt is None:
+            raise _Invalid("missing", text_key)
+        if isinstance(prompt, list):
+            messages = _check_messages(prompt, text_key if text_key in data else "messages", limit)
+            text = messages[-1]["content"]
+        else:
+            text = _check_text(prompt, text_key, limit)
+        candidates = []
+        used = {id_key, text_key, "messages", "metadata", "responses", "candidates"}
+        for key in candidate_keys_of(data, candidate_fields):
+            used.add(key)
+            if key not in data:
+                if candidate_fields:
+                    raise _Invalid("missing", key)
+                continue
+            candidates.append(CandidateRow(_check_text(data[key], key, limit), key))
+        for list_key in ("responses", "candidates"):
+            for i, entry in enumerate(data.get(list_key) or []):
+                candidates.append(_list_candidate(entry, f"{list_key}[{i}]", limit))
+        metadata = data.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise _Invalid("must be an object", "metadata")
+        extra = {k: v for k, v in data.items() if k not in used}
+        if extra:
+            metadata = {**extra, **metadata}
+        if _BAD_BYTE.search(json.dumps(metadata, ensure_ascii=False)):
+            raise _Invalid("not valid UTF-8", "metadata")
+    except _Invalid as problem:
+        return RowProblem(raw.file, raw.where, problem.message, key=problem.key, row_id=row_id)
+    return PromptRow(
+        file=raw.file,
+        where=raw.where,
+        external_id=row_id,
+        text=text,
+        messages=messages,
+        metadata=metadata,
+        candidates=candidates,
+        content_hash=content_hash(json.dumps(messages, ensure_ascii=False) if messages else text),
+    )
+
+
+def _check_messages(messages: list, key: str, limit: int) -> list[dict]:
+    if not messages:
+        raise _Invalid("the conversation is empty", key)
+    checked = []
+    for i, message in enumerate(messages):
+        at = f"{key}[{i}]"
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise _Invalid(f"needs a 'role' ({', '.join(ROLES)}) and 'content'", at)
+        checked.append(
+            {"role": message["role"], "content": _check_text(message.get("content"), at, limit)}
+        )
+    if checked[-1]["role"] != "user":
+        raise _Invalid("the conversation must end with a user turn", key)
+    return checked
+
+
+def _list_candidate(entry: Any, key: str, limit: int) -> CandidateRow:
+    if isinstance(entry, str):
+        return CandidateRow(_check_text(entry, key, limit), key)
+    if not isinstance(entry, dict):
+        raise _Invalid("must be text or an object with 'text'", key)
+    parameters = entry.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise _Invalid("must be an object", f"{key}.parameters")
+    return CandidateRow(
+        text=_check_text(entry.get("text"), f"{key}.text", limit),
+        source_key=key,
+        model=_check_text(entry.get("model") or "", f"{key}.model", 200, allow_empty=True),
+        parameters=parameters,
+        finish_reason=_check_text(
+            entry.get("finish_reason") or "", f"{key}.finish_reason", 32, allow_empty=True
+        ),
+    )

@@ -1,0 +1,94 @@
+import sys
+import time
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django_scopes import scope
+
+from tasks.importers.prompts import ImportFailed, import_prompts
+from tasks.models import Organization, Project
+
+
+def print_problems(stream, problems, *, rejected: bool = False) -> None:
+    for problem in problems:
+        stream.write(f"{'rejected' if rejected else 'error'}: {problem}")
+
+
+def progress_printer(stream, every: float = 2.0):
+    """Progress on stderr for long imports (only when it is a terminal)."""
+    if not getattr(stream, "isatty", lambda: False)() and not sys.stderr.isatty():
+        return None
+    last = [time.monotonic()]
+
+    def show(rows: int, done_bytes: int) -> None:
+        if time.monotonic() - last[0] >= every:
+            last[0] = time.monotonic()
+            stream.write(f"… {rows:,} rows read ({done_bytes / 1e6:.1f} MB)")
+
+    return show
+
+
+class Command(BaseCommand):
+    help = "Import prompts (and candidate responses) from JSON, JSONL or CSV into a project."
+
+    def add_arguments(self, parser):
+        parser.add_argument("project", help="ORG/PROJECT: organization slug and project name or id")
+        parser.add_argument("files", nargs="+", type=Path)
+        parser.add_argument(
+            "--skip-invalid",
+            action="store_true",
+            help="import the valid rows and report the rejected ones",
+        )
+        parser.add_argument(
+            "--allow-duplicates",
+            action="store_true",
+            help="keep prompts whose text repeats another prompt's",
+        )
+
+    def handle(
+        self,
+        *args,
+        project: str,
+        files: list[Path],
+        skip_invalid: bool,
+        allow_duplicates: bool,
+        **options,
+    ):
+        org_slug, _, project_ref = project.partition("/")
+        org = Organization.objects.filter(slug=org_slug).first()
+        if org is None or not project_ref:
+            raise CommandError(f"Give ORG/PROJECT; no organization {org_slug!r}.")
+        with scope(organization=org):
+            lookup = {"pk": int(project_ref)} if project_ref.isdigit() else {"name": project_ref}
+            target = Project.objects.filter(**lookup).first()
+            if target is None:
+                raise CommandError(f"No project {project_ref!r} in {org.name}.")
+            missing = [str(f) for f in files if not f.is_file()]
+            if missing:
+                raise CommandError(f"File not found: {', '.join(missing)}")
+            streams = [(str(f), f.open("rb")) for f in files]
+            try:
+                report = import_prompts(
+                    project=target,
+                    files=streams,
+                    skip_invalid=skip_invalid,
+                    allow_duplicates=allow_duplicates,
+                    progress=progress_printer(self.stderr),
+                )
+            except ImportFailed as exc:
+                print_problems(self.stderr, exc.report.problems)
+                if exc.report.problems_not_listed:
+                    self.stderr.write(f"… and {exc.report.problems_not_listed} more")
+                raise CommandError("Nothing was imported.") from None
+            finally:
+                for _, stream in streams:
+                    stream.close()
+        print_problems(self.stderr, report.problems, rejected=True)
+        for duplicate in report.duplicates:
+            self.stderr.write(
+                f"duplicate skipped: {duplicate['file']}, {duplicate['where']} "
+                f"(id {duplicate['id']!r}) repeats {duplicate['duplicate_of']!r}"
+            )
+        for warning in report.warnings:
+            self.stderr.write(f"warning: {warning}")
+        self.stdout.write(self.style.SUCCESS(f"{target.name}: {report.summary()}."))
