@@ -74,10 +74,10 @@ def test_json_list_and_csv_import_the_same_rows(acme):
     as_csv = ProjectFactory(organization=acme.organization)
     run(as_json, {"d.json": json.dumps([row(1), row(2)]).encode()})
     csv = (
-        "id,text,response_a,response_b,topic\n"
-        "p1,Prompt number 1?,Answer one to 1.,Answer two to 1.,science\n"
-        'p2,"Prompt number 2?","Answer one to 2.","Answer two to 2.",law\n'
-    ).encode()
+        b"id,text,response_a,response_b,topic\n"
+        b"p1,Prompt number 1?,Answer one to 1.,Answer two to 1.,science\n"
+        b'p2,"Prompt number 2?","Answer one to 2.","Answer two to 2.",law\n'
+    )
     run(as_csv, {"d.csv": csv})
     assert counts(as_json) == counts(as_csv) == (2, 4, 2)
     with scopes_disabled():
