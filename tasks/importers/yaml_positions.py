@@ -25,9 +25,10 @@ def load_with_lines(text: str) -> tuple[object, dict[str, int]]:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        raise YamlProblem(
-            mark.line + 1 if mark else None, f"not valid YAML: {exc.problem}"
-        ) from None
+        # A config pasted without its indentation breaks the block structure.
+        hint = " (is the indentation intact?)" if "block" in (exc.problem or "") else ""
+        line = mark.line + 1 if mark else None
+        raise YamlProblem(line, f"not valid YAML: {exc.problem}{hint}") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(None, f"not valid YAML: {exc}") from None
     lines: dict[str, int] = {}
