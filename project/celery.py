@@ -3,7 +3,8 @@ ambiguous), so autodiscovery looks for ``related_name="jobs"``."""
 
 import os
 
-from celery import Celery, Task
+from celery import Celery
+from celery.contrib.django.task import DjangoTask
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -12,12 +13,12 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(related_name="jobs")
 
 
-class OrganizationTask(Task):
+class OrganizationTask(DjangoTask):
     """Base for jobs that work on one organization's rows.
 
     The first argument is the organization id; the job body runs inside that
     organization's scope, so scoped managers filter exactly as they do in a request.
-    (pretix's EventTask does the same for events.)
+    (pretix's EventTask does the same for events.) DjangoTask adds ``delay_on_commit``.
     """
 
     abstract = True

@@ -34,7 +34,7 @@ def _job_response(job: ImportJob, ran: bool, request) -> Response:
         )
     if job.status == ImportJob.Status.FAILED:
         errors = [
-            {"field": e.get("key"), "message": _describe(e), "code": "invalid", **e}
+            {**e, "field": e.get("key"), "message": _describe(e), "code": "invalid"}
             for e in job.errors
         ]
         return Response({"errors": errors, "import": data}, status=status.HTTP_400_BAD_REQUEST)

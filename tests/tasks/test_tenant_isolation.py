@@ -12,7 +12,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django_scopes import scopes_disabled
 
-from tasks.models import ApiToken, Membership, Project
+from tasks.models import ApiToken, ImportJob, Membership, Project
 from tests.factories import api_token
 
 pytestmark = pytest.mark.django_db
@@ -38,10 +38,25 @@ def iter_urls(patterns=None, namespace=""):
             yield f"{namespace}{entry.name}", entry, sorted(entry.pattern.regex.groupindex), module
 
 
+def import_job(tenant):
+    with scopes_disabled():
+        job, _ = ImportJob.objects.get_or_create(
+            organization=tenant.organization, project=tenant.project, files=[]
+        )
+    return job
+
+
 # How to name the other organization's object in each URL that takes one.
 OBJECT_URLS = {
     "tasks:project_detail": lambda t: {"project_id": t.project.pk},
     "project-detail": lambda t: {"pk": t.project.pk},
+    "project-imports": lambda t: {"pk": t.project.pk},
+    "importjob-detail": lambda t: {"pk": import_job(t).pk},
+}
+# The method and the status the URL gives for one's own object (GET 200 unless listed).
+OWN_RESPONSE = {
+    "project-imports": ("post", {"lead": 400, "annotator": 403}),  # 400: no file sent
+    "importjob-detail": ("get", {"lead": 200, "annotator": 403}),
 }
 
 
@@ -62,15 +77,19 @@ def test_other_organizations_object_is_404_for_every_url(name, role, acme, globe
     url = reverse(name, kwargs=OBJECT_URLS[name](globex))
     own = reverse(name, kwargs=OBJECT_URLS[name](acme))
     client = as_user(getattr(acme, role))
-    assert client.get(own).status_code == 200
-    assert client.get(url).status_code == 404
+    method, expected = OWN_RESPONSE.get(name, ("get", {}))
+    call = getattr(client, method)
+    assert call(own).status_code == expected.get(role, 200)
+    # Refused by role before the lookup (403) is fine; otherwise another org's object is 404.
+    refused_anyway = expected.get(role) == 403
+    assert call(url).status_code == (403 if refused_anyway else 404)
 
 
 def test_every_page_needs_a_login_unless_declared_public(client, acme):
     for name, kwargs, module in [(n, kw, m) for n, _, kw, m in iter_urls()]:
         if module.startswith("allauth") or name in PUBLIC:
             continue  # allauth's own pages (log-in, reset) are public by design
-        values = {"format": "json", **OBJECT_URLS.get(name, lambda t: {})(acme)}
+        values = {"format": "json", **(OBJECT_URLS[name](acme) if name in OBJECT_URLS else {})}
         url = reverse(name, kwargs={k: values[k] for k in kwargs})
         response = client.get(url)
         if url.startswith("/api/"):
@@ -116,6 +135,7 @@ ADMIN_OBJECTS = {
     Project: lambda t: t.project,
     Membership: lambda t: Membership.objects.with_scopes_disabled().get(user=t.annotator),
     ApiToken: lambda t: api_token(t.organization)[0],
+    ImportJob: import_job,
 }
 UNSCOPED_SUPERUSER_ONLY = {"Organization"}
 
@@ -155,6 +175,15 @@ def test_lead_admin_lists_and_opens_only_own_organization(model, acme, globex, a
         assert client.get(admin_url(theirs, action)).status_code == 404, action
 
 
+def test_lead_admin_import_page_is_404_for_other_organizations_project(acme, globex, as_user):
+    client = as_user(acme.lead)
+    assert (
+        client.get(reverse("admin:tasks_project_import", args=[acme.project.pk])).status_code == 200
+    )
+    response = client.get(reverse("admin:tasks_project_import", args=[globex.project.pk]))
+    assert response.status_code == 404
+
+
 def test_lead_admin_cannot_post_changes_to_other_organization(acme, globex, as_user):
     response = as_user(acme.lead).post(
         admin_url(globex.project, "change"), {"name": "hijacked", "status": "active"}
@@ -173,7 +202,22 @@ def test_lead_admin_foreign_key_choices_are_own_organization_only(acme, globex, 
 def test_lead_creates_project_in_own_organization_even_if_posting_another(acme, globex, as_user):
     response = as_user(acme.lead).post(
         reverse("admin:tasks_project_add"),
-        {"organization": globex.organization.pk, "name": "New", "status": "draft"},
+        {
+            "organization": globex.organization.pk,
+            "name": "New",
+            "status": "draft",
+            "mode": "pairwise",
+            "annotations_per_item": 1,
+            "agreement_sample_percent": 0,
+            "agreement_sample_annotations": 2,
+            "assignment_timeout_minutes": 30,
+            "annotator_access": "all",
+            "reasoning_min_length": 0,
+            "id_key": "id",
+            "text_key": "text",
+            "candidate_fields": "[]",
+            "questions": "",
+        },
     )
     assert response.status_code == 302
     with scopes_disabled():
