@@ -11,6 +11,9 @@ import zlib
 from collections.abc import Iterable
 from itertools import combinations
 
+from django.utils import timezone
+
+from tasks.importers import bulk
 from tasks.models import Item, ItemCandidate, Project
 
 
@@ -70,30 +73,49 @@ def build_items(
             ).delete()
         existing = _existing_keys(project, prompt_ids)
     new_items, slots = [], []
+    now = timezone.now()
     for prompt_id, ids in candidates_by_prompt.items():
         for chosen in plan_items(project, prompt_id, ids, existing.get(prompt_id, set())):
             key = candidate_key(chosen)
             new_items.append(
-                Item(
-                    organization_id=project.organization_id,
-                    project=project,
-                    prompt_id=prompt_id,
-                    mode=project.mode,
-                    candidate_key=key,
-                    target_annotations=target_annotations(project, key),
-                    random_order=_stable_int(project.pk, key),
+                (
+                    project.organization_id,
+                    project.pk,
+                    prompt_id,
+                    project.mode,
+                    key,
+                    target_annotations(project, key),
+                    0,
+                    _stable_int(project.pk, key),
+                    now,
                 )
             )
             slots.append(chosen)
-    if not new_items:
-        return 0
-    Item.objects.bulk_create(new_items)
-    ItemCandidate.objects.bulk_create(
-        ItemCandidate(item_id=item.pk, candidate_id=cid, position=position)
-        for item, chosen in zip(new_items, slots, strict=True)
-        for position, cid in enumerate(chosen)
+    item_ids = bulk.insert(
+        Item,
+        [
+            "organization_id",
+            "project_id",
+            "prompt_id",
+            "mode",
+            "candidate_key",
+            "target_annotations",
+            "assignment_count",
+            "random_order",
+            "created_at",
+        ],
+        new_items,
     )
-    return len(new_items)
+    bulk.insert(
+        ItemCandidate,
+        ["item_id", "candidate_id", "position"],
+        [
+            (item_id, cid, position)
+            for item_id, chosen in zip(item_ids, slots, strict=True)
+            for position, cid in enumerate(chosen)
+        ],
+    )
+    return len(item_ids)
 
 
 def _existing_keys(project: Project, prompt_ids: list[int]) -> dict[int, set[str]]:

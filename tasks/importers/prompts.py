@@ -12,7 +12,9 @@ from typing import IO
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
+from tasks.importers import bulk
 from tasks.importers.rows import (
     FileProblem,
     PromptRow,
@@ -193,23 +195,39 @@ class _Import:
         fresh = [r for r in rows if r.external_id not in existing]
         if not self.allow_duplicates:
             fresh = self._drop_duplicates(fresh)
-        prompts = [
-            Prompt(
-                organization_id=project.organization_id,
-                project=project,
-                external_id=r.external_id,
-                text=r.text,
-                messages=r.messages,
-                metadata=r.metadata,
-                source=r.file[:300],
-                content_hash=r.content_hash,
-            )
-            for r in fresh
-        ]
-        Prompt.objects.bulk_create(prompts)
-        self.report.prompts_created += len(prompts)
+        now = timezone.now()
+        prompt_ids = bulk.insert(
+            Prompt,
+            [
+                "organization_id",
+                "project_id",
+                "external_id",
+                "text",
+                "messages",
+                "metadata",
+                "source",
+                "content_hash",
+                "created_at",
+            ],
+            [
+                (
+                    project.organization_id,
+                    project.pk,
+                    r.external_id,
+                    r.text,
+                    r.messages,
+                    r.metadata,
+                    r.file[:300],
+                    r.content_hash,
+                    now,
+                )
+                for r in fresh
+            ],
+            json_columns=["messages", "metadata"],
+        )
+        self.report.prompts_created += len(prompt_ids)
         by_prompt = self._add_candidates(
-            [(p.pk, r, set()) for p, r in zip(prompts, fresh, strict=True)]
+            [(pid, r, set()) for pid, r in zip(prompt_ids, fresh, strict=True)]
         )
         self.report.items_created += build_items(project, by_prompt, fresh=True)
         if existing:
@@ -243,7 +261,7 @@ class _Import:
     ) -> dict[int, list[int]]:
         """Create each row's candidates that its prompt does not have yet (entries carry the
         digests already stored for the prompt)."""
-        organization_id = self.project.organization_id
+        organization_id, now = self.project.organization_id, timezone.now()
         new, owners = [], []
         for prompt_id, row, stored in entries:
             seen: set[str] = set()
@@ -257,24 +275,41 @@ class _Import:
                     continue
                 seen.add(digest)
                 new.append(
-                    Candidate(
-                        organization_id=organization_id,
-                        prompt_id=prompt_id,
-                        text=candidate.text,
-                        source=Candidate.Source.IMPORTED,
-                        source_key=candidate.source_key[:100],
-                        model=candidate.model,
-                        parameters=candidate.parameters,
-                        finish_reason=candidate.finish_reason,
-                        content_hash=digest,
+                    (
+                        organization_id,
+                        prompt_id,
+                        candidate.text,
+                        Candidate.Source.IMPORTED.value,
+                        candidate.source_key[:100],
+                        candidate.model,
+                        candidate.parameters,
+                        candidate.finish_reason,
+                        digest,
+                        now,
                     )
                 )
                 owners.append(prompt_id)
-        Candidate.objects.bulk_create(new)
-        self.report.candidates_created += len(new)
+        candidate_ids = bulk.insert(
+            Candidate,
+            [
+                "organization_id",
+                "prompt_id",
+                "text",
+                "source",
+                "source_key",
+                "model",
+                "parameters",
+                "finish_reason",
+                "content_hash",
+                "created_at",
+            ],
+            new,
+            json_columns=["parameters"],
+        )
+        self.report.candidates_created += len(candidate_ids)
         by_prompt: dict[int, list[int]] = {prompt_id: [] for prompt_id, _, _ in entries}
-        for prompt_id, candidate in zip(owners, new, strict=True):
-            by_prompt[prompt_id].append(candidate.pk)
+        for prompt_id, candidate_id in zip(owners, candidate_ids, strict=True):
+            by_prompt[prompt_id].append(candidate_id)
         return by_prompt
 
     def _update_existing(self, rows: list[PromptRow], existing: dict[str, int]) -> None:

@@ -34,8 +34,8 @@ def test_the_seed_config_is_the_seeds_text_with_its_indentation_restored():
     seed = SHARED_SEED.read_text().split("Configuration Fileconfig.yaml\n", 1)[1]
     seed = seed.split("Sample Datasample-data.json", 1)[0]
     ours = SEED_CONFIG.read_text()
-    assert [l.strip() for l in seed.splitlines() if l.strip()] == [
-        l.strip() for l in ours.splitlines() if l.strip()
+    assert [line.strip() for line in seed.splitlines() if line.strip()] == [
+        line.strip() for line in ours.splitlines() if line.strip()
     ]
 
 
@@ -45,7 +45,7 @@ def test_seed_config_round_trip(acme):
     assert created and project.name == "DPO Preference Data Collection"
     assert project.mode == "pairwise"
     preference, dimension, reasoning = project.questions
-    assert [(l["text"], l["key"], l["means"], l["tooltip"]) for l in preference["labels"]] == [
+    assert [(lb["text"], lb["key"], lb["means"], lb["tooltip"]) for lb in preference["labels"]] == [
         ("Response A Preferred", "a", "A", "Response A is clearly better overall"),
         ("Response B Preferred", "b", "B", "Response B is clearly better overall"),
         ("Equally Good", "e", "tie", "Both responses are of comparable quality"),
