@@ -61,14 +61,18 @@ class Membership(models.Model):
 
 class ProjectQuerySet(models.QuerySet):
     def for_member(self, membership: Membership | None) -> "ProjectQuerySet":
-        """Projects this member may see: all of them for leads and admins, the ones open
-        for work (active or paused) for annotators, none without a membership."""
+        """Projects this member may see: all of them for leads and admins; for annotators
+        the ones open for work (active or paused) that admit every annotator or name them;
+        none without a membership."""
         if membership is None:
             return self.none()
         qs = self.filter(organization_id=membership.organization_id)
         if membership.manages:
             return qs
-        return qs.filter(status__in=[Project.Status.ACTIVE, Project.Status.PAUSED])
+        return qs.filter(
+            Q(annotator_access=Project.AnnotatorAccess.ALL) | Q(annotators=membership.user_id),
+            status__in=[Project.Status.ACTIVE, Project.Status.PAUSED],
+        ).distinct()
 
 
 class Project(models.Model):

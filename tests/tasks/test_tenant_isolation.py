@@ -250,3 +250,21 @@ def test_lead_cannot_see_or_edit_organizations_in_the_admin(acme, globex, as_use
     assert client.get(reverse("admin:tasks_organization_changelist")).status_code == 403
     url = reverse("admin:tasks_organization_change", args=[globex.organization.pk])
     assert client.get(url).status_code == 403
+
+
+def test_annotator_sees_a_project_for_chosen_annotators_only_when_chosen(acme, as_user):
+    from tasks.models import Role
+    from tests.factories import member
+
+    chosen_one = member(acme.organization, Role.ANNOTATOR)
+    with scopes_disabled():
+        Project.objects.filter(pk=acme.project.pk).update(annotator_access="chosen")
+        acme.project.annotators.add(chosen_one)
+
+    def visible(user):
+        return [p["name"] for p in as_user(user).get("/api/v1/projects/").json()["results"]]
+
+    assert visible(chosen_one) == [acme.project.name]
+    assert visible(acme.annotator) == []
+    assert as_user(acme.annotator).get(f"/projects/{acme.project.pk}/").status_code == 404
+    assert visible(acme.lead) == [acme.project.name]
