@@ -7,10 +7,11 @@ UV_VERSION := 0.13.8
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-# The suite runs against the real PostgreSQL and Redis on this machine; override to point
-# elsewhere (pytest-django creates and drops its own test_<name> database).
-TEST_DATABASE_URL ?= postgres://postgres@localhost:5432/chosen
-TEST_REDIS_URL ?= redis://localhost:6379/15
+# The suite runs against the real PostgreSQL and Redis on this machine; DATABASE_URL /
+# REDIS_URL (or TEST_DATABASE_URL / TEST_REDIS_URL) point it elsewhere. pytest-django creates
+# and drops its own test_<name> database, so a developer's data is never touched.
+TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@localhost:5432/chosen)
+TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://localhost:6379/15)
 
 .PHONY: run test install install-test test-tools lint format demo clean
 

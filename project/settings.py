@@ -56,6 +56,8 @@ if PRODUCTION:
             "DJANGO_ENV=production needs DJANGO_ALLOWED_HOSTS: the host names Chosen is "
             "served under, comma-separated ('*' is refused)."
         )
+    # The container's own health probe asks for http://127.0.0.1:8000/healthz.
+    ALLOWED_HOSTS += [h for h in ("127.0.0.1", "localhost") if h not in ALLOWED_HOSTS]
 
 # --- applications ------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -280,6 +282,8 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
     if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+        # allauth's per-IP log-in limits must see the client, not the proxy.
+        ALLAUTH_TRUSTED_PROXY_COUNT = 1
 
 # --- logging: one JSON object per line on stdout -------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", "INFO")

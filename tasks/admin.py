@@ -71,12 +71,22 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
                 kwargs["disabled"] = True
             elif db_field.related_model is User:
                 kwargs["queryset"] = _members_of(request.organization)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+        return _by_email(super().formfield_for_foreignkey(db_field, request, **kwargs))
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         if not request.user.is_superuser and db_field.related_model is User:
             kwargs["queryset"] = _members_of(request.organization)
-        return super().formfield_for_manytomany(db_field, request, **kwargs)
+        return _by_email(super().formfield_for_manytomany(db_field, request, **kwargs))
+
+
+def _by_email(field):
+    """People are known by their e-mail address in Chosen, not by a username."""
+    queryset = getattr(field, "queryset", None)
+    if queryset is not None and queryset.model is User:
+        field.label_from_instance = lambda user: (
+            f"{user.get_full_name()} <{user.email}>" if user.get_full_name() else user.email
+        )
+    return field
 
 
 def _members_of(organization):
@@ -348,6 +358,14 @@ class MembershipAdmin(OrganizationScopedAdmin):
     list_filter = ["role"]
     search_fields = ["user__email", "user__first_name", "user__last_name"]
     list_select_related = ["user", "organization"]
+    actions = ["resend_invitation"]
+
+    @admin.action(description="Send a new set-password link (members who never logged in)")
+    def resend_invitation(self, request, queryset):
+        sent = services.resend_invitations(
+            memberships=queryset, base_url=request.build_absolute_uri("/")
+        )
+        self.message_user(request, f"{sent} link(s) sent.", messages.SUCCESS)
 
     @admin.display(description="E-mail", ordering="user__email")
     def user_email(self, obj):
@@ -392,7 +410,7 @@ class MembershipAdmin(OrganizationScopedAdmin):
         if change:
             obj.save()
             return
-        membership, invited = services.add_member(
+        membership, _ = services.add_member(
             organization=form.cleaned_data["organization"],
             email=form.cleaned_data["email"],
             role=role,
@@ -402,8 +420,12 @@ class MembershipAdmin(OrganizationScopedAdmin):
         )
         form.instance = membership
         obj.pk, obj.user, obj.organization = membership.pk, membership.user, membership.organization
-        if invited:
-            messages.info(request, f"An invitation to set a password was sent to {obj.user.email}.")
+        # The same words whether or not the address had an account (nothing to probe).
+        messages.info(
+            request,
+            f"{obj.user.email} was added. A person without an account receives an e-mail "
+            "to set a password.",
+        )
 
     def delete_queryset(self, request, queryset):
         if any(self._touches_admin(request, m) for m in queryset):

@@ -53,3 +53,7 @@ class OrganizationAdminSite(admin.AdminSite):
 
     def logout(self, request, extra_context=None):
         return redirect("account_logout")
+
+    def password_change(self, request, extra_context=None):
+        # allauth's page re-authenticates, is rate-limited and notifies the user.
+        return redirect("account_change_password")

@@ -8,7 +8,7 @@ from allauth.account.models import EmailAddress
 from allauth.account.utils import user_pk_to_url_str
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -65,7 +65,8 @@ def add_member(
     last_name: str = "",
     base_url: str | None = None,
 ) -> tuple[Membership, bool]:
-    """Give a person a role in an organization, creating their account if needed.
+    """Give a person a role in an organization, creating their account if needed (never
+    changing an existing membership: that is an edit with its own role checks).
 
     A new account gets no password; the person receives an e-mail with a link to set one
     (allauth's password-reset link). Returns the membership and whether an invitation
@@ -80,14 +81,28 @@ def add_member(
         user.set_unusable_password()
         user.save()
         EmailAddress.objects.create(user=user, email=email, primary=True, verified=False)
-    membership, _ = Membership.objects.with_scopes_disabled().update_or_create(
-        user=user, organization=organization, defaults={"role": role}
-    )
+    members = Membership.objects.with_scopes_disabled()
+    if members.filter(user=user, organization=organization).exists():
+        raise ValidationError(f"{email} is already a member of {organization.name}.")
+    membership = members.create(user=user, organization=organization, role=role)
     if created:
         transaction.on_commit(
             lambda: send_invitation(user=user, organization=organization, base_url=base_url)
         )
     return membership, created
+
+
+def resend_invitations(*, memberships, base_url: str | None = None) -> int:
+    """Send a fresh set-password link to members who have never logged in (the first
+    link expires); returns how many were sent."""
+    sent = 0
+    for membership in memberships.select_related("user", "organization"):
+        if membership.user.last_login is None:
+            send_invitation(
+                user=membership.user, organization=membership.organization, base_url=base_url
+            )
+            sent += 1
+    return sent
 
 
 def send_invitation(*, user, organization: Organization, base_url: str | None = None) -> None:

@@ -47,7 +47,7 @@ def token_from_header(request: HttpRequest) -> ApiToken | None | bool:
     """
     header = request.META.get("HTTP_AUTHORIZATION", "")
     keyword, _, raw = header.partition(" ")
-    if keyword != TOKEN_KEYWORD or not raw.startswith(ApiToken.PREFIX):
+    if keyword.lower() != TOKEN_KEYWORD.lower() or not raw.startswith(ApiToken.PREFIX):
         return None
     with scopes_disabled():
         token = (

@@ -29,7 +29,9 @@ class DeclaredFilterBackend(DjangoFilterBackend):
     @staticmethod
     def _order(request, queryset, ordering_fields):
         requested = [f.strip() for f in request.query_params["ordering"].split(",") if f.strip()]
-        invalid = [f for f in requested if f.lstrip("-") not in ordering_fields]
+        invalid = [f for f in requested if f.removeprefix("-") not in ordering_fields]
+        if not requested:
+            invalid = ["(nothing)"]
         if invalid:
             raise exceptions.ValidationError(
                 {

@@ -53,3 +53,10 @@ def test_every_setting_variable_is_documented_in_readme_and_env_example():
     assert len(variables) > 20
     assert sorted(v for v in variables if f"`{v}`" not in readme) == []
     assert sorted(v for v in variables if v not in example) == []
+
+
+def test_every_setting_variable_reaches_the_containers():
+    environment = compose_config()["services"]["web"]["environment"]
+    assert sorted(settings_variables() - set(environment)) == []
+    for service in ("worker", "beat"):
+        assert compose_config()["services"][service]["environment"] == environment

@@ -80,3 +80,24 @@ def test_production_logs_json_lines_to_stdout():
 
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line["message"] == "hello" and line["level"] == "WARNING" and line["project"] == 7
+
+
+def test_production_health_probe_on_loopback_is_allowed():
+    result = run(
+        ["-c", "import project.settings as s; print(s.ALLOWED_HOSTS)"],
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        DJANGO_ALLOWED_HOSTS="chosen.internal",
+    )
+    assert result.stdout.strip() == "['chosen.internal', '127.0.0.1', 'localhost']"
+
+
+def test_behind_a_proxy_allauth_rate_limits_see_the_client_address():
+    result = run(
+        ["-c", "import project.settings as s; print(s.ALLAUTH_TRUSTED_PROXY_COUNT)"],
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        DJANGO_ALLOWED_HOSTS="chosen.internal",
+        DJANGO_BEHIND_TLS_PROXY="true",
+    )
+    assert result.stdout.strip() == "1"

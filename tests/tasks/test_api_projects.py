@@ -40,8 +40,9 @@ def test_undeclared_filter_is_a_400_naming_it(acme, as_user, query):
     assert "Accepted:" in error["message"] and "status" in error["message"]
 
 
-def test_ordering_by_an_undeclared_field_is_a_400(acme, as_user):
-    response = as_user(acme.lead).get("/api/v1/projects/?ordering=organization__name")
+@pytest.mark.parametrize("ordering", ["organization__name", "--name", ""])
+def test_ordering_by_an_undeclared_field_is_a_400(acme, as_user, ordering):
+    response = as_user(acme.lead).get(f"/api/v1/projects/?ordering={ordering}")
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "ordering"
 

@@ -58,10 +58,16 @@ def test_token_records_when_it_was_last_used(client, acme):
     assert token.last_used_at is not None
 
 
-def test_token_cannot_write(client, acme):
+def test_token_opens_neither_the_admin_nor_the_annotator_pages(client, acme):
     _, key = api_token(acme.organization)
-    response = client.post("/api/v1/projects/", {"name": "x"}, **bearer(key))
-    assert response.status_code == 405
+    assert client.get("/admin/", **bearer(key)).status_code in (302, 403)
+    assert client.get(f"/projects/{acme.project.pk}/", **bearer(key)).status_code == 302
+
+
+def test_bearer_scheme_is_case_insensitive(client, acme):
+    _, key = api_token(acme.organization)
+    response = client.get("/api/v1/projects/", HTTP_AUTHORIZATION=f"bearer {key}")
+    assert response.status_code == 200
 
 
 def test_lead_creates_token_in_admin_and_sees_it_once(acme, as_user):

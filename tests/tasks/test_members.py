@@ -75,3 +75,33 @@ def test_admin_can_make_an_admin(acme, as_user):
     assert response.status_code == 302
     with scopes_disabled():
         assert Membership.objects.get(user__email="second@example.com").role == Role.ADMIN
+
+
+def test_a_new_link_can_be_sent_to_members_who_never_logged_in(acme, as_user):
+    add_member(as_user(acme.lead), email="late@example.com")
+    mail.outbox.clear()
+    with scopes_disabled():
+        late = Membership.objects.get(user__email="late@example.com")
+        active = Membership.objects.get(user=acme.annotator)
+    acme.annotator.last_login = "2026-01-01T00:00Z"
+    acme.annotator.save()
+    as_user(acme.lead).post(
+        reverse("admin:tasks_membership_changelist"),
+        {"action": "resend_invitation", "_selected_action": [late.pk, active.pk]},
+    )
+    assert [m.to for m in mail.outbox] == [["late@example.com"]]
+
+
+def test_adding_reports_the_same_words_for_known_and_new_addresses(acme, globex, as_user):
+    client = as_user(acme.lead)
+    words = []
+    for email in (globex.annotator.email, "fresh@example.com"):
+        response = add_member(client, email=email)
+        shown = [str(m) for m in client.get(response["Location"]).context["messages"]]
+        words.append(shown[0].replace(email, "X"))
+    assert words[0] == words[1]
+
+
+def test_lead_admin_password_change_goes_to_allauth(acme, as_user):
+    response = as_user(acme.lead).get("/admin/password_change/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/password/change/"

@@ -197,6 +197,9 @@ def test_lead_admin_foreign_key_choices_are_own_organization_only(acme, globex, 
     html = as_user(acme.lead).get(reverse("admin:tasks_project_add")).content.decode()
     assert acme.organization.name in html
     assert globex.organization.name not in html
+    # the annotators picker: this organization's people only
+    assert acme.annotator.email in html and acme.lead.email in html
+    assert globex.annotator.email not in html and globex.lead.email not in html
 
 
 def test_lead_creates_project_in_own_organization_even_if_posting_another(acme, globex, as_user):
