@@ -74,6 +74,12 @@ SERVER_KEYS = {
     "display",
     "header_logo",
     "site_title",
+    "host",
+    "export_annotation_format",
+    "task_layout",
+    "output_file",
+    "keybinding_strategy",
+    "bws_config",
 }
 MAPPED_KEYS = {
     "annotation_task_name",
@@ -91,6 +97,13 @@ MAPPED_KEYS = {
     "max_annotations_per_item",
     "allow_skip",
     "skip_reason_required",
+    "task_name",
+    "id_key",
+    "text_key",
+    "context_key",
+    "num_annotators_per_item",
+    "min_annotators_per_instance",
+    "per_annotator_quota",
 }
 
 # Per annotation type: the options it understands, and the presentation-only ones that are
@@ -115,16 +128,26 @@ PRESENTATION_OPTIONS = {
     "label_colors",
     "bad_text_label",
     "allow_paste",
+    "layout",
+    "rows",
+    "cols",
+    "show_char_count",
+    "collapsible",
+    "custom_css",
+    "tooltip",
+    "tooltip_file",
 }
+# Understood by Potato but without an equivalent here: reported, not fatal.
+IGNORED_OPTIONS = {"option_randomization", "tuple_size", "allow_ties"}
 TYPE_OPTIONS = {
-    "pairwise": {"mode", "items_key"},
+    "pairwise": {"mode", "items_key", "allow_tie", "tie_label"},
     "radio": set(),
     "multiselect": {"min_selections", "max_selections"},
     "likert": {"size", "min_label", "max_label", "min_value", "max_value"},
     "number": {"min", "max", "min_value", "max_value"},
-    "text": {"textarea", "placeholder", "min_length", "max_length"},
-    "bws": {"tuple_size", "best_description", "worst_description", "items_key"},
-    "ranking": {"items_key", "allow_ties"},
+    "text": {"textarea", "multiline", "placeholder", "min_length", "max_length", "min_chars"},
+    "bws": {"best_description", "worst_description", "items_key"},
+    "ranking": {"items_key"},
     "multirate": {"options", "min_label", "max_label"},
 }
 
@@ -206,13 +229,15 @@ def parse_config(text: str, *, name: str = "config.yaml") -> PotatoConfig:
         raise PotatoImportFailed([ConfigProblem(name, 1, None, "a Potato config is a mapping")])
     cfg = _Config(name, data, lines)
     for key in data:
-        if key in SERVER_KEYS:
+        if key == "data_directory":
+            cfg.problem(key, "list the files under data_files instead")
+        elif key in SERVER_KEYS:
             cfg.warn(key, "describes Potato's own server or files; not used by Chosen")
         elif key not in MAPPED_KEYS:
             cfg.problem(key, "unsupported option")
 
     fields: dict[str, Any] = {}
-    title = data.get("annotation_task_name")
+    title = data.get("annotation_task_name", data.get("task_name"))
     if not isinstance(title, str) or not title.strip():
         cfg.problem("annotation_task_name", "required: the project's name")
     else:
@@ -223,15 +248,33 @@ def parse_config(text: str, *, name: str = "config.yaml") -> PotatoConfig:
         cfg.problem("item_properties", "must be a mapping with id_key and text_key")
         properties = {}
     for key in properties:
-        if key not in ("id_key", "text_key", "context_key", "kwargs"):
+        if key not in ("id_key", "text_key", "context_key", "kwargs", "category_key"):
             cfg.problem(f"item_properties.{key}", "unsupported option")
-    fields["id_key"] = str(properties.get("id_key", "id"))
-    text_key = properties.get("text_key", "text")
-    if isinstance(text_key, list):  # Potato 2.x: the texts to compare, listed
+    # The showcase puts id_key / text_key / context_key at the top level.
+    fields["id_key"] = str(properties.get("id_key", data.get("id_key", "id")))
+    text_key = properties.get("text_key", data.get("text_key", "text"))
+    context_key = properties.get("context_key", data.get("context_key"))
+    items_key = next(
+        (
+            s.get("items_key")
+            for s in data.get("annotation_schemes") or []
+            if isinstance(s, dict) and s.get("items_key")
+        ),
+        None,
+    )
+    if isinstance(text_key, list):  # the texts to compare, listed by field
         fields["candidate_fields"] = [str(k) for k in text_key]
-        text_key = properties.get("context_key", "text")
-    elif "context_key" in properties:
-        cfg.warn("item_properties.context_key", "shown as the prompt's metadata")
+        text_key = context_key or "text"
+    elif items_key:  # Potato 2.x: one field holds the list of texts to compare
+        fields["candidate_fields"] = [str(items_key)]
+        if items_key == text_key:
+            if not context_key:
+                cfg.problem(
+                    "item_properties.text_key",
+                    f"'{text_key}' holds the texts to compare; "
+                    "name the prompt's field with item_properties.context_key",
+                )
+            text_key = context_key or text_key
     fields["text_key"] = str(text_key)
 
     _settings(cfg, data, fields)
@@ -299,23 +342,28 @@ def _settings(cfg: _Config, data: dict, fields: dict) -> None:
     if user_config.get("users"):
         cfg.warn("user_config.users", "choose the project's annotators in Chosen (admin)")
 
-    quota = data.get("instances_per_annotator", data.get("max_annotations_per_user"))
-    if quota is not None:
-        key = (
-            "instances_per_annotator"
-            if "instances_per_annotator" in data
-            else "max_annotations_per_user"
-        )
-        fields["quota_per_annotator"] = _int(cfg, key, quota, low=1, allow_unlimited=True)
-    overlap = data.get("annotation_per_instance", data.get("max_annotations_per_item"))
-    if overlap is not None:
-        key = (
-            "annotation_per_instance"
-            if "annotation_per_instance" in data
-            else "max_annotations_per_item"
-        )
-        value = _int(cfg, key, overlap, low=1, allow_unlimited=True)
-        fields["annotations_per_item"] = value or 1
+    per_annotator = data.get("per_annotator_quota")
+    if isinstance(per_annotator, dict):
+        per_annotator = per_annotator.get("default")
+    for key, value in (
+        ("instances_per_annotator", data.get("instances_per_annotator")),
+        ("max_annotations_per_user", data.get("max_annotations_per_user")),
+        ("per_annotator_quota", per_annotator),
+    ):
+        if value is not None:
+            fields["quota_per_annotator"] = _int(cfg, key, value, low=1, allow_unlimited=True)
+            break
+    for key in (
+        "annotation_per_instance",
+        "max_annotations_per_item",
+        "num_annotators_per_item",
+        "min_annotators_per_instance",
+    ):
+        if data.get(key) is not None:
+            fields["annotations_per_item"] = (
+                _int(cfg, key, data[key], low=1, allow_unlimited=True) or 1
+            )
+            break
     if "allow_skip" in data:
         fields["allow_skip"] = _bool(cfg, "allow_skip", data["allow_skip"])
     if "skip_reason_required" in data:
@@ -366,6 +414,8 @@ def _schemes(cfg: _Config, schemes: Any) -> tuple[list | None, str]:
         for option in scheme:
             if option in PRESENTATION_OPTIONS:
                 cfg.warn(f"{path}.{option}", "presentation option; Chosen's own layout is used")
+            elif option in IGNORED_OPTIONS:
+                cfg.warn(f"{path}.{option}", "no equivalent in Chosen; ignored")
             elif option not in COMMON_OPTIONS | TYPE_OPTIONS[kind]:
                 cfg.problem(f"{path}.{option}", f"unsupported option for {kind}")
         if kind in ("bws", "ranking"):
@@ -422,7 +472,10 @@ def _question(cfg: _Config, path: str, kind: str, scheme: dict) -> list[dict]:
     name = str(scheme.get("name") or "").strip()
     base = {"name": name, "description": scheme.get("description") or ""}
     # Potato asks nothing to be answered unless the scheme says so (the comparison excepted).
-    required = scheme.get("required", (scheme.get("label_requirement") or {}).get("required"))
+    requirement = scheme.get("label_requirement")
+    if isinstance(requirement, dict):
+        requirement = requirement.get("required")
+    required = scheme.get("required", requirement)
     base["required"] = bool(required)
     if kind == "pairwise":
         mode = scheme.get("mode", "binary")
@@ -431,13 +484,28 @@ def _question(cfg: _Config, path: str, kind: str, scheme: dict) -> list[dict]:
                 f"{path}.mode", f"pairwise mode {mode!r} is not supported; use 'binary' labels"
             )
         labels = _labels(cfg, path, scheme) or [
-            {"value": "A", "text": "A is better", "tooltip": "", "key": None},
-            {"value": "B", "text": "B is better", "tooltip": "", "key": None},
+            {"value": "A", "text": "A", "tooltip": "", "key": None},
+            {"value": "B", "text": "B", "tooltip": "", "key": None},
         ]
+        if scheme.get("allow_tie"):
+            tie = str(scheme.get("tie_label") or "Tie")
+            labels.append({"value": tie, "text": tie, "tooltip": "", "key": None, "means": "tie"})
         for position, label in enumerate(labels):
-            label["means"] = _meaning(cfg, path, position, label["text"])
+            if "means" not in label:
+                label["means"] = _meaning(cfg, path, position, label["text"])
+        if scheme.get("sequential_key_binding", True):  # Potato's default for pairwise: 1 / 2 / 0
+            for label in labels:
+                default = {"A": "1", "B": "2", "tie": "0"}.get(label["means"])
+                taken = {other["key"] for other in labels}
+                if not label["key"] and default not in taken:
+                    label["key"] = default
         return [{**base, "kind": "preference", "labels": labels}]
     if kind in ("bws", "ranking"):
+        if scheme.get("labels"):
+            cfg.warn(
+                f"{path}.labels",
+                "Chosen ranks each prompt's candidates; these fixed labels are not used",
+            )
         return [{**base, "kind": "preference"}]
     if kind in ("radio", "multiselect"):
         return [
@@ -447,6 +515,8 @@ def _question(cfg: _Config, path: str, kind: str, scheme: dict) -> list[dict]:
                 "options": _labels(cfg, path, scheme),
             }
         ]
+    if kind == "likert" and scheme.get("labels"):  # Potato renders it as a radio
+        return [{**base, "kind": "choice", "options": _labels(cfg, path, scheme)}]
     if kind == "likert":
         size = scheme.get("size", 5)
         if not isinstance(size, int) or not 2 <= size <= 11:
@@ -473,18 +543,28 @@ def _question(cfg: _Config, path: str, kind: str, scheme: dict) -> list[dict]:
         high = scheme.get("max", scheme.get("max_value", 10))
         return [{**base, "kind": "rating", "scale": {"min": low, "max": high}}]
     if kind == "text":
+        if scheme.get("labels"):
+            cfg.problem(
+                f"{path}.labels",
+                "several text boxes in one scheme are not supported; use one text scheme per box",
+            )
+        textarea = scheme.get("textarea", scheme.get("multiline", True))
+        multiline = textarea.get("on", True) if isinstance(textarea, dict) else bool(textarea)
         return [
             {
                 **base,
                 "kind": "text",
-                "multiline": bool(scheme.get("textarea", True)),
+                "multiline": multiline,
                 "placeholder": scheme.get("placeholder") or "",
-                "min_length": scheme.get("min_length", 0),
+                "min_length": scheme.get("min_length", scheme.get("min_chars", 0)),
                 "max_length": scheme.get("max_length", 20_000),
             }
         ]
     if kind == "multirate":
-        options = scheme.get("options") or []
+        options = [
+            o.get("label") or o.get("name") if isinstance(o, dict) else o
+            for o in scheme.get("options") or []
+        ]
         scale = [
             str(label) if not isinstance(label, dict) else str(label.get("name"))
             for label in scheme.get("labels") or []

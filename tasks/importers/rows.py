@@ -345,6 +345,12 @@ def normalize_row(
                 if candidate_fields:
                     raise _Invalid("missing", key)
                 continue
+            if isinstance(data[key], list):  # Potato 2.x items_key: the texts, listed
+                candidates.extend(
+                    _list_candidate(entry, f"{key}[{i}]", limit)
+                    for i, entry in enumerate(data[key])
+                )
+                continue
             candidates.append(CandidateRow(_check_text(data[key], key, limit), key))
         for list_key in ("responses", "candidates"):
             for i, entry in enumerate(data.get(list_key) or []):

@@ -1,5 +1,6 @@
-"""`make run` on this checkout, as a new user runs it: embedded mode (SQLite, no broker),
-the demo loaded, the server answering, and a demo user logging in through the browser."""
+"""`make run` on a fresh clone, as a new user runs it: a new virtual environment, embedded
+mode (SQLite, no broker), the demo loaded, the server answering, and the demo users logging
+in through the browser. (It clones the committed HEAD: commit before running it locally.)"""
 
 import os
 import signal
@@ -24,11 +25,12 @@ def free_port() -> int:
 
 @pytest.fixture
 def make_run(tmp_path):
+    checkout = tmp_path / "chosen"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(checkout)], check=True, timeout=120)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    # Only the SQLite file moves (so a developer's own demo database is left alone).
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'chosen.sqlite3'}"
+    env.pop("VIRTUAL_ENV", None)
     log = (tmp_path / "make-run.log").open("w")
     process = subprocess.Popen(
         ["make", "run", f"PORT={port}"],

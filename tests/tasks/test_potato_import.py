@@ -336,3 +336,87 @@ def test_import_prompts_command_exit_status_is_1():
         env=env,
     )
     assert result.returncode == 1 and "no organization 'nope'" in result.stderr
+
+
+# Potato 2.x's own example (examples/classification/pairwise-comparison): the two texts
+# are a list in the row's text field, a tie label is added, keys default to 1 / 2 / 0.
+POTATO2_PAIRWISE = """
+annotation_task_name: Pairwise example
+task_dir: .
+output_annotation_dir: out/
+data_files: [data.json]
+item_properties: {id_key: id, text_key: text, context_key: question}
+annotation_schemes:
+  - annotation_type: pairwise
+    name: preference
+    description: Which is better?
+    mode: binary
+    items_key: text
+    labels: ["Option A", "Option B"]
+    allow_tie: true
+    tie_label: "Hard to tell"
+  - annotation_type: text
+    name: reasoning
+    description: Why?
+    textarea: {on: true, rows: 4, cols: 40}
+    min_chars: 10
+    label_requirement: true
+"""
+
+
+@pytest.mark.django_db
+def test_potato_2_pairwise_example_with_listed_texts_and_a_tie(acme, tmp_path):
+    (tmp_path / "config.yaml").write_text(POTATO2_PAIRWISE)
+    (tmp_path / "data.json").write_text(
+        '[{"id": "1", "question": "Which reply is kinder?", "text": ["Thanks!", "Whatever."]}]'
+    )
+    project, _, report, warnings = import_dir(acme.organization, tmp_path)
+    preference, reasoning = project.questions
+    assert [(lb["text"], lb["means"], lb["key"]) for lb in preference["labels"]] == [
+        ("Option A", "A", "1"),
+        ("Option B", "B", "2"),
+        ("Hard to tell", "tie", "0"),
+    ]
+    assert (reasoning["min_length"], reasoning["required"], reasoning["multiline"]) == (
+        10,
+        True,
+        True,
+    )
+    assert project.text_key == "question" and project.candidate_fields == ["text"]
+    assert (report.prompts_created, report.candidates_created, report.items_created) == (1, 2, 1)
+    with scopes_disabled():
+        prompt = Prompt.objects.get(project=project)
+        assert prompt.text == "Which reply is kinder?"
+        assert list(prompt.candidates.values_list("text", flat=True)) == ["Thanks!", "Whatever."]
+    assert any("'annotation_schemes[1].textarea'" in w for w in warnings) is False
+
+
+def test_listed_texts_without_a_prompt_field_are_refused():
+    problems = problems_of(POTATO2_PAIRWISE.replace(", context_key: question", ""))
+    assert problems == [
+        "config.yaml, line 6, key 'item_properties.text_key': 'text' holds the "
+        "texts to compare; name the prompt's field with item_properties.context_key"
+    ]
+
+
+def test_potato_options_without_an_equivalent_are_warnings():
+    config = parse_config(
+        "annotation_task_name: X\nbws_config: {tuple_size: 4}\nannotation_schemes:\n"
+        "  - {annotation_type: bws, name: b, tuple_size: 4, best_description: 'Best?'}\n"
+    )
+    assert config.fields["mode"] == "best_worst"
+    assert [w.split(", key ")[1] for w in config.warnings] == [
+        "'bws_config': describes Potato's own server or files; not used by Chosen",
+        "'annotation_schemes[0].tuple_size': no equivalent in Chosen; ignored",
+    ]
+
+
+def test_showcase_top_level_keys_and_potato_2_quota_spelling():
+    config = parse_config(
+        "task_name: Showcase\nid_key: uid\ntext_key: body\nper_annotator_quota: {default: 40}\n"
+        "min_annotators_per_instance: 3\n"
+        "annotation_schemes: [{annotation_type: pairwise, name: p}]\n"
+    )
+    fields = config.fields
+    assert (fields["name"], fields["id_key"], fields["text_key"]) == ("Showcase", "uid", "body")
+    assert (fields["quota_per_annotator"], fields["annotations_per_item"]) == (40, 3)
