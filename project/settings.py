@@ -118,7 +118,10 @@ TEMPLATES = [
 ]
 
 # --- data stores ---------------------------------------------------------------------------
-DATABASE_URL = env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'chosen.sqlite3'}")
+DATABASE_URL = env("DATABASE_URL")
+if DATABASE_URL is None:  # embedded mode: a SQLite file in var/ (made on first use)
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+    DATABASE_URL = f"sqlite:///{BASE_DIR / 'var' / 'chosen.sqlite3'}"
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
 }

@@ -30,7 +30,11 @@ def make_run(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    # A new user's shell: no virtual environment active, whatever runs this test.
     env.pop("VIRTUAL_ENV", None)
+    env["PATH"] = os.pathsep.join(
+        p for p in env["PATH"].split(os.pathsep) if not Path(p, "activate").exists()
+    )
     log = (tmp_path / "make-run.log").open("w")
     process = subprocess.Popen(
         ["make", "run", f"PORT={port}"],
