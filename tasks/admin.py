@@ -10,7 +10,13 @@ from django.urls import path
 
 from tasks import services
 from tasks.admin_site import manages_current_organization
-from tasks.imports import create_import_job, enqueue, progress_of
+from tasks.imports import (
+    check_config_upload,
+    check_data_uploads,
+    create_import_job,
+    enqueue,
+    progress_of,
+)
 from tasks.models import ApiToken, ImportJob, Membership, Organization, Project, Role
 
 User = get_user_model()
@@ -129,11 +135,7 @@ class ImportPromptsForm(forms.Form):
     )
 
     def clean_files(self):
-        files = self.cleaned_data["files"]
-        for upload in files:
-            if not upload.name.lower().endswith((".json", ".jsonl", ".ndjson", ".csv")):
-                raise forms.ValidationError(f"{upload.name}: use .json, .jsonl or .csv")
-        return files
+        return check_data_uploads(self.cleaned_data["files"])
 
 
 class ImportPotatoForm(forms.Form):
@@ -142,10 +144,53 @@ class ImportPotatoForm(forms.Form):
     skip_invalid = forms.BooleanField(required=False, help_text="Import the valid rows only.")
 
     def clean_config(self):
-        upload = self.cleaned_data["config"]
-        if not upload.name.lower().endswith((".yaml", ".yml")):
-            raise forms.ValidationError("The config must be a .yaml file.")
-        return upload
+        return check_config_upload(self.cleaned_data["config"])
+
+
+PROJECT_FIELDSETS = [
+    (None, {"fields": ["organization", "name", "status", "description", "guidelines"]}),
+    (
+        "Comparison and questions",
+        {"fields": ["mode", "questions", "html_layout", "pairs_per_prompt"]},
+    ),
+    (
+        "Overlap and workload",
+        {
+            "fields": [
+                "annotations_per_item",
+                "agreement_sample_percent",
+                "agreement_sample_annotations",
+                "quota_per_annotator",
+                "assignment_timeout_minutes",
+                "annotator_access",
+                "annotators",
+            ]
+        },
+    ),
+    (
+        "Skipping and reasoning",
+        {
+            "fields": [
+                "allow_skip",
+                "skip_reason_required",
+                "reasoning_required",
+                "reasoning_min_length",
+            ]
+        },
+    ),
+    (
+        "Imported data",
+        {
+            "classes": ["collapse"],
+            "fields": [
+                "id_key",
+                "text_key",
+                "candidate_fields",
+                "import_warnings",
+            ],
+        },
+    ),
+]
 
 
 class ProjectForm(forms.ModelForm):
@@ -157,30 +202,9 @@ class ProjectForm(forms.ModelForm):
 
     class Meta:
         model = Project
+        # What the lead edits (import_warnings is shown read-only, source_config not at all).
         fields = [
-            "organization",
-            "name",
-            "status",
-            "description",
-            "guidelines",
-            "mode",
-            "questions",
-            "html_layout",
-            "pairs_per_prompt",
-            "annotations_per_item",
-            "agreement_sample_percent",
-            "agreement_sample_annotations",
-            "quota_per_annotator",
-            "assignment_timeout_minutes",
-            "annotator_access",
-            "annotators",
-            "allow_skip",
-            "skip_reason_required",
-            "reasoning_required",
-            "reasoning_min_length",
-            "id_key",
-            "text_key",
-            "candidate_fields",
+            f for _, opts in PROJECT_FIELDSETS for f in opts["fields"] if f != "import_warnings"
         ]
 
 
@@ -194,50 +218,7 @@ class ProjectAdmin(OrganizationScopedAdmin):
     filter_horizontal = ["annotators"]
     change_form_template = "admin/tasks/project/change_form.html"
     change_list_template = "admin/tasks/project/change_list.html"
-    fieldsets = [
-        (None, {"fields": ["organization", "name", "status", "description", "guidelines"]}),
-        (
-            "Comparison and questions",
-            {"fields": ["mode", "questions", "html_layout", "pairs_per_prompt"]},
-        ),
-        (
-            "Overlap and workload",
-            {
-                "fields": [
-                    "annotations_per_item",
-                    "agreement_sample_percent",
-                    "agreement_sample_annotations",
-                    "quota_per_annotator",
-                    "assignment_timeout_minutes",
-                    "annotator_access",
-                    "annotators",
-                ]
-            },
-        ),
-        (
-            "Skipping and reasoning",
-            {
-                "fields": [
-                    "allow_skip",
-                    "skip_reason_required",
-                    "reasoning_required",
-                    "reasoning_min_length",
-                ]
-            },
-        ),
-        (
-            "Imported data",
-            {
-                "classes": ["collapse"],
-                "fields": [
-                    "id_key",
-                    "text_key",
-                    "candidate_fields",
-                    "import_warnings",
-                ],
-            },
-        ),
-    ]
+    fieldsets = PROJECT_FIELDSETS
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_prompts=Count("prompts"))

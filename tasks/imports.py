@@ -6,6 +6,7 @@ from pathlib import PurePath
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
@@ -14,6 +15,21 @@ from tasks.importers.prompts import ImportFailed, import_prompts
 from tasks.models import ImportJob, Organization
 
 PROGRESS_KEY = "chosen:import-progress:{}"
+DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
+
+
+def check_data_uploads(uploads) -> list:
+    """Refuse, by name, an uploaded data file that is not JSON, JSONL or CSV."""
+    for upload in uploads:
+        if not upload.name.lower().endswith(DATA_SUFFIXES):
+            raise ValidationError(f"{upload.name}: use .json, .jsonl or .csv")
+    return uploads
+
+
+def check_config_upload(upload):
+    if not upload.name.lower().endswith((".yaml", ".yml")):
+        raise ValidationError(f"{upload.name}: the config must be a .yaml file")
+    return upload
 
 
 def store_uploads(organization: Organization, uploads) -> list[dict]:

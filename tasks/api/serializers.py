@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from tasks.imports import check_config_upload, check_data_uploads
 from tasks.models import ImportJob, Project
 
 
@@ -44,10 +45,7 @@ class ImportUploadSerializer(serializers.Serializer):
     allow_duplicates = serializers.BooleanField(default=False)
 
     def validate_file(self, files):
-        for upload in files:
-            if not upload.name.lower().endswith((".json", ".jsonl", ".ndjson", ".csv")):
-                raise serializers.ValidationError(f"{upload.name}: use .json, .jsonl or .csv")
-        return files
+        return check_data_uploads(files)
 
 
 class PotatoUploadSerializer(serializers.Serializer):
@@ -61,9 +59,7 @@ class PotatoUploadSerializer(serializers.Serializer):
     skip_invalid = serializers.BooleanField(default=False)
 
     def validate_config(self, upload):
-        if not upload.name.lower().endswith((".yaml", ".yml")):
-            raise serializers.ValidationError(f"{upload.name}: the config must be a .yaml file")
-        return upload
+        return check_config_upload(upload)
 
 
 class ImportJobSerializer(serializers.ModelSerializer):

@@ -156,24 +156,9 @@ BOTH_BAD = re.compile(r"\b(both (are )?bad|neither|none)\b", re.I)
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
-class ConfigProblem(Exception):
-    def __init__(self, file: str, line: int | None, key: str | None, message: str):
-        self.file, self.line, self.key, self.message = file, line, key, message
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        at = f", line {self.line}" if self.line else ""
-        key = f", key '{self.key}'" if self.key else ""
-        return f"{self.file}{at}{key}: {self.message}"
-
-    def as_dict(self) -> dict:
-        return {
-            "file": self.file,
-            "where": f"line {self.line}" if self.line else None,
-            "key": self.key,
-            "id": None,
-            "message": self.message,
-        }
+def config_problem(file: str, line: int | None, key: str | None, message: str) -> RowProblem:
+    """A problem of a config key, in the same shape as a data row's."""
+    return RowProblem(file, f"line {line}" if line else "", message, key=key)
 
 
 class PotatoImportFailed(Exception):
@@ -199,11 +184,11 @@ class PotatoConfig:
 class _Config:
     def __init__(self, name: str, data: dict, lines: dict[str, int]):
         self.name, self.data, self.lines = name, data, lines
-        self.problems: list[ConfigProblem] = []
+        self.problems: list[RowProblem] = []
         self.warnings: list[str] = []
 
     def problem(self, key: str, message: str) -> None:
-        self.problems.append(ConfigProblem(self.name, self._line(key), key, message))
+        self.problems.append(config_problem(self.name, self._line(key), key, message))
 
     def warn(self, key: str, message: str) -> None:
         line = self._line(key)
@@ -224,9 +209,9 @@ def parse_config(text: str, *, name: str = "config.yaml") -> PotatoConfig:
     try:
         data, lines = load_with_lines(text)
     except YamlProblem as exc:
-        raise PotatoImportFailed([ConfigProblem(name, exc.line, None, exc.message)]) from None
+        raise PotatoImportFailed([config_problem(name, exc.line, None, exc.message)]) from None
     if not isinstance(data, dict):
-        raise PotatoImportFailed([ConfigProblem(name, 1, None, "a Potato config is a mapping")])
+        raise PotatoImportFailed([config_problem(name, 1, None, "a Potato config is a mapping")])
     cfg = _Config(name, data, lines)
     for key in data:
         if key == "data_directory":
@@ -674,7 +659,7 @@ def _open_data_files(config: PotatoConfig, uploaded, base_dir):
             stream = uploaded.get(name) or uploaded.get(Path(name).name)
             if stream is None:
                 problems.append(
-                    ConfigProblem("config.yaml", None, key, f"data file {name!r} was not uploaded")
+                    config_problem("config.yaml", None, key, f"data file {name!r} was not uploaded")
                 )
                 continue
             streams[name] = stream

@@ -27,16 +27,19 @@ ROLES = ("system", "user", "assistant")
 
 @dataclass
 class RowProblem:
+    """A problem in an import file: a data row, or a key of a Potato config."""
+
     file: str
-    where: str  # "line 12", "row 3", "item 7"
+    where: str  # "line 12", "item 7 (line 30)", or "" when no line applies
     message: str
     key: str | None = None
     row_id: str | None = None
 
     def __str__(self) -> str:
-        key = f", key '{self.key}'" if self.key else ""
+        where = f", {self.where}" if self.where else ""
         ident = f" (id {self.row_id!r})" if self.row_id else ""
-        return f"{self.file}, {self.where}{ident}{key}: {self.message}"
+        key = f", key '{self.key}'" if self.key else ""
+        return f"{self.file}{where}{ident}{key}: {self.message}"
 
     def as_dict(self) -> dict:
         return {
