@@ -283,7 +283,8 @@ class Item(models.Model):
         ]
         indexes = [
             models.Index(
-                fields=["project", "assignment_count", "random_order"], name="item_allocation_idx"
+                fields=["project", "assignment_count", "random_order", "id"],
+                name="item_allocation_idx",
             )
         ]
 

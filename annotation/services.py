@@ -1,0 +1,233 @@
+"""Submitting and skipping assignments. Answers are checked against the project's question
+schema and the preference is stored as candidate ids resolved through the assignment's
+display order."""
+
+from collections import Counter
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.allocator import release_items
+from annotation.models import Assignment, Judgment
+from tasks.importers.rows import content_hash
+from tasks.models import Candidate, Project
+
+
+class AssignmentRefused(Exception):
+    """The assignment cannot take this submit; the message says why to the annotator."""
+
+
+def _locked(assignment_id: int, annotator) -> Assignment:
+    assignment = (
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("project", "item")
+        .filter(pk=assignment_id)
+        .first()
+    )
+    if assignment is None or assignment.annotator_id != annotator.pk:
+        raise AssignmentRefused("This item is not assigned to you.")
+    return assignment
+
+
+@transaction.atomic
+def submit_judgment(
+    *, assignment_id: int, annotator, answers: dict[str, Any], time_spent_ms: int = 0
+) -> Judgment:
+    """Store the annotator's judgment for an assignment of theirs.
+
+    A second submit of the same assignment (double click, retried request) returns the
+    judgment already stored. A reclaimed or skipped assignment is refused with
+    AssignmentRefused; answers that do not fit the schema raise ValidationError (by question).
+    """
+    assignment = _locked(assignment_id, annotator)
+    if assignment.status == Assignment.Status.SUBMITTED:
+        return assignment.judgment
+    if assignment.status == Assignment.Status.EXPIRED:
+        minutes = assignment.project.assignment_timeout_minutes
+        raise AssignmentRefused(
+            f"This item was handed to someone else after {minutes} minutes without a submit; "
+            "your answer was not stored."
+        )
+    if assignment.status == Assignment.Status.SKIPPED:
+        raise AssignmentRefused("You skipped this item.")
+    fields = resolve_answers(assignment, answers)
+    judgment = Judgment.objects.create(
+        organization_id=assignment.organization_id,
+        project=assignment.project,
+        item=assignment.item,
+        assignment=assignment,
+        annotator=annotator,
+        time_spent_ms=max(0, min(int(time_spent_ms or 0), 24 * 3600 * 1000)),
+        **fields,
+    )
+    assignment.status, assignment.finished_at = Assignment.Status.SUBMITTED, timezone.now()
+    assignment.save(update_fields=["status", "finished_at"])
+    return judgment
+
+
+@transaction.atomic
+def skip_assignment(*, assignment_id: int, annotator, reason: str = "") -> Assignment:
+    assignment = _locked(assignment_id, annotator)
+    project = assignment.project
+    if assignment.status != Assignment.Status.ACTIVE:
+        raise AssignmentRefused("This item is no longer open for you.")
+    if not project.allow_skip:
+        raise AssignmentRefused("Skipping is not allowed in this project.")
+    if project.skip_reason_required and not reason.strip():
+        raise ValidationError({"skip_reason": "Say why you skip this item."})
+    assignment.status, assignment.finished_at = Assignment.Status.SKIPPED, timezone.now()
+    assignment.skip_reason = reason.strip()[:2000]
+    assignment.save(update_fields=["status", "finished_at", "skip_reason"])
+    release_items(Counter({assignment.item_id: 1}))
+    return assignment
+
+
+def resolve_answers(assignment: Assignment, answers: dict[str, Any]) -> dict[str, Any]:
+    """Check answers against the project's questions; return Judgment fields."""
+    project: Project = assignment.project
+    order: list[int] = assignment.display_order
+    errors: dict[str, str] = {}
+    fields: dict[str, Any] = {"answers": {}, "rubric_scores": {}}
+    for question in project.questions:
+        name, kind, value = question["name"], question["kind"], answers.get(question["name"])
+        try:
+            if kind == "preference":
+                fields.update(_preference(project.mode, question, value, order))
+            elif kind in ("choice", "multichoice"):
+                fields["answers"][name] = _choice(question, value)
+            elif kind == "text":
+                fields["answers"][name] = _text(project, question, value)
+            elif kind == "rating":
+                for candidate_id, score in _rating(question, value, order).items():
+                    fields["rubric_scores"].setdefault(str(candidate_id), {})[name] = score
+            elif kind == "correction" and isinstance(value, str) and value.strip():
+                fields["corrected"] = _correction(assignment, value)
+        except ValidationError as exc:
+            errors[name] = " ".join(exc.messages)
+    if errors:
+        raise ValidationError(errors)
+    fields["reasoning"] = fields["answers"].pop("reasoning", "")
+    return fields
+
+
+def _preference(mode: str, question: dict, value: Any, order: list[int]) -> dict:
+    if mode == Project.Mode.PAIRWISE:
+        label = next((lb for lb in question["labels"] if lb["value"] == value), None)
+        if label is None:
+            raise ValidationError("Choose one of the labels.")
+        base = {"label": label["text"], "strength": label.get("strength")}
+        if label["means"] in ("tie", "both_bad"):
+            return {**base, "outcome": label["means"]}
+        first, second = (order[0], order[1]) if label["means"] == "A" else (order[1], order[0])
+        return {
+            **base,
+            "outcome": Judgment.Outcome.PREFERRED,
+            "chosen_id": first,
+            "rejected_id": second,
+        }
+    if mode == Project.Mode.BEST_WORST:
+        if not isinstance(value, dict):
+            raise ValidationError("Pick the best and the worst response.")
+        best, worst = _position(value.get("best"), order), _position(value.get("worst"), order)
+        if best == worst:
+            raise ValidationError("The best and the worst must be different responses.")
+        return {
+            "outcome": Judgment.Outcome.RANKED,
+            "chosen_id": best,
+            "rejected_id": worst,
+            "ranking": [best, worst],
+        }
+    if not isinstance(value, list) or sorted(map(str, value)) != sorted(
+        str(i) for i in range(1, len(order) + 1)
+    ):
+        raise ValidationError(f"Order all {len(order)} responses, each once.")
+    ranking = [_position(position, order) for position in value]
+    return {
+        "outcome": Judgment.Outcome.RANKED,
+        "chosen_id": ranking[0],
+        "rejected_id": ranking[-1],
+        "ranking": ranking,
+    }
+
+
+def _position(value: Any, order: list[int]) -> int:
+    try:
+        position = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError("Pick a response by its number.") from None
+    if not 1 <= position <= len(order):
+        raise ValidationError(f"There are responses 1 to {len(order)}.")
+    return order[position - 1]
+
+
+def _choice(question: dict, value: Any):
+    allowed = {option["value"] for option in question["options"]}
+    if question["kind"] == "multichoice":
+        values = value if isinstance(value, list) else ([] if value in (None, "") else [value])
+        if not set(values) <= allowed:
+            raise ValidationError("Choose among the listed options.")
+        if question["required"] and not values:
+            raise ValidationError("Choose at least one option.")
+        return values
+    if value in (None, ""):
+        if question["required"]:
+            raise ValidationError("Choose an option.")
+        return None
+    if value not in allowed:
+        raise ValidationError("Choose one of the listed options.")
+    return value
+
+
+def _text(project: Project, question: dict, value: Any) -> str:
+    text = (value or "").strip() if isinstance(value, str | type(None)) else None
+    if text is None:
+        raise ValidationError("Must be text.")
+    required = question["required"] or (
+        question["name"] == "reasoning" and project.reasoning_required
+    )
+    minimum = question["min_length"]
+    if question["name"] == "reasoning":
+        minimum = max(minimum, project.reasoning_min_length)
+    if required and not text:
+        raise ValidationError("This answer is required.")
+    if text and len(text) < minimum:
+        raise ValidationError(f"Write at least {minimum} characters ({len(text)} so far).")
+    if len(text) > question["max_length"]:
+        raise ValidationError(f"At most {question['max_length']} characters.")
+    return text
+
+
+def _rating(question: dict, value: Any, order: list[int]) -> dict[int, int]:
+    scale = question["scale"]
+    scores = value if isinstance(value, dict) else {}
+    result = {}
+    for position, candidate_id in enumerate(order, start=1):
+        score = scores.get(str(position), scores.get(position))
+        if score in (None, ""):
+            if question["required"]:
+                raise ValidationError(f"Score response {position}.")
+            continue
+        try:
+            score = int(score)
+        except (TypeError, ValueError):
+            raise ValidationError(f"Response {position}: a whole number.") from None
+        if not scale["min"] <= score <= scale["max"]:
+            raise ValidationError(f"Response {position}: from {scale['min']} to {scale['max']}.")
+        result[candidate_id] = score
+    return result
+
+
+def _correction(assignment: Assignment, text: str) -> Candidate:
+    prompt_id = assignment.item.prompt_id
+    candidate, _ = Candidate.objects.get_or_create(
+        prompt_id=prompt_id,
+        content_hash=content_hash(text),
+        defaults={
+            "organization_id": assignment.organization_id,
+            "text": text.strip(),
+            "source": Candidate.Source.CORRECTED,
+        },
+    )
+    return candidate
