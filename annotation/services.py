@@ -3,6 +3,7 @@ schema and the preference is stored as candidate ids resolved through the assign
 display order."""
 
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -10,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.allocator import release_items
-from annotation.models import Assignment, Judgment
+from annotation.models import Assignment, Judgment, JudgmentRevision
 from tasks.importers.rows import content_hash
 from tasks.models import Candidate, Project
 
@@ -231,3 +232,75 @@ def _correction(assignment: Assignment, text: str) -> Candidate:
         },
     )
     return candidate
+
+
+@transaction.atomic
+def update_judgment(*, judgment_id: int, annotator, answers: dict[str, Any]) -> Judgment:
+    """Edit one's own judgment; the previous version is kept as a JudgmentRevision."""
+    judgment = (
+        Judgment.objects.select_for_update(of=("self",))
+        .select_related("assignment__project", "assignment__item")
+        .filter(pk=judgment_id, annotator=annotator)
+        .first()
+    )
+    if judgment is None:
+        raise AssignmentRefused("This judgment is not yours.")
+    fields = resolve_answers(judgment.assignment, answers)
+    JudgmentRevision.objects.create(
+        organization_id=judgment.organization_id,
+        judgment=judgment,
+        version=judgment.version,
+        snapshot=snapshot(judgment),
+    )
+    # Start from a blank decision so nothing of the previous one lingers.
+    judgment.chosen_id = judgment.rejected_id = judgment.strength = judgment.corrected = None
+    judgment.label, judgment.ranking = "", []
+    for name, value in fields.items():
+        setattr(judgment, name, value)
+    judgment.version += 1
+    judgment.save()
+    return judgment
+
+
+def snapshot(judgment: Judgment) -> dict:
+    return {
+        "outcome": judgment.outcome,
+        "chosen": judgment.chosen_id,
+        "rejected": judgment.rejected_id,
+        "label": judgment.label,
+        "strength": judgment.strength,
+        "ranking": judgment.ranking,
+        "answers": judgment.answers,
+        "rubric_scores": judgment.rubric_scores,
+        "reasoning": judgment.reasoning,
+        "corrected": judgment.corrected_id,
+        "time_spent_ms": judgment.time_spent_ms,
+        "updated_at": judgment.updated_at.isoformat(),
+    }
+
+
+@transaction.atomic
+def undo_last_submit(*, project: Project, annotator) -> Assignment | None:
+    """Reopen the annotator's last submitted assignment in the project: its judgment is
+    removed and the item handed back to them; the item they were given next is released."""
+    last = (
+        Assignment.objects.select_for_update(of=("self",))
+        .filter(project=project, annotator=annotator, status=Assignment.Status.SUBMITTED)
+        .order_by("-finished_at")
+        .first()
+    )
+    if last is None:
+        return None
+    current = list(
+        Assignment.objects.select_for_update(of=("self",)).filter(
+            project=project, annotator=annotator, status=Assignment.Status.ACTIVE
+        )
+    )
+    for assignment in current:
+        release_items(Counter({assignment.item_id: 1}))
+        assignment.delete()
+    Judgment.objects.filter(assignment=last).delete()
+    last.status, last.finished_at = Assignment.Status.ACTIVE, None
+    last.expires_at = timezone.now() + timedelta(minutes=project.assignment_timeout_minutes)
+    last.save(update_fields=["status", "finished_at", "expires_at"])
+    return last

@@ -11,5 +11,6 @@ urlpatterns = [
     path("api/v1/", include("tasks.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("annotation.urls")),
     path("", include("tasks.urls")),
 ]

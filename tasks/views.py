@@ -24,8 +24,12 @@ def membership_required(view):
 
 @membership_required
 def home(request):
-    projects = Project.objects.for_member(request.membership).order_by("name")
-    return render(request, "tasks/project_list.html", {"projects": projects})
+    from annotation.workspace import project_rows
+
+    projects = list(Project.objects.for_member(request.membership).order_by("name"))
+    return render(
+        request, "tasks/project_list.html", {"rows": project_rows(projects, request.user)}
+    )
 
 
 @membership_required

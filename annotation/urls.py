@@ -1,0 +1,18 @@
+from django.urls import path
+
+from annotation import views
+
+app_name = "annotation"
+
+urlpatterns = [
+    path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
+    path(
+        "projects/<int:project_id>/annotate/<int:assignment_id>/submit/",
+        views.submit,
+        name="submit",
+    ),
+    path("projects/<int:project_id>/annotate/<int:assignment_id>/skip/", views.skip, name="skip"),
+    path("projects/<int:project_id>/annotate/undo/", views.undo, name="undo"),
+    path("projects/<int:project_id>/history/", views.history, name="history"),
+    path("projects/<int:project_id>/history/<int:judgment_id>/", views.edit, name="edit"),
+]

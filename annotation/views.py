@@ -1,0 +1,199 @@
+"""The annotator's pages: the project list (in tasks.views), annotate, history, edit.
+
+Submit is one round trip: the form posts, and the answer is the next item (a fragment for
+the page's script, or a redirect without JavaScript)."""
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_POST
+
+from annotation.allocator import next_assignment
+from annotation.models import Assignment, Judgment
+from annotation.services import (
+    AssignmentRefused,
+    skip_assignment,
+    submit_judgment,
+    undo_last_submit,
+    update_judgment,
+)
+from annotation.workspace import answers_from_form, context_for, progress
+from tasks.models import Project
+from tasks.tenancy import get_for_organization_or_404
+from tasks.views import membership_required
+
+
+def _project(request, project_id: int) -> Project:
+    return get_for_organization_or_404(
+        Project.objects.for_member(request.membership), request, pk=project_id
+    )
+
+
+def _wants_fragment(request: HttpRequest) -> bool:
+    return request.headers.get("X-Chosen-Fragment") == "1"
+
+
+def _respond(
+    request, project, *, assignment=None, status=200, message="", answers=None, errors=None
+):
+    """The annotate page, or its workspace fragment as JSON for the page's script."""
+    if assignment is None:
+        allocation = next_assignment(project=project, annotator=request.user)
+        assignment, reason = allocation.assignment, allocation.reason
+    else:
+        reason = ""
+    context = {
+        "project": project,
+        "progress": progress(project, request.user),
+        "message": message,
+        "reason": reason,
+    }
+    if assignment is not None:
+        context.update(context_for(assignment, answers=answers, errors=errors))
+    if _wants_fragment(request):
+        html = render_to_string("annotation/_workspace.html", context, request=request)
+        numbers = {k: v for k, v in context["progress"].items() if k != "project"}
+        return JsonResponse({"html": html, "message": message, "progress": numbers}, status=status)
+    return render(request, "annotation/annotate.html", context, status=status)
+
+
+@membership_required
+def annotate(request, project_id: int):
+    return _respond(request, _project(request, project_id))
+
+
+@membership_required
+@require_POST
+def submit(request, project_id: int, assignment_id: int):
+    project = _project(request, project_id)
+    answers = answers_from_form(project, request.POST)
+    try:
+        submit_judgment(
+            assignment_id=assignment_id,
+            annotator=request.user,
+            answers=answers,
+            time_spent_ms=_int(request.POST.get("time_spent_ms")),
+        )
+    except AssignmentRefused as refused:
+        return _respond(request, project, status=409, message=str(refused))
+    except ValidationError as invalid:
+        assignment = get_object_or_404(Assignment, pk=assignment_id, annotator=request.user)
+        return _respond(
+            request,
+            project,
+            assignment=assignment,
+            status=400,
+            answers=answers,
+            errors=invalid.message_dict,
+        )
+    if not _wants_fragment(request):
+        return redirect("annotation:annotate", project_id=project.pk)
+    return _respond(request, project, message="Saved.")
+
+
+@membership_required
+@require_POST
+def skip(request, project_id: int, assignment_id: int):
+    project = _project(request, project_id)
+    try:
+        skip_assignment(
+            assignment_id=assignment_id,
+            annotator=request.user,
+            reason=request.POST.get("skip_reason", ""),
+        )
+    except AssignmentRefused as refused:
+        return _respond(request, project, status=409, message=str(refused))
+    except ValidationError as invalid:
+        assignment = get_object_or_404(Assignment, pk=assignment_id, annotator=request.user)
+        return _respond(
+            request,
+            project,
+            assignment=assignment,
+            status=400,
+            answers=answers_from_form(project, request.POST),
+            errors=invalid.message_dict,
+        )
+    if not _wants_fragment(request):
+        return redirect("annotation:annotate", project_id=project.pk)
+    return _respond(request, project, message="Skipped.")
+
+
+@membership_required
+@require_POST
+def undo(request, project_id: int):
+    project = _project(request, project_id)
+    reopened = undo_last_submit(project=project, annotator=request.user)
+    message = "Your last submit was undone." if reopened else "Nothing to undo."
+    if not _wants_fragment(request):
+        return redirect("annotation:annotate", project_id=project.pk)
+    return _respond(request, project, assignment=reopened, message=message)
+
+
+@membership_required
+def history(request, project_id: int):
+    project = _project(request, project_id)
+    judgments = (
+        Judgment.objects.filter(project=project, annotator=request.user)
+        .select_related("item__prompt", "chosen", "rejected")
+        .order_by("-created_at")[:500]
+    )
+    return render(request, "annotation/history.html", {"project": project, "judgments": judgments})
+
+
+@membership_required
+def edit(request, project_id: int, judgment_id: int):
+    project = _project(request, project_id)
+    judgment = get_object_or_404(
+        Judgment.objects.select_related("assignment__item__prompt", "assignment__project"),
+        pk=judgment_id,
+        project=project,
+        annotator=request.user,
+    )
+    answers, errors, status = _answers_of(judgment), {}, 200
+    if request.method == "POST":
+        answers = answers_from_form(project, request.POST)
+        try:
+            update_judgment(judgment_id=judgment.pk, annotator=request.user, answers=answers)
+            return redirect("annotation:history", project_id=project.pk)
+        except ValidationError as invalid:
+            errors, status = invalid.message_dict, 400
+    context = {
+        "project": project,
+        "judgment": judgment,
+        "editing": True,
+        **context_for(judgment.assignment, answers=answers, errors=errors),
+    }
+    return render(request, "annotation/edit.html", context, status=status)
+
+
+def _answers_of(judgment: Judgment) -> dict:
+    """A stored judgment as form answers, to prefill the edit page."""
+    order = judgment.assignment.display_order
+    answers = dict(judgment.answers)
+    answers["reasoning"] = judgment.reasoning
+    for question in judgment.project.questions:
+        if question["kind"] == "preference" and judgment.project.mode == Project.Mode.PAIRWISE:
+            answers[question["name"]] = next(
+                (lb["value"] for lb in question["labels"] if lb["text"] == judgment.label), None
+            )
+        elif question["kind"] == "preference" and judgment.ranking:
+            positions = [order.index(cid) + 1 for cid in judgment.ranking]
+            answers[f"{question['name']}_best"], answers[f"{question['name']}_worst"] = (
+                positions[0],
+                positions[-1],
+            )
+        elif question["kind"] == "rating":
+            answers[question["name"]] = {
+                str(order.index(int(cid)) + 1): scores[question["name"]]
+                for cid, scores in judgment.rubric_scores.items()
+                if question["name"] in scores
+            }
+    return answers
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0

@@ -1,0 +1,134 @@
+"""What the annotate page shows for one assignment, and reading its form back."""
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Sum
+
+from annotation.models import Assignment, Judgment
+from annotation.rendering import render_layout, render_markdown
+from tasks.models import Candidate, Item, Project
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass
+class Shown:
+    position: int  # 1-based, as on screen
+    name: str  # "Response A" or "Response 3"
+    candidate: Candidate
+    html: str
+
+
+def shown_candidates(assignment: Assignment) -> list[Shown]:
+    by_id = {c.pk: c for c in Candidate.objects.filter(pk__in=assignment.display_order)}
+    pairwise = assignment.project.mode == Project.Mode.PAIRWISE
+    return [
+        Shown(
+            position,
+            f"Response {LETTERS[position - 1] if pairwise else position}",
+            by_id[cid],
+            render_markdown(by_id[cid].text),
+        )
+        for position, cid in enumerate(assignment.display_order, start=1)
+    ]
+
+
+def progress(project: Project, annotator) -> dict:
+    """This annotator's submitted count against their quota (or the project's items), and
+    the project's overall coverage."""
+    return project_rows([project], annotator)[0]
+
+
+def context_for(
+    assignment: Assignment, *, answers: dict | None = None, errors: dict | None = None
+) -> dict:
+    project, prompt = assignment.project, assignment.item.prompt
+    shown = shown_candidates(assignment)
+    layout = None
+    if project.html_layout and project.mode == Project.Mode.PAIRWISE:
+        values = {project.text_key: prompt.text}
+        for field, entry in zip(project.candidate_fields, shown, strict=False):
+            values[field] = entry.candidate.text
+        layout = render_layout(project.html_layout, values)
+    return {
+        "assignment": assignment,
+        "project": project,
+        "prompt": prompt,
+        "shown": shown,
+        "layout": layout,
+        "answers": answers or {},
+        "errors": errors or {},
+        "questions": project.questions,
+        "messages_html": [
+            {"role": m["role"], "html": render_markdown(m["content"])}
+            for m in prompt.messages or []
+        ],
+        "prompt_html": render_markdown(prompt.text),
+    }
+
+
+def answers_from_form(project: Project, data) -> dict:
+    """The service's answer dict from the annotate form's fields."""
+    answers: dict = {}
+    for question in project.questions:
+        name, kind = question["name"], question["kind"]
+        if kind == "preference":
+            if project.mode == Project.Mode.PAIRWISE:
+                answers[name] = data.get(name)
+            elif project.mode == Project.Mode.BEST_WORST:
+                answers[name] = {
+                    "best": data.get(f"{name}_best"),
+                    "worst": data.get(f"{name}_worst"),
+                }
+            else:
+                answers[name] = [p for p in (data.get(f"{name}_ranking") or "").split(",") if p]
+        elif kind == "multichoice":
+            answers[name] = data.getlist(name)
+        elif kind == "rating":
+            prefix = f"{name}_"
+            answers[name] = {
+                k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix) and v
+            }
+        else:
+            answers[name] = data.get(name, "")
+    return answers
+
+
+def project_rows(projects, annotator) -> list[dict]:
+    """The project list: each project with this annotator's and everyone's progress."""
+    ids = [p.pk for p in projects]
+    mine = dict(
+        Judgment.objects.filter(project_id__in=ids, annotator=annotator)
+        .values_list("project_id")
+        .annotate(n=Count("id"))
+    )
+    done = dict(
+        Judgment.objects.filter(project_id__in=ids)
+        .values_list("project_id")
+        .annotate(n=Count("id"))
+    )
+    items = {
+        row["project_id"]: row
+        for row in Item.objects.filter(project_id__in=ids)
+        .values("project_id")
+        .annotate(items=Count("id"), wanted=Sum("target_annotations"))
+    }
+    rows = []
+    for project in projects:
+        stats = items.get(project.pk, {"items": 0, "wanted": 0})
+        target = project.quota_per_annotator or stats["items"]
+        rows.append(
+            {
+                "project": project,
+                "mine": mine.get(project.pk, 0),
+                "mine_target": min(target, stats["items"]) if stats["items"] else target,
+                "all": done.get(project.pk, 0),
+                "all_target": stats["wanted"] or 0,
+            }
+        )
+    for row in rows:
+        row["mine_percent"] = (
+            round(100 * row["mine"] / row["mine_target"]) if row["mine_target"] else 0
+        )
+        row["all_percent"] = round(100 * row["all"] / row["all_target"]) if row["all_target"] else 0
+    return rows
