@@ -89,6 +89,8 @@ def resolve_answers(assignment: Assignment, answers: dict[str, Any]) -> dict[str
     """Check answers against the project's questions; return Judgment fields."""
     project: Project = assignment.project
     order: list[int] = assignment.display_order
+    if project.preference_question is None:
+        raise ValidationError({"preference": "This project has no comparison question yet."})
     errors: dict[str, str] = {}
     fields: dict[str, Any] = {"answers": {}, "rubric_scores": {}}
     for question in project.questions:

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django_scopes import scopes_disabled
 
 from tasks.models import Membership, Organization, Project, Role
+from tasks.schema import default_questions
 from tasks.services import create_api_token
 
 PASSWORD = "correct horse battery staple"
@@ -63,6 +64,8 @@ class ProjectFactory(UnscopedFactory):
     name = factory.Sequence(lambda n: f"Project {n}")
     status = Project.Status.ACTIVE
     guidelines = "Pick the more helpful response."
+    mode = Project.Mode.PAIRWISE
+    questions = factory.LazyAttribute(lambda project: default_questions(project.mode))
 
 
 def member(organization, role=Role.ANNOTATOR, **user_fields):

@@ -1,3 +1,6 @@
+from django.urls import re_path
+
+from annotation.api.views import ProjectJudgmentViewSet
 from tasks.api.base import Router
 from tasks.api.views import ImportJobViewSet, ProjectViewSet
 
@@ -5,4 +8,11 @@ router = Router()
 router.register("projects", ProjectViewSet, basename="project")
 router.register("imports", ImportJobViewSet, basename="importjob")
 
-urlpatterns = router.urls
+urlpatterns = [
+    re_path(
+        r"^projects/(?P<project_id>\d+)/judgments/?$",
+        ProjectJudgmentViewSet.as_view({"get": "list"}),
+        name="project-judgments",
+    ),
+    *router.urls,
+]

@@ -10,7 +10,7 @@ import re
 import pytest
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
-from django_scopes import scopes_disabled
+from django_scopes import scope, scopes_disabled
 
 from tasks.models import ApiToken, ImportJob, Membership, Project
 from tests.factories import api_token
@@ -46,8 +46,48 @@ def import_job(tenant):
     return job
 
 
+def open_assignment(tenant):
+    """An open assignment of the tenant's annotator (items imported on first use)."""
+    from annotation.allocator import next_assignment
+    from annotation.models import Assignment
+    from tests.tasks.test_prompt_import import jsonl, row, run
+
+    with scopes_disabled():
+        if not tenant.project.items.exists():
+            run(tenant.project, {"d.jsonl": jsonl(*(row(i) for i in range(3)))})
+        current = Assignment.objects.filter(annotator=tenant.annotator, status="active").first()
+    if current:
+        return current
+    with scope(organization=tenant.organization):
+        return next_assignment(project=tenant.project, annotator=tenant.annotator).assignment
+
+
+def judgment(tenant):
+    from annotation.services import submit_judgment
+
+    with scope(organization=tenant.organization):
+        return submit_judgment(
+            assignment_id=open_assignment(tenant).pk,
+            annotator=tenant.annotator,
+            answers={"preference": "Response A is better"},
+        )
+
+
 # How to name the other organization's object in each URL that takes one.
 OBJECT_URLS = {
+    "project-judgments": lambda t: {"project_id": t.project.pk},
+    "annotation:annotate": lambda t: {"project_id": t.project.pk},
+    "annotation:history": lambda t: {"project_id": t.project.pk},
+    "annotation:undo": lambda t: {"project_id": t.project.pk},
+    "annotation:submit": lambda t: {
+        "project_id": t.project.pk,
+        "assignment_id": open_assignment(t).pk,
+    },
+    "annotation:skip": lambda t: {
+        "project_id": t.project.pk,
+        "assignment_id": open_assignment(t).pk,
+    },
+    "annotation:edit": lambda t: {"project_id": t.project.pk, "judgment_id": judgment(t).pk},
     "tasks:project_detail": lambda t: {"project_id": t.project.pk},
     "project-detail": lambda t: {"pk": t.project.pk},
     "project-imports": lambda t: {"pk": t.project.pk},
@@ -57,6 +97,12 @@ OBJECT_URLS = {
 OWN_RESPONSE = {
     "project-imports": ("post", {"lead": 400, "annotator": 403}),  # 400: no file sent
     "importjob-detail": ("get", {"lead": 200, "annotator": 403}),
+    "annotation:undo": ("post", {"lead": 302, "annotator": 302}),
+    # the annotator's own assignment: an empty answer is a 400; a lead may not submit it (409)
+    "annotation:submit": ("post", {"lead": 409, "annotator": 400}),
+    "annotation:skip": ("post", {"lead": 409, "annotator": 302}),
+    # the annotator's judgment: the lead cannot edit someone else's
+    "annotation:edit": ("get", {"lead": 404, "annotator": 200}),
 }
 
 
