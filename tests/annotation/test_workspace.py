@@ -232,12 +232,12 @@ def test_best_worst_and_ranking_by_position(acme, as_user):
         )
         with scopes_disabled():
             judgment = Judgment.objects.get(assignment=a)
-        assert (judgment.chosen_id, judgment.rejected_id) == (
-            a.display_order[2],
-            a.display_order[0],
-        )
-        if mode == "ranking":
-            assert judgment.ranking == [a.display_order[2], a.display_order[0], a.display_order[1]]
+        order = a.display_order
+        if mode == "best_worst":
+            assert (judgment.chosen_id, judgment.rejected_id) == (order[2], order[0])
+        else:  # best first: positions 3, 1, 2
+            assert judgment.ranking == [order[2], order[0], order[1]]
+            assert (judgment.chosen_id, judgment.rejected_id) == (order[2], order[1])
 
 
 def test_correction_becomes_a_corrected_candidate(acme, as_user):
