@@ -26,7 +26,11 @@
     if (input && input.type === "checkbox") input.checked = !input.checked;
     else if (input) input.checked = true;
     else target.click();
-    if (input) input.dispatchEvent(new Event("change", { bubbles: true }));
+    if (input) {
+      // Focus follows the choice (as arrow keys do), so Tab goes on to the next question.
+      input.focus({ preventScroll: true });
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+    }
   }
 
   // --- best / worst and ranking -------------------------------------------------------------
