@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
@@ -35,8 +36,16 @@ class Allocation:
     reason: str = ""  # why there is none: "done", "quota"
 
 
-def reclaim_expired(project: Project) -> int:
-    """Expire this project's assignments left open past their deadline; returns how many."""
+# Deadlines are counted in minutes: looking for stale assignments of a project once every
+# few seconds is soon enough and spares every request three round trips.
+RECLAIM_EVERY_SECONDS = 10
+
+
+def reclaim_expired(project: Project, *, force: bool = False) -> int:
+    """Expire this project's assignments left open past their deadline; returns how many.
+    Runs at most every RECLAIM_EVERY_SECONDS per project unless ``force``d."""
+    if not force and not cache.add(f"chosen:reclaim:{project.pk}", 1, RECLAIM_EVERY_SECONDS):
+        return 0
     with transaction.atomic():
         stale = list(
             Assignment.objects.select_for_update(skip_locked=True)
@@ -66,9 +75,18 @@ def release_items(counts: Counter) -> None:
 def next_assignment(*, project: Project, annotator) -> Allocation:
     """The annotator's open assignment in ``project``, or a new one, or none with a reason."""
     reclaim_expired(project)
+    allocation = _allocate(project, annotator)
+    if allocation.reason == "done" and reclaim_expired(project, force=True):
+        allocation = _allocate(project, annotator)  # stale assignments freed items
+    return allocation
+
+
+def _allocate(project: Project, annotator) -> Allocation:
     with transaction.atomic():
         mine = Assignment.objects.filter(project=project, annotator=annotator)
-        current = mine.filter(status=Assignment.Status.ACTIVE).select_related("item").first()
+        current = (
+            mine.filter(status=Assignment.Status.ACTIVE).select_related("item__prompt").first()
+        )
         if current is not None:
             return Allocation(current)
         if project.quota_per_annotator is not None and (
@@ -78,7 +96,8 @@ def next_assignment(*, project: Project, annotator) -> Allocation:
             return Allocation(None, "quota")
         had = Assignment.objects.filter(item=OuterRef("pk"), annotator=annotator)
         item = (
-            Item.objects.filter(project=project, assignment_count__lt=F("target_annotations"))
+            Item.objects.select_related("prompt")
+            .filter(project=project, assignment_count__lt=F("target_annotations"))
             .filter(~Exists(had))
             .order_by("assignment_count", "random_order", "id")
             .select_for_update(skip_locked=True, of=("self",))
@@ -86,7 +105,7 @@ def next_assignment(*, project: Project, annotator) -> Allocation:
         )
         if item is None:
             return Allocation(None, "done")
-        order = list(item.slots.values_list("candidate_id", flat=True))
+        order = [int(pk) for pk in item.candidate_key.split("-")]  # the item's candidates
         _shuffle(order)
         assignment = Assignment.objects.create(
             organization_id=project.organization_id,

@@ -9,6 +9,7 @@ in a model's answer shows as text.
 
 import html
 import re
+import threading
 from dataclasses import dataclass
 
 import markdown
@@ -58,11 +59,25 @@ class EscapeHtml(Extension):
         md.inlinePatterns.deregister("html")
 
 
+_converters = threading.local()
+
+
+def _converter(allow_html: bool) -> markdown.Markdown:
+    """One Markdown instance per thread and kind, reset between documents (building one
+    costs more than converting a short response)."""
+    key = "trusted" if allow_html else "escaped"
+    converter = getattr(_converters, key, None)
+    if converter is None:
+        extensions = EXTENSIONS if allow_html else [*EXTENSIONS, EscapeHtml()]
+        converter = markdown.Markdown(extensions=extensions, output_format="html")
+        setattr(_converters, key, converter)
+    return converter.reset()
+
+
 def render_markdown(text: str, *, allow_html: bool = False) -> SafeString:
     """Markdown → sanitized HTML. Model responses keep ``allow_html`` off: their angle
     brackets are text. Guidelines written by a lead may use the allow-listed tags."""
-    extensions = EXTENSIONS if allow_html else [*EXTENSIONS, EscapeHtml()]
-    rendered = markdown.markdown(text, extensions=extensions, output_format="html")
+    rendered = _converter(allow_html).convert(text)
     cleaned = nh3.clean(
         rendered,
         tags=TAGS,

@@ -25,6 +25,7 @@ from tasks.views import membership_required
 
 
 def _project(request, project_id: int) -> Project:
+    """The project, if this member may work on it (the same rule as the project list)."""
     return get_for_organization_or_404(
         Project.objects.for_member(request.membership), request, pk=project_id
     )

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.db.models import Count, Sum
 
 from annotation.models import Assignment, Judgment
@@ -33,10 +34,38 @@ def shown_candidates(assignment: Assignment) -> list[Shown]:
     ]
 
 
+def item_totals(project_ids: list[int]) -> dict[int, dict]:
+    """Items and wanted judgments per project. They change only when items are built, and
+    counting a million items costs tens of milliseconds, so the numbers are cached a minute."""
+    keys = {pk: f"chosen:item-totals:{pk}" for pk in project_ids}
+    found = cache.get_many(list(keys.values()))
+    totals = {pk: found[key] for pk, key in keys.items() if key in found}
+    missing = [pk for pk in project_ids if pk not in totals]
+    if missing:
+        for row in (
+            Item.objects.filter(project_id__in=missing)
+            .values("project_id")
+            .annotate(items=Count("id"), wanted=Sum("target_annotations"))
+        ):
+            totals[row["project_id"]] = {"items": row["items"], "wanted": row["wanted"] or 0}
+        for pk in missing:
+            totals.setdefault(pk, {"items": 0, "wanted": 0})
+        cache.set_many({keys[pk]: totals[pk] for pk in missing}, timeout=60)
+    return totals
+
+
 def progress(project: Project, annotator) -> dict:
-    """This annotator's submitted count against their quota (or the project's items), and
-    the project's overall coverage."""
-    return project_rows([project], annotator)[0]
+    """This annotator's submitted judgments against their quota (or the project's items):
+    the annotate page's "37 of 100". Index-backed, whatever the size of the project."""
+    items = item_totals([project.pk])[project.pk]["items"]
+    target = project.quota_per_annotator or items
+    mine = Judgment.objects.filter(project=project, annotator=annotator).count()
+    target = min(target, items) if items else target
+    return {
+        "mine": mine,
+        "mine_target": target,
+        "mine_percent": round(100 * mine / target) if target else 0,
+    }
 
 
 def context_for(
@@ -107,12 +136,7 @@ def project_rows(projects, annotator) -> list[dict]:
         .values_list("project_id")
         .annotate(n=Count("id"))
     )
-    items = {
-        row["project_id"]: row
-        for row in Item.objects.filter(project_id__in=ids)
-        .values("project_id")
-        .annotate(items=Count("id"), wanted=Sum("target_annotations"))
-    }
+    items = item_totals(ids)
     rows = []
     for project in projects:
         stats = items.get(project.pk, {"items": 0, "wanted": 0})

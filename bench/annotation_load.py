@@ -1,0 +1,314 @@
+"""Annotation load benchmark: gunicorn with the production settings on PostgreSQL, N
+simulated annotators each looping "fetch the next item, submit a judgment" (the submit
+answers with the next item: one round trip per judgment).
+
+Targets (issue 4), on this 2-core machine:
+- at 50 concurrent annotators: submit+next p95 under 50 ms, zero errors;
+- the p95 with 1,000,000 items in the project within 1.5x of the p95 with 10,000.
+
+Each annotator thinks for 0.5-1.5 s between submits (a real expert takes about a minute per
+pair, so this is ~50x a real team's load). Projects are filled with SQL (prompts, two
+candidates, one pairwise item each) so the million-item run does not take an hour to set up.
+
+    .venv/bin/python bench/annotation_load.py                 # 10k and 1M items, 50 annotators
+    .venv/bin/python bench/annotation_load.py --sizes 10000 --seconds 10
+"""
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATABASE_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@localhost:5432/chosen_bench"
+)
+# The sessions made here must be valid for the server: one secret for both.
+SECRET_KEY = secrets.token_urlsafe(64)
+TARGET_P95_MS = 50
+TARGET_SCALING = 1.5
+ASSIGNMENT = re.compile(r'data-assignment="(\d+)"')
+
+
+def setup_django():
+    os.environ["DATABASE_URL"] = DATABASE_URL
+    os.environ["DJANGO_SECRET_KEY"] = SECRET_KEY
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def fill(n_items: int, n_annotators: int) -> tuple[int, list[str]]:
+    """A fresh project with ``n_items`` pairwise items and annotators with sessions.
+    Returns the project id and one session key per annotator."""
+    from django.contrib.auth import (
+        BACKEND_SESSION_KEY,
+        HASH_SESSION_KEY,
+        SESSION_KEY,
+        get_user_model,
+    )
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import connection
+    from django_scopes import scopes_disabled
+
+    from tasks.models import Membership, Organization, Project, Role
+    from tasks.schema import default_questions
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE annotation_judgmentrevision, annotation_judgment, annotation_assignment, "
+            "tasks_itemcandidate, tasks_item, tasks_candidate, tasks_prompt, tasks_project, "
+            "tasks_membership, django_session CASCADE"
+        )
+    User = get_user_model()
+    with scopes_disabled():
+        org, _ = Organization.objects.get_or_create(slug="load", defaults={"name": "Load"})
+        project = Project.objects.create(
+            organization=org,
+            name=f"load {n_items}",
+            status="active",
+            questions=default_questions("pairwise"),
+            annotations_per_item=2,
+        )
+        keys = []
+        for i in range(n_annotators):
+            user, _ = User.objects.get_or_create(
+                username=f"load{i}", defaults={"email": f"load{i}@bench"}
+            )
+            Membership.objects.create(user=user, organization=org, role=Role.ANNOTATOR)
+            session = SessionStore()
+            session[SESSION_KEY] = str(user.pk)
+            session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+            session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+            session.create()
+            keys.append(session.session_key)
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        params = {"org": org.pk, "project": project.pk, "n": n_items}
+        cursor.execute(
+            "INSERT INTO tasks_prompt (organization_id, project_id, external_id, text, metadata, "
+            "source, content_hash, created_at) SELECT %(org)s, %(project)s, 'p' || g, "
+            "'Prompt ' || g || ': which answer is better?', '{}', 'bench', md5(g::text), now() "
+            "FROM generate_series(1, %(n)s) g",
+            params,
+        )
+        cursor.execute(
+            "INSERT INTO tasks_candidate (organization_id, prompt_id, text, source, "
+            "source_key, model, parameters, finish_reason, content_hash, created_at) "
+            "SELECT p.organization_id, p.id, "
+            "'Answer ' || v.k || ' to ' || p.external_id || '. **Bold** and `code`.', 'imported', "
+            "'response_' || v.k, '', '{}', 'stop', md5(p.id || v.k), now() FROM tasks_prompt p "
+            "CROSS JOIN (VALUES ('a'), ('b')) v(k) WHERE p.project_id = %(project)s",
+            params,
+        )
+        cursor.execute(
+            "INSERT INTO tasks_item (organization_id, project_id, prompt_id, mode, candidate_key, "
+            "target_annotations, assignment_count, random_order, created_at) SELECT %(org)s, "
+            "%(project)s, c.prompt_id, 'pairwise', min(c.id) || '-' || max(c.id), 2, 0, "
+            "(random() * 2147483647)::int, now() FROM tasks_candidate c JOIN tasks_prompt p "
+            "ON p.id = c.prompt_id WHERE p.project_id = %(project)s GROUP BY c.prompt_id",
+            params,
+        )
+        cursor.execute(
+            "INSERT INTO tasks_itemcandidate (item_id, candidate_id, position) SELECT i.id, c.id, "
+            "row_number() OVER (PARTITION BY i.id ORDER BY c.id) - 1 FROM tasks_item i "
+            "JOIN tasks_candidate c ON c.prompt_id = i.prompt_id WHERE i.project_id = %(project)s",
+            params,
+        )
+        cursor.execute("ANALYZE")
+    print(f"  filled {n_items:,} items in {time.perf_counter() - started:.0f} s", flush=True)
+    return project.pk, keys
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(port: int, workers: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DJANGO_ENV": "production",
+        "DATABASE_URL": DATABASE_URL,
+        "DJANGO_SECRET_KEY": SECRET_KEY,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
+        "DJANGO_SECURE_COOKIES": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    # As docker compose runs it: Redis for the cache and sessions.
+    env["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/14")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "project.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit("gunicorn did not start")
+
+
+async def annotator(base: str, project_id: int, session_key: str, until: float, stats: dict):
+    import httpx
+
+    csrf = secrets.token_hex(16)
+    cookies = {"sessionid": session_key, "csrftoken": csrf}
+    headers = {"X-Chosen-Fragment": "1", "X-CSRFToken": csrf}
+    async with httpx.AsyncClient(
+        base_url=base, cookies=cookies, headers=headers, timeout=30
+    ) as client:
+        started = time.perf_counter()
+        response = await client.get(f"/projects/{project_id}/annotate/")
+        stats["next_ms"].append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            stats["errors"].append(f"GET {response.status_code}")
+            return
+        html = response.json()["html"]
+        while time.monotonic() < until:
+            await asyncio.sleep(random.uniform(0.5, 1.5))  # noqa: S311 (think time)
+            match = ASSIGNMENT.search(html)
+            if not match:
+                return  # nothing left for this annotator
+            started = time.perf_counter()
+            response = await client.post(
+                f"/projects/{project_id}/annotate/{match.group(1)}/submit/",
+                data={
+                    "preference": random.choice(["Response A is better", "Response B is better"]),  # noqa: S311
+                    "reasoning": "Clearer and more accurate.",
+                    "time_spent_ms": "900",
+                },
+            )
+            stats["submit_ms"].append((time.perf_counter() - started) * 1000)
+            if response.status_code != 200:
+                stats["errors"].append(f"POST {response.status_code}")
+                return
+            html = response.json()["html"]
+
+
+def p95(values: list[float]) -> float:
+    if not values:
+        return float("inf")  # nothing measured is a failure, not a fast run
+    return statistics.quantiles(values, n=20)[18] if len(values) >= 20 else max(values)
+
+
+def run_load(n_items: int, annotators: int, seconds: float, workers: int) -> dict:
+    project_id, keys = fill(n_items, annotators)
+    port = free_port()
+    server = start_gunicorn(port, workers)
+    stats = {"next_ms": [], "submit_ms": [], "errors": []}
+    try:
+        until = time.monotonic() + seconds
+
+        async def main():
+            await asyncio.gather(
+                *(
+                    annotator(f"http://127.0.0.1:{port}", project_id, key, until, stats)
+                    for key in keys
+                )
+            )
+
+        asyncio.run(main())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return stats
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
+    parser.add_argument("--annotators", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    name = DATABASE_URL.rsplit("/", 1)[1]
+    import psycopg
+
+    with psycopg.connect(DATABASE_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "DATABASE_URL": DATABASE_URL},
+    )
+    setup_django()
+    results = {}
+    for size in args.sizes:
+        print(f"{size:,} items, {args.annotators} annotators, {args.seconds:.0f} s:", flush=True)
+        results[size] = run_load(size, args.annotators, args.seconds, args.workers)
+    print(
+        f"\nAnnotation load: gunicorn ({args.workers} workers, production settings), PostgreSQL, "
+        f"{os.cpu_count()} cores, {args.annotators} annotators, think time 0.5-1.5 s"
+    )
+    print(f"{'metric':<40} {'measured':>12} {'target':>10}  ok")
+    ok_all = True
+
+    def line(metric, measured, target, ok):
+        nonlocal ok_all
+        ok_all = ok_all and ok
+        print(f"{metric:<40} {measured:>12} {target:>10}  {'yes' if ok else 'NO'}")
+
+    for size, stats in results.items():
+        submits = stats["submit_ms"]
+        line(
+            f"submit+next p95 at {size:,} items (ms)",
+            f"{p95(submits):.1f}",
+            f"< {TARGET_P95_MS}",
+            p95(submits) < TARGET_P95_MS,
+        )
+        line(
+            "  median / max (ms)",
+            f"{statistics.median(submits):.1f} / {max(submits):.0f}",
+            "",
+            True,
+        )
+        line("  judgments submitted", f"{len(submits):,}", "", True)
+        line("  first fetch p95 (ms)", f"{p95(stats['next_ms']):.1f}", "", True)
+        line("  errors", f"{len(stats['errors'])}", "0", not stats["errors"])
+    if len(results) > 1:
+        small, large = (results[s]["submit_ms"] for s in (min(results), max(results)))
+        ratio = p95(large) / p95(small)
+        line(
+            f"p95 {max(results):,} / {min(results):,} items",
+            f"{ratio:.2f}x",
+            f"<= {TARGET_SCALING}x",
+            ratio <= TARGET_SCALING,
+        )
+    return 0 if ok_all else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
