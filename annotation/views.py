@@ -64,18 +64,13 @@ def annotate(request, project_id: int):
     return _respond(request, _project(request, project_id))
 
 
-@membership_required
-@require_POST
-def submit(request, project_id: int, assignment_id: int):
+def _act(request, project_id: int, assignment_id: int, action, done: str):
+    """Run a submit or a skip and answer with the next item; a refused assignment (409) or
+    answers that do not fit (400, the form kept as typed) say why."""
     project = _project(request, project_id)
     answers = answers_from_form(project, request.POST)
     try:
-        submit_judgment(
-            assignment_id=assignment_id,
-            annotator=request.user,
-            answers=answers,
-            time_spent_ms=_int(request.POST.get("time_spent_ms")),
-        )
+        action(answers)
     except AssignmentRefused as refused:
         return _respond(request, project, status=409, message=str(refused))
     except ValidationError as invalid:
@@ -90,34 +85,40 @@ def submit(request, project_id: int, assignment_id: int):
         )
     if not _wants_fragment(request):
         return redirect("annotation:annotate", project_id=project.pk)
-    return _respond(request, project, message="Saved.")
+    return _respond(request, project, message=done)
+
+
+@membership_required
+@require_POST
+def submit(request, project_id: int, assignment_id: int):
+    return _act(
+        request,
+        project_id,
+        assignment_id,
+        lambda answers: submit_judgment(
+            assignment_id=assignment_id,
+            annotator=request.user,
+            answers=answers,
+            time_spent_ms=_int(request.POST.get("time_spent_ms")),
+        ),
+        "Saved.",
+    )
 
 
 @membership_required
 @require_POST
 def skip(request, project_id: int, assignment_id: int):
-    project = _project(request, project_id)
-    try:
-        skip_assignment(
+    return _act(
+        request,
+        project_id,
+        assignment_id,
+        lambda answers: skip_assignment(
             assignment_id=assignment_id,
             annotator=request.user,
             reason=request.POST.get("skip_reason", ""),
-        )
-    except AssignmentRefused as refused:
-        return _respond(request, project, status=409, message=str(refused))
-    except ValidationError as invalid:
-        assignment = get_object_or_404(Assignment, pk=assignment_id, annotator=request.user)
-        return _respond(
-            request,
-            project,
-            assignment=assignment,
-            status=400,
-            answers=answers_from_form(project, request.POST),
-            errors=invalid.message_dict,
-        )
-    if not _wants_fragment(request):
-        return redirect("annotation:annotate", project_id=project.pk)
-    return _respond(request, project, message="Skipped.")
+        ),
+        "Skipped.",
+    )
 
 
 @membership_required

@@ -29,8 +29,7 @@ def import_dir(organization, folder: Path, config="config.yaml", **options):
 
 
 def test_the_seed_config_is_the_seeds_text_with_its_indentation_restored():
-    if not SHARED_SEED.exists():
-        pytest.skip("../shared/seeds is not beside this checkout")
+    assert SHARED_SEED.exists(), "the suite runs with ../shared beside the checkout (DESIGN.md)"
     seed = SHARED_SEED.read_text().split("Configuration Fileconfig.yaml\n", 1)[1]
     seed = seed.split("Sample Datasample-data.json", 1)[0]
     ours = SEED_CONFIG.read_text()
@@ -109,8 +108,7 @@ def test_reimporting_the_seed_duplicates_nothing(acme):
 
 
 def test_the_seed_pasted_without_indentation_is_refused_with_the_line():
-    if not SHARED_SEED.exists():
-        pytest.skip("../shared/seeds is not beside this checkout")
+    assert SHARED_SEED.exists(), "the suite runs with ../shared beside the checkout (DESIGN.md)"
     flat = SHARED_SEED.read_text().split("Configuration Fileconfig.yaml\n", 1)[1]
     flat = flat.split("Sample Datasample-data.json", 1)[0]
     with pytest.raises(PotatoImportFailed) as info:
