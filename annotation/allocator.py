@@ -14,18 +14,19 @@ without scanning the project. Assignments left open past the project's timeout a
 reclaimed (expired, their item's count lowered) before allocating.
 """
 
+import functools
 import random
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from annotation.models import Assignment
-from tasks.models import Item, Project
+from tasks.models import Item, Project, Prompt
 
 _shuffle = random.SystemRandom().shuffle
 
@@ -82,38 +83,163 @@ def next_assignment(*, project: Project, annotator) -> Allocation:
 
 
 def _allocate(project: Project, annotator) -> Allocation:
-    with transaction.atomic():
-        mine = Assignment.objects.filter(project=project, annotator=annotator)
-        current = (
-            mine.filter(status=Assignment.Status.ACTIVE).select_related("item__prompt").first()
-        )
-        if current is not None:
-            return Allocation(current)
-        if project.quota_per_annotator is not None and (
-            mine.filter(status__in=[Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED]).count()
-            >= project.quota_per_annotator
-        ):
-            return Allocation(None, "quota")
-        had = Assignment.objects.filter(item=OuterRef("pk"), annotator=annotator)
-        item = (
-            Item.objects.select_related("prompt")
-            .filter(project=project, assignment_count__lt=F("target_annotations"))
-            .filter(~Exists(had))
-            .order_by("assignment_count", "random_order", "id")
-            .select_for_update(skip_locked=True, of=("self",))
-            .first()
-        )
-        if item is None:
-            return Allocation(None, "done")
-        order = [int(pk) for pk in item.candidate_key.split("-")]  # the item's candidates
-        _shuffle(order)
-        assignment = Assignment.objects.create(
-            organization_id=project.organization_id,
-            project=project,
-            item=item,
-            annotator=annotator,
-            display_order=order,
-            expires_at=timezone.now() + timedelta(minutes=project.assignment_timeout_minutes),
-        )
-        Item.objects.filter(pk=item.pk).update(assignment_count=F("assignment_count") + 1)
+    take = _take if connection.vendor == "postgresql" else _take_portable
+    assignment = take(project, annotator)
+    if assignment is not None:
         return Allocation(assignment)
+    return Allocation(None, "quota" if _over_quota(project, annotator) else "done")
+
+
+def _taken(project: Project, annotator):
+    """This annotator's active and submitted assignments in the project (the quota's count)."""
+    return Assignment.objects.filter(
+        project=project,
+        annotator=annotator,
+        status__in=[Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED],
+    )
+
+
+def _over_quota(project: Project, annotator) -> bool:
+    quota = project.quota_per_annotator
+    return quota is not None and _taken(project, annotator).count() >= quota
+
+
+def _take_portable(project: Project, annotator) -> Assignment | None:
+    """The ORM form of ``_take`` for the embedded SQLite database (one writer at a time, so
+    no row locks are needed there)."""
+    with transaction.atomic():
+        return _take_portable_locked(project, annotator)
+
+
+def _take_portable_locked(project: Project, annotator) -> Assignment | None:
+    mine = Assignment.objects.filter(project=project, annotator=annotator)
+    current = mine.filter(status=Assignment.Status.ACTIVE).select_related("item__prompt").first()
+    if current is not None or _over_quota(project, annotator):
+        return current
+    had = Assignment.objects.filter(item=OuterRef("pk"), annotator=annotator)
+    item = (
+        Item.objects.select_related("prompt")
+        .filter(project=project, assignment_count__lt=F("target_annotations"))
+        .filter(~Exists(had))
+        .order_by("assignment_count", "random_order", "id")
+        .first()
+    )
+    if item is None:
+        return None
+    order = [int(pk) for pk in item.candidate_key.split("-")]  # the item's candidates
+    _shuffle(order)
+    Item.objects.filter(pk=item.pk).update(assignment_count=F("assignment_count") + 1)
+    return Assignment.objects.create(
+        organization_id=project.organization_id,
+        project=project,
+        item=item,
+        annotator=annotator,
+        display_order=order,
+        expires_at=_deadline(project),
+    )
+
+
+def _take(project: Project, annotator) -> Assignment | None:
+    """The open assignment, or a new one, in one statement on PostgreSQL (``_take_sql``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _take_sql(),
+            {
+                "project": project.pk,
+                "annotator": annotator.pk,
+                "organization": project.organization_id,
+                "expires": _deadline(project),
+                "quota": project.quota_per_annotator,
+                "active": Assignment.Status.ACTIVE,
+                "taken": [Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED],
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    a, i = len(_ASSIGNMENT_FIELDS), len(_ASSIGNMENT_FIELDS) + len(_ITEM_FIELDS)
+    assignment = _instance(Assignment, _ASSIGNMENT_FIELDS, row[:a])
+    item = _instance(Item, _ITEM_FIELDS, row[a:i])
+    item.prompt = _instance(Prompt, _PROMPT_FIELDS, row[i:])
+    assignment.item, assignment.project, assignment.annotator = item, project, annotator
+    return assignment
+
+
+def _deadline(project: Project):
+    return timezone.now() + timedelta(minutes=project.assignment_timeout_minutes)
+
+
+def _instance(model, fields, values):
+    """A model instance from raw columns, converted as the ORM converts them (JSON)."""
+    values = [
+        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+        for field, value in zip(fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, [field.attname for field in fields], values)
+
+
+# The hot path of every submit, one statement and one round trip:
+# - ``current``: the annotator's open assignment in the project (a reload shows it again);
+# - otherwise, within the quota, the subquery walks item_allocation_idx in allocation order
+#   and locks the first free item this person never had (SKIP LOCKED sends parallel requests
+#   to different rows); the UPDATE raises its count and the INSERT makes the assignment with
+#   the item's candidates in a shuffled display order;
+# - either way the assignment, its item and the prompt come back as one row. A new row is
+#   read from RETURNING: a statement's own writes are invisible to its table scans.
+_ITEM_FIELDS = Item._meta.concrete_fields
+_PROMPT_FIELDS = Prompt._meta.concrete_fields
+_ASSIGNMENT_FIELDS = Assignment._meta.concrete_fields
+
+
+@functools.cache
+def _take_sql() -> str:
+    item, prompt = Item._meta.db_table, Prompt._meta.db_table
+    assignment = Assignment._meta.db_table
+    items, prompts, assignments = (
+        [f.column for f in fields] for fields in (_ITEM_FIELDS, _PROMPT_FIELDS, _ASSIGNMENT_FIELDS)
+    )
+
+    def columns(alias, names):
+        return ", ".join(f"{alias}.{name}" for name in names)
+
+    # Only table and column names from the models are formatted in; values are parameters.
+    return f"""
+WITH current AS (
+    SELECT id FROM {assignment}
+    WHERE project_id = %(project)s AND annotator_id = %(annotator)s AND status = %(active)s
+    ORDER BY created_at DESC LIMIT 1
+), picked AS (
+    UPDATE {item} SET assignment_count = assignment_count + 1
+    WHERE id = (
+        SELECT i.id FROM {item} i
+        WHERE NOT EXISTS (SELECT 1 FROM current)
+          AND (%(quota)s::integer IS NULL OR %(quota)s::integer > (
+              SELECT count(*) FROM {assignment} q
+              WHERE q.project_id = %(project)s AND q.annotator_id = %(annotator)s
+                AND q.status = ANY(%(taken)s)))
+          AND i.project_id = %(project)s AND i.assignment_count < i.target_annotations
+          AND NOT EXISTS (
+              SELECT 1 FROM {assignment} a
+              WHERE a.item_id = i.id AND a.annotator_id = %(annotator)s)
+        ORDER BY i.assignment_count, i.random_order, i.id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED)
+    RETURNING {", ".join(items)}
+), made AS (
+    INSERT INTO {assignment}
+        (organization_id, project_id, item_id, annotator_id, status, display_order,
+         skip_reason, created_at, expires_at)
+    SELECT %(organization)s, %(project)s, picked.id, %(annotator)s, %(active)s,
+        (SELECT jsonb_agg(c::integer ORDER BY random())
+         FROM unnest(string_to_array(picked.candidate_key, '-')) c),
+        '', now(), %(expires)s
+    FROM picked
+    RETURNING {", ".join(assignments)}
+)
+SELECT {columns("made", assignments)}, {columns("picked", items)}, {columns("p", prompts)}
+FROM made JOIN picked ON picked.id = made.item_id JOIN {prompt} p ON p.id = picked.prompt_id
+UNION ALL
+SELECT {columns("a", assignments)}, {columns("i", items)}, {columns("p", prompts)}
+FROM current JOIN {assignment} a ON a.id = current.id JOIN {item} i ON i.id = a.item_id
+JOIN {prompt} p ON p.id = i.prompt_id
+"""  # noqa: S608

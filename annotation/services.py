@@ -20,21 +20,25 @@ class AssignmentRefused(Exception):
     """The assignment cannot take this submit; the message says why to the annotator."""
 
 
-def _locked(assignment_id: int, annotator) -> Assignment:
+def _locked(project: Project, assignment_id: int, annotator) -> Assignment:
+    """The assignment, locked, if it is this annotator's in this project."""
     assignment = (
-        Assignment.objects.select_for_update(of=("self",))
-        .select_related("project", "item")
-        .filter(pk=assignment_id)
-        .first()
+        Assignment.objects.select_for_update().filter(pk=assignment_id, project=project).first()
     )
     if assignment is None or assignment.annotator_id != annotator.pk:
         raise AssignmentRefused("This item is not assigned to you.")
+    assignment.project = project
     return assignment
 
 
 @transaction.atomic
 def submit_judgment(
-    *, assignment_id: int, annotator, answers: dict[str, Any], time_spent_ms: int = 0
+    *,
+    project: Project,
+    assignment_id: int,
+    annotator,
+    answers: dict[str, Any],
+    time_spent_ms: int = 0,
 ) -> Judgment:
     """Store the annotator's judgment for an assignment of theirs.
 
@@ -42,7 +46,7 @@ def submit_judgment(
     judgment already stored. A reclaimed or skipped assignment is refused with
     AssignmentRefused; answers that do not fit the schema raise ValidationError (by question).
     """
-    assignment = _locked(assignment_id, annotator)
+    assignment = _locked(project, assignment_id, annotator)
     if assignment.status == Assignment.Status.SUBMITTED:
         return assignment.judgment
     if assignment.status == Assignment.Status.EXPIRED:
@@ -57,7 +61,7 @@ def submit_judgment(
     judgment = Judgment.objects.create(
         organization_id=assignment.organization_id,
         project=assignment.project,
-        item=assignment.item,
+        item_id=assignment.item_id,
         assignment=assignment,
         annotator=annotator,
         time_spent_ms=max(0, min(int(time_spent_ms or 0), 24 * 3600 * 1000)),
@@ -69,8 +73,10 @@ def submit_judgment(
 
 
 @transaction.atomic
-def skip_assignment(*, assignment_id: int, annotator, reason: str = "") -> Assignment:
-    assignment = _locked(assignment_id, annotator)
+def skip_assignment(
+    *, project: Project, assignment_id: int, annotator, reason: str = ""
+) -> Assignment:
+    assignment = _locked(project, assignment_id, annotator)
     project = assignment.project
     if assignment.status != Assignment.Status.ACTIVE:
         raise AssignmentRefused("This item is no longer open for you.")

@@ -4,7 +4,7 @@ Submit is one round trip: the form posts, and the answer is the next item (a fra
 the page's script, or a redirect without JavaScript)."""
 
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
@@ -20,15 +20,16 @@ from annotation.services import (
 )
 from annotation.workspace import answers_from_form, context_for, progress
 from tasks.models import Project
-from tasks.tenancy import get_for_organization_or_404
 from tasks.views import membership_required
 
 
 def _project(request, project_id: int) -> Project:
-    """The project, if this member may work on it (the same rule as the project list)."""
-    return get_for_organization_or_404(
-        Project.objects.for_member(request.membership), request, pk=project_id
-    )
+    """The project, if this member may work on it (the same rule as the project list);
+    another organization's project is a 404."""
+    project = Project.objects.get_for_member(request.membership, project_id)
+    if project is None:
+        raise Http404("No such project.")
+    return project
 
 
 def _wants_fragment(request: HttpRequest) -> bool:
@@ -70,7 +71,7 @@ def _act(request, project_id: int, assignment_id: int, action, done: str):
     project = _project(request, project_id)
     answers = answers_from_form(project, request.POST)
     try:
-        action(answers)
+        action(project, answers)
     except AssignmentRefused as refused:
         return _respond(request, project, status=409, message=str(refused))
     except ValidationError as invalid:
@@ -95,7 +96,8 @@ def submit(request, project_id: int, assignment_id: int):
         request,
         project_id,
         assignment_id,
-        lambda answers: submit_judgment(
+        lambda project, answers: submit_judgment(
+            project=project,
             assignment_id=assignment_id,
             annotator=request.user,
             answers=answers,
@@ -112,7 +114,8 @@ def skip(request, project_id: int, assignment_id: int):
         request,
         project_id,
         assignment_id,
-        lambda answers: skip_assignment(
+        lambda project, answers: skip_assignment(
+            project=project,
             assignment_id=assignment_id,
             annotator=request.user,
             reason=request.POST.get("skip_reason", ""),

@@ -36,7 +36,9 @@ def allocate(project, annotator):
 
 def submit(project, annotator, assignment, answers=PREFERENCE):
     with scope(organization=project.organization):
-        return submit_judgment(assignment_id=assignment.pk, annotator=annotator, answers=answers)
+        return submit_judgment(
+            project=project, assignment_id=assignment.pk, annotator=annotator, answers=answers
+        )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -52,6 +54,7 @@ def test_parallel_annotators_never_exceed_overlap_nor_repeat_an_item(acme):
                     allocation := next_assignment(project=project, annotator=annotator)
                 ).assignment:
                     submit_judgment(
+                        project=project,
                         assignment_id=allocation.assignment.pk,
                         annotator=annotator,
                         answers=PREFERENCE,
@@ -131,7 +134,9 @@ def test_a_skipped_item_goes_to_someone_else_never_back(acme):
     project = project_with_items(acme.organization, 1)
     skipped = allocate(project, acme.annotator).assignment
     with scope(organization=acme.organization):
-        skip_assignment(assignment_id=skipped.pk, annotator=acme.annotator, reason="unsure")
+        skip_assignment(
+            project=project, assignment_id=skipped.pk, annotator=acme.annotator, reason="unsure"
+        )
     assert allocate(project, acme.annotator).reason == "done"
     assert allocate(project, member(acme.organization)).assignment.item_id == skipped.item_id
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from tests.conftest import log_in_through_the_form, open_page
 
@@ -86,3 +87,18 @@ def test_make_run_serves_the_demo_and_its_users_can_log_in(make_run, browser):
         assert "DPO Preference Data Collection" in page.content()
         assert page.problems == []
         context.close()
+
+    # The embedded database takes the allocator's portable path: an annotator judges one.
+    context, page = open_page(browser, base)
+    log_in_through_the_form(page, "annotator1@demo.chosen.local", "demo-annotator-pass")
+    page.get_by_role("link", name="Annotate").first.click()
+    first = page.locator("#judge-form").get_attribute("data-assignment")
+    page.keyboard.press("a")
+    page.keyboard.press("1")
+    page.keyboard.press("Tab")
+    page.keyboard.type("A answers the question; B does not.")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("#judge-form")).not_to_have_attribute("data-assignment", first)
+    expect(page.locator("#progress-text")).to_have_text("1 of 10")
+    assert page.problems == []
+    context.close()

@@ -67,6 +67,7 @@ def judgment(tenant):
 
     with scope(organization=tenant.organization):
         return submit_judgment(
+            project=tenant.project,
             assignment_id=open_assignment(tenant).pk,
             annotator=tenant.annotator,
             answers={"preference": "Response A is better"},
