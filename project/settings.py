@@ -324,3 +324,21 @@ CHOSEN_IMPORT_MAX_FIELD_CHARS = int(env("CHOSEN_IMPORT_MAX_FIELD_CHARS", "100000
 # API uploads up to this size are imported during the request (201 or 400 with the
 # problems); larger ones run as a background job with progress.
 CHOSEN_IMPORT_SYNC_MAX_BYTES = int(env("CHOSEN_IMPORT_SYNC_MAX_BYTES", str(2 * 1024 * 1024)))
+
+# Candidate generation. A request that fails with a connection error, a timeout, a 5xx or
+# a malformed reply is tried again this many times, waiting BACKOFF, 2x, 4x … seconds.
+CHOSEN_LLM_RETRIES = int(env("CHOSEN_LLM_RETRIES", "3"))
+CHOSEN_LLM_BACKOFF_SECONDS = float(env("CHOSEN_LLM_BACKOFF_SECONDS", "1.0"))
+# The default endpoint (docker compose's Ollama): created by `manage.py setup_llm_endpoint`
+# and enabled for every organization. Empty: none.
+CHOSEN_DEFAULT_LLM_URL = env("CHOSEN_DEFAULT_LLM_URL", "")
+CHOSEN_DEFAULT_LLM_MODEL = env("CHOSEN_DEFAULT_LLM_MODEL", "smollm2:135m")
+# Prompts per chunk message; a running job with no progress for this long is resumed by beat.
+CHOSEN_GENERATION_CHUNK_PROMPTS = 10
+CHOSEN_GENERATION_STALL_SECONDS = 600
+CELERY_BEAT_SCHEDULE = {
+    "resume-stalled-generations": {
+        "task": "tasks.jobs.resume_stalled_generations",
+        "schedule": 120.0,
+    },
+}

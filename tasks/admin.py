@@ -220,8 +220,16 @@ class ProjectAdmin(OrganizationScopedAdmin):
     change_list_template = "admin/tasks/project/change_list.html"
     fieldsets = PROJECT_FIELDSETS
 
+    actions = ["generate_candidates"]
+
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_prompts=Count("prompts"))
+
+    @admin.action(description="Generate candidates with a local LLM")
+    def generate_candidates(self, request, queryset):
+        from tasks.admin_generation import generate_page
+
+        return generate_page(self, request, queryset, dict.fromkeys(queryset))
 
     @admin.display(description="Prompts", ordering="_prompts")
     def prompt_count(self, obj):
@@ -487,3 +495,7 @@ class ApiTokenAdmin(OrganizationScopedAdmin):
     def revoke(self, request, queryset):
         count = services.revoke_api_tokens(tokens=queryset)
         self.message_user(request, f"{count} token(s) revoked.", messages.SUCCESS)
+
+
+# Candidate generation's admin (endpoints, recipes, jobs, prompts) registers itself.
+from tasks import admin_generation  # noqa: E402, F401

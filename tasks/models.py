@@ -269,7 +269,14 @@ class Candidate(models.Model):
         ordering = ["id"]
         constraints = [
             # The same response twice for one prompt is a duplicate, whatever its source.
-            models.UniqueConstraint(fields=["prompt", "content_hash"], name="candidate_once")
+            models.UniqueConstraint(fields=["prompt", "content_hash"], name="candidate_once"),
+            # One generated candidate per prompt and variant (model + exact parameters),
+            # however often a generation job is re-run or resumed.
+            models.UniqueConstraint(
+                fields=["prompt", "source_key"],
+                condition=Q(source="generated"),
+                name="generated_once_per_variant",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -390,7 +397,26 @@ class ApiToken(models.Model):
         ApiToken.objects.with_scopes_disabled().filter(stale, pk=self.pk).update(last_used_at=now)
 
 
-class ImportJob(models.Model):
+class OrganizationJob(models.Model):
+    """What every background job of an organization records: who started it, when it
+    ran."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+
+class ImportJob(OrganizationJob):
     """An upload being imported in the background: prompts into a project, or a Potato
     config with its data files. Progress while it runs is in the cache (the import itself
     is one transaction, invisible until it commits); the outcome is stored here."""
@@ -405,7 +431,6 @@ class ImportJob(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     project = models.ForeignKey(
         Project, null=True, blank=True, on_delete=models.CASCADE, related_name="import_jobs"
     )
@@ -417,17 +442,9 @@ class ImportJob(models.Model):
     total_bytes = models.BigIntegerField(default=0)
     report = models.JSONField(default=dict, blank=True)
     errors = models.JSONField(default=list, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    objects = ScopedManager(organization="organization")
-
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(OrganizationJob.Meta):
+        pass
 
     def __str__(self) -> str:
         names = ", ".join(f["name"] for f in self.files)
@@ -436,3 +453,137 @@ class ImportJob(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class LLMEndpoint(models.Model):
+    """An OpenAI-compatible server (Ollama's /v1, llama.cpp's server, vLLM, TGI) that drafts
+    candidates. Only superusers configure endpoints, and each is enabled for chosen
+    organizations: a tenant picks one of these, it can never name an address itself."""
+
+    name = models.CharField(max_length=100, unique=True)
+    # Not a URLField: Django's URL validator refuses single-label hosts such as a compose
+    # service name ("ollama"); tasks.llm.check_base_url checks it instead.
+    base_url = models.CharField(
+        max_length=500, help_text="The OpenAI-compatible API root, e.g. http://ollama:11434/v1"
+    )
+    model = models.CharField(max_length=200, help_text="The model name the server knows.")
+    # Write-only: kept for the requests, never shown back (see LLMEndpointForm).
+    api_key = models.CharField(max_length=500, blank=True)
+    timeout_seconds = models.FloatField(default=120, help_text="Per request.")
+    max_concurrent_requests = models.PositiveSmallIntegerField(
+        default=2, help_text="Across all workers and jobs."
+    )
+    enabled = models.BooleanField(default=True)
+    all_organizations = models.BooleanField(
+        default=False, help_text="Enabled for every organization."
+    )
+    organizations = models.ManyToManyField(
+        Organization, blank=True, related_name="llm_endpoints", help_text="Enabled for these."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "LLM endpoint"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model})"
+
+    @classmethod
+    def for_organization(cls, organization):
+        """Endpoints this organization may use."""
+        return cls.objects.filter(
+            Q(all_organizations=True) | Q(organizations=organization), enabled=True
+        ).distinct()
+
+
+class GenerationRecipe(models.Model):
+    """A named list of variants; each variant is one request per prompt:
+    {"name", "system_prompt", "temperature", "top_p", "max_tokens", "seed"}."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    variants = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="recipe_name_once")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GenerationJob(OrganizationJob):
+    """Candidates drafted for a project's prompts by one endpoint with one recipe.
+
+    Counters move as requests finish; ``epoch`` changes when the job is (re)dispatched so
+    that a chunk message of an earlier dispatch, delivered late, does nothing."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLING = "cancelling", "Cancelling"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="generation_jobs")
+    endpoint = models.ForeignKey(LLMEndpoint, on_delete=models.PROTECT, related_name="jobs")
+    model = models.CharField(max_length=200, help_text="The endpoint's model when started.")
+    recipe_name = models.CharField(max_length=100)
+    variants = models.JSONField(help_text="The recipe's variants as run, with their keys.")
+    prompt_ids = models.JSONField(
+        null=True, blank=True, help_text="Selected prompts; empty: every prompt of the project."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    epoch = models.PositiveIntegerField(default=0)
+    chunks_left = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(OrganizationJob.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"generation {self.pk}: {self.recipe_name} on {self.model} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class GenerationFailure(models.Model):
+    """A prompt and variant that got no candidate in a job, and why (retries exhausted, or
+    the model repeated another candidate's text). A job does not ask for it again."""
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="failures")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="+")
+    variant_key = models.CharField(max_length=100)
+    variant_name = models.CharField(max_length=100)
+    message = models.TextField()
+    attempts = models.PositiveSmallIntegerField(default=1)
+    duplicate = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(organization="job__organization")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "prompt", "variant_key"], name="generation_failure_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.variant_name} for prompt {self.prompt_id}: {self.message}"

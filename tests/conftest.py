@@ -104,3 +104,12 @@ def log_in_through_the_form(page, email: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign In").click()
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server with SmolLM2-135M-Instruct; its /v1 URL."""
+    from tests.llm_server import llama_server as llama_server_process
+
+    with llama_server_process(tmp_path_factory.mktemp("llama") / "server.log") as url:
+        yield url

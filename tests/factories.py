@@ -6,7 +6,8 @@ from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django_scopes import scopes_disabled
 
-from tasks.models import Membership, Organization, Project, Role
+from tasks.importers.rows import content_hash
+from tasks.models import Membership, Organization, Project, Prompt, Role
 from tasks.schema import default_questions
 from tasks.services import create_api_token
 
@@ -66,6 +67,17 @@ class ProjectFactory(UnscopedFactory):
     guidelines = "Pick the more helpful response."
     mode = Project.Mode.PAIRWISE
     questions = factory.LazyAttribute(lambda project: default_questions(project.mode))
+
+
+class PromptFactory(UnscopedFactory):
+    class Meta:
+        model = Prompt
+
+    project = factory.SubFactory(ProjectFactory)
+    organization = factory.LazyAttribute(lambda prompt: prompt.project.organization)
+    external_id = factory.Sequence(lambda n: f"p{n}")
+    text = factory.Sequence(lambda n: f"Question {n}: which answer is better?")
+    content_hash = factory.LazyAttribute(lambda prompt: content_hash(prompt.text))
 
 
 def member(organization, role=Role.ANNOTATOR, **user_fields):

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from tasks.imports import check_config_upload, check_data_uploads
-from tasks.models import ImportJob, Project
+from tasks.models import GenerationFailure, GenerationJob, ImportJob, LLMEndpoint, Project
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -90,3 +90,71 @@ class ImportJobSerializer(serializers.ModelSerializer):
 
     def get_files(self, job) -> list[dict]:
         return [{"name": f["name"], "size": f["size"]} for f in job.files]
+
+
+class GenerationFailureSerializer(serializers.ModelSerializer):
+    prompt_external_id = serializers.CharField(source="prompt.external_id")
+
+    class Meta:
+        model = GenerationFailure
+        fields = ["prompt", "prompt_external_id", "variant_name", "attempts", "message"]
+        read_only_fields = fields
+
+
+class GenerationJobSerializer(serializers.ModelSerializer):
+    endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    progress = serializers.SerializerMethodField()
+    failures = serializers.SerializerMethodField()
+
+    class Meta:
+        model = GenerationJob
+        fields = [
+            "id",
+            "project",
+            "endpoint",
+            "model",
+            "recipe_name",
+            "variants",
+            "prompt_ids",
+            "status",
+            "progress",
+            "error",
+            "failures",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_progress(self, job) -> dict:
+        from tasks.generation import progress_of
+
+        return progress_of(job)
+
+    def get_failures(self, job) -> list[dict]:
+        """The first 100 failed requests (the admin page lists more)."""
+        failures = job.failures.filter(duplicate=False).select_related("prompt")[:100]
+        return GenerationFailureSerializer(failures, many=True).data
+
+
+class GenerationRequestSerializer(serializers.Serializer):
+    endpoint = serializers.IntegerField(help_text="An LLM endpoint enabled for the organization.")
+    recipe = serializers.CharField(
+        required=False, help_text="A recipe's name; default: the built-in one."
+    )
+    variants = serializers.JSONField(required=False, help_text="Inline variants instead.")
+    prompts = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        allow_empty=False,
+        max_length=100_000,
+        help_text="Prompt ids; default: every prompt of the project.",
+    )
+
+
+class LLMEndpointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LLMEndpoint
+        # Never the address or the key: a tenant chooses an endpoint, it does not see inside.
+        fields = ["id", "name", "model", "max_concurrent_requests"]
+        read_only_fields = fields

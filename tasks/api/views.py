@@ -8,13 +8,16 @@ from rest_framework.response import Response
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
 from tasks.api.serializers import (
+    GenerationJobSerializer,
+    GenerationRequestSerializer,
     ImportJobSerializer,
     ImportUploadSerializer,
+    LLMEndpointSerializer,
     PotatoUploadSerializer,
     ProjectSerializer,
 )
 from tasks.imports import create_import_job, run_now_or_enqueue
-from tasks.models import ImportJob, Membership, Project
+from tasks.models import GenerationJob, ImportJob, LLMEndpoint, Membership, Project
 
 
 class ProjectFilter(django_filters.FilterSet):
@@ -119,6 +122,59 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
         )
         return _job_response(job, run_now_or_enqueue(job), request)
 
+    @extend_schema(request=GenerationRequestSerializer, responses={202: GenerationJobSerializer})
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="generation-jobs",
+        permission_classes=[ManagesOrganization],
+        filter_backends=[],
+    )
+    def generation_jobs(self, request, pk=None):
+        """Draft candidates for the project's prompts (or the given ones) with an LLM
+        endpoint and a recipe: 202, follow it at /api/v1/generation-jobs/{id}."""
+        from django.core.exceptions import ValidationError as DjangoValidationError
+        from rest_framework.exceptions import ValidationError
+
+        from tasks import generation
+
+        project = self.get_object()
+        body = GenerationRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        endpoint = LLMEndpoint.for_organization(request.organization).filter(pk=data["endpoint"])
+        if not endpoint.exists():
+            raise ValidationError({"endpoint": "No such LLM endpoint is enabled here."})
+        recipes = generation.recipes_for(request.organization)
+        if "variants" in data and "recipe" in data:
+            raise ValidationError({"variants": "Give a recipe or variants, not both."})
+        name = data.get("recipe", generation.DEFAULT_RECIPE_NAME)
+        if "variants" in data:
+            name, variants = "(inline)", data["variants"]
+        elif name in recipes:
+            variants = recipes[name]
+        else:
+            raise ValidationError({"recipe": f"No recipe named {name!r}."})
+        try:
+            job = generation.create_job(
+                project=project,
+                endpoint=endpoint.get(),
+                variants=variants,
+                recipe_name=name,
+                prompt_ids=data.get("prompts"),
+                created_by=_person(request),
+            )
+        except DjangoValidationError as error:
+            raise ValidationError(
+                error.message_dict if hasattr(error, "error_dict") else {"variants": error.messages}
+            ) from None
+        generation.start(job)
+        return Response(
+            GenerationJobSerializer(job, context={"request": request}).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": f"/api/v1/generation-jobs/{job.pk}"},
+        )
+
 
 def _person(request):
     return request.user if getattr(request.user, "pk", None) else None
@@ -134,3 +190,58 @@ class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiz
 
     def get_organization_queryset(self):
         return ImportJob.objects.select_related("project")
+
+
+class GenerationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationViewSet):
+    """Candidate generation jobs of the organization, with progress and failures."""
+
+    queryset = GenerationJob.objects.none()
+    serializer_class = GenerationJobSerializer
+    permission_classes = [ManagesOrganization]
+    ordering_fields = ["created_at"]
+
+    def get_organization_queryset(self):
+        return GenerationJob.objects.select_related("endpoint")
+
+    @extend_schema(request=None, responses={200: GenerationJobSerializer})
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def cancel(self, request, pk=None):
+        """Stop the job: requests in flight finish, no new ones start."""
+        from tasks import generation
+
+        job = generation.cancel(self.get_object())
+        return Response(GenerationJobSerializer(job, context={"request": request}).data)
+
+    @extend_schema(request=None, responses={202: GenerationJobSerializer})
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def resume(self, request, pk=None):
+        """Dispatch an unfinished job again (after a worker died): only missing candidates
+        are requested. 409 for a finished job."""
+        from tasks import generation
+
+        job = self.get_object()
+        if not generation.resume(job):
+            return Response(
+                {
+                    "errors": [
+                        {"field": None, "message": "The job is finished.", "code": "finished"}
+                    ]
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(
+            GenerationJobSerializer(job, context={"request": request}).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class LLMEndpointViewSet(mixins.ListModelMixin, OrganizationViewSet):
+    """LLM endpoints the organization may generate with."""
+
+    queryset = LLMEndpoint.objects.none()
+    serializer_class = LLMEndpointSerializer
+    permission_classes = [ManagesOrganization]
+    ordering_fields = ["name"]
+
+    def get_queryset(self):
+        return LLMEndpoint.for_organization(self.request.organization)

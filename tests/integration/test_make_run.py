@@ -39,7 +39,7 @@ def make_run(tmp_path):
     log = (tmp_path / "make-run.log").open("w")
     process = subprocess.Popen(
         ["make", "run", f"PORT={port}"],
-        cwd=ROOT,
+        cwd=checkout,  # a fresh checkout: its own environment and embedded database
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -12,8 +12,17 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django_scopes import scope, scopes_disabled
 
-from tasks.models import ApiToken, ImportJob, Membership, Project
-from tests.factories import api_token
+from tasks.models import (
+    ApiToken,
+    GenerationJob,
+    GenerationRecipe,
+    ImportJob,
+    LLMEndpoint,
+    Membership,
+    Project,
+    Prompt,
+)
+from tests.factories import PromptFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +53,34 @@ def import_job(tenant):
             organization=tenant.organization, project=tenant.project, files=[]
         )
     return job
+
+
+def generation_job(tenant):
+    endpoint, _ = LLMEndpoint.objects.get_or_create(
+        name="shared", defaults={"base_url": "http://127.0.0.1:9/v1", "all_organizations": True}
+    )
+    with scopes_disabled():
+        job, _ = GenerationJob.objects.get_or_create(
+            organization=tenant.organization,
+            project=tenant.project,
+            endpoint=endpoint,
+            defaults={"model": "m", "recipe_name": "r", "variants": []},
+        )
+    return job
+
+
+def recipe(tenant):
+    with scopes_disabled():
+        return GenerationRecipe.objects.get_or_create(
+            organization=tenant.organization, name="mine", defaults={"variants": []}
+        )[0]
+
+
+def prompt(tenant):
+    with scopes_disabled():
+        return Prompt.objects.filter(project=tenant.project).first() or PromptFactory(
+            project=tenant.project
+        )
 
 
 def open_assignment(tenant):
@@ -93,11 +130,19 @@ OBJECT_URLS = {
     "project-detail": lambda t: {"pk": t.project.pk},
     "project-imports": lambda t: {"pk": t.project.pk},
     "importjob-detail": lambda t: {"pk": import_job(t).pk},
+    "project-generation-jobs": lambda t: {"pk": t.project.pk},
+    "generationjob-detail": lambda t: {"pk": generation_job(t).pk},
+    "generationjob-cancel": lambda t: {"pk": generation_job(t).pk},
+    "generationjob-resume": lambda t: {"pk": generation_job(t).pk},
 }
 # The method and the status the URL gives for one's own object (GET 200 unless listed).
 OWN_RESPONSE = {
     "project-imports": ("post", {"lead": 400, "annotator": 403}),  # 400: no file sent
     "importjob-detail": ("get", {"lead": 200, "annotator": 403}),
+    "project-generation-jobs": ("post", {"lead": 400, "annotator": 403}),  # 400: no endpoint
+    "generationjob-detail": ("get", {"lead": 200, "annotator": 403}),
+    "generationjob-cancel": ("post", {"lead": 200, "annotator": 403}),
+    "generationjob-resume": ("post", {"lead": 202, "annotator": 403}),
     "annotation:undo": ("post", {"lead": 302, "annotator": 302}),
     # the annotator's own assignment: an empty answer is a 400; a lead may not submit it (409)
     "annotation:submit": ("post", {"lead": 409, "annotator": 400}),
@@ -183,8 +228,11 @@ ADMIN_OBJECTS = {
     Membership: lambda t: Membership.objects.with_scopes_disabled().get(user=t.annotator),
     ApiToken: lambda t: api_token(t.organization)[0],
     ImportJob: import_job,
+    GenerationJob: generation_job,
+    GenerationRecipe: recipe,
+    Prompt: prompt,
 }
-UNSCOPED_SUPERUSER_ONLY = {"Organization"}
+UNSCOPED_SUPERUSER_ONLY = {"Organization", "LLMEndpoint"}
 
 
 def scoped_admins():

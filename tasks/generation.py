@@ -1,0 +1,468 @@
+"""Candidate generation: a local LLM drafts several responses per prompt, so experts
+select and compare instead of writing.
+
+A job runs one recipe (a list of variants) on one endpoint for a project's prompts:
+- ``dispatch`` (Celery job ``run_generation``) works out which prompt and variant pairs
+  still lack a candidate and sends them out in chunks of prompts (``generate_chunk``);
+- a chunk runs its requests on a thread pool, each request in one of the endpoint's slots
+  (tasks.llm.endpoint_slot), stores each candidate as it arrives, builds the prompt's items
+  once its variants are settled, and moves the job's counters;
+- the last chunk of a dispatch finishes the job.
+
+Idempotent: a candidate is identified by (prompt, variant key), unique in the database for
+generated candidates, and the variant key is a hash of the model and the exact parameters.
+Re-running a job, a resumed job (``resume``), or a chunk message delivered twice asks only
+for what is missing and never stores a second candidate. A request that fails after its
+retries is recorded as a GenerationFailure with a message of ours.
+"""
+
+import hashlib
+import json
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django_scopes import scopes_disabled
+
+from tasks import llm
+from tasks.importers.rows import content_hash
+from tasks.items import build_items
+from tasks.models import (
+    Candidate,
+    GenerationFailure,
+    GenerationJob,
+    GenerationRecipe,
+    LLMEndpoint,
+    Prompt,
+)
+
+BRIEF = (
+    "You are a helpful assistant. Answer correctly and as briefly as the question allows: "
+    "no preamble, no repetition."
+)
+THOROUGH = (
+    "You are a helpful expert assistant. Give a thorough, well-structured answer: explain "
+    "your reasoning, cover edge cases and caveats, and use examples where they help."
+)
+FLAWED = (
+    "You are writing a deliberately flawed answer for a training dataset of rejected "
+    "responses. Sound confident, but include a subtle factual error or skip an important "
+    "step, and do not point out the flaw."
+)
+# The seed's recipe: brevity, thoroughness and a deliberately flawed answer, at the seed's
+# temperatures (conservative to creative).
+DEFAULT_RECIPE_NAME = "Brief / thorough / flawed"
+DEFAULT_VARIANTS = [
+    {"name": "brief-0.3", "system_prompt": BRIEF, "temperature": 0.3, "seed": 1},
+    {"name": "thorough-0.7", "system_prompt": THOROUGH, "temperature": 0.7, "seed": 2},
+    {"name": "thorough-1.0", "system_prompt": THOROUGH, "temperature": 1.0, "seed": 3},
+    {"name": "flawed-0.7", "system_prompt": FLAWED, "temperature": 0.7, "seed": 4},
+]
+VARIANT_DEFAULTS = {"system_prompt": "", "top_p": 0.95, "max_tokens": 512}
+VARIANT_KEYS = {"name", "system_prompt", "temperature", "top_p", "max_tokens", "seed"}
+
+
+def validate_variants(variants) -> list[dict]:
+    """A recipe's variants, complete and checked; ValidationError naming the problem."""
+    if not isinstance(variants, list) or not variants:
+        raise ValidationError("A recipe is a non-empty list of variants.")
+    if len(variants) > 20:
+        raise ValidationError("A recipe has at most 20 variants.")
+    clean, names = [], set()
+    for number, variant in enumerate(variants, start=1):
+        where = f"variant {number}"
+        if not isinstance(variant, dict):
+            raise ValidationError(f"{where}: an object with name, temperature, … is expected.")
+        unknown = set(variant) - VARIANT_KEYS - {"key"}
+        if unknown:
+            raise ValidationError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}.")
+        v = {**VARIANT_DEFAULTS, "seed": number, **variant}
+        v.pop("key", None)
+        name = v.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 60:
+            raise ValidationError(f"{where}: a name of 1 to 60 characters is required.")
+        if name in names:
+            raise ValidationError(f"{where}: the name {name!r} is used twice.")
+        names.add(name)
+        if not isinstance(v["system_prompt"], str) or len(v["system_prompt"]) > 20_000:
+            raise ValidationError(f"{where}: system_prompt must be text (20,000 chars at most).")
+        for field, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
+            value = v.get(field)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValidationError(f"{where}: {field} must be a number.")
+            if not low <= value <= high:
+                raise ValidationError(f"{where}: {field} must be between {low} and {high}.")
+        for field, low, high in (("max_tokens", 1, 32_768), ("seed", 0, 2**31 - 1)):
+            value = v.get(field)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValidationError(f"{where}: {field} must be a whole number {low}..{high}.")
+        clean.append({k: v[k] for k in sorted(VARIANT_KEYS)})
+    return clean
+
+
+def variant_key(model: str, variant: dict) -> str:
+    """Names a variant by what produces its text: the model and the exact parameters."""
+    what = {k: variant[k] for k in sorted(VARIANT_KEYS - {"name"})}
+    digest = hashlib.sha256(json.dumps([model, what], sort_keys=True).encode()).hexdigest()
+    return f"gen:{digest[:32]}"
+
+
+def recipes_for(organization) -> dict[str, list[dict]]:
+    """The recipes an organization may run, by name: the built-in one and its own."""
+    recipes = {DEFAULT_RECIPE_NAME: validate_variants(DEFAULT_VARIANTS)}
+    for recipe in GenerationRecipe.objects.filter(organization=organization):
+        recipes[recipe.name] = validate_variants(recipe.variants)
+    return recipes
+
+
+def create_job(
+    *,
+    project,
+    endpoint: LLMEndpoint,
+    variants: list[dict],
+    recipe_name: str,
+    prompt_ids: list[int] | None = None,
+    created_by=None,
+) -> GenerationJob:
+    """A queued job; ValidationError if the endpoint is not enabled for the project's
+    organization or a prompt is not the project's. ``start`` sends it to the workers."""
+    if not LLMEndpoint.for_organization(project.organization).filter(pk=endpoint.pk).exists():
+        raise ValidationError({"endpoint": "This LLM endpoint is not enabled here."})
+    variants = validate_variants(variants)
+    for variant in variants:
+        variant["key"] = variant_key(endpoint.model, variant)
+    prompts = Prompt.objects.filter(project=project)
+    if prompt_ids is not None:
+        prompt_ids = sorted(set(prompt_ids))
+        found = set(prompts.filter(pk__in=prompt_ids).values_list("pk", flat=True))
+        missing = [pk for pk in prompt_ids if pk not in found]
+        if missing:
+            raise ValidationError({"prompts": f"Not prompts of this project: {missing[:10]}"})
+        count = len(prompt_ids)
+    else:
+        count = prompts.count()
+    if not count:
+        raise ValidationError({"prompts": "The project has no prompts to generate for."})
+    return GenerationJob.objects.create(
+        organization=project.organization,
+        project=project,
+        endpoint=endpoint,
+        model=endpoint.model,
+        recipe_name=recipe_name,
+        variants=variants,
+        prompt_ids=prompt_ids,
+        total=count * len(variants),
+        created_by=created_by,
+    )
+
+
+def start(job: GenerationJob) -> None:
+    from tasks.jobs import run_generation
+
+    run_generation.delay_on_commit(job.organization_id, job.pk)
+
+
+def _prompts(job: GenerationJob):
+    prompts = Prompt.objects.filter(project_id=job.project_id)
+    return prompts.filter(pk__in=job.prompt_ids) if job.prompt_ids is not None else prompts
+
+
+def _settled(job: GenerationJob, prompt_ids) -> set[tuple[int, str]]:
+    """(prompt, variant key) pairs that need no request: a candidate exists, or this job
+    recorded a failure for them."""
+    keys = [v["key"] for v in job.variants]
+    have = set(
+        Candidate.objects.filter(
+            prompt_id__in=prompt_ids, source=Candidate.Source.GENERATED, source_key__in=keys
+        ).values_list("prompt_id", "source_key")
+    )
+    have |= set(
+        GenerationFailure.objects.filter(job=job, prompt_id__in=prompt_ids).values_list(
+            "prompt_id", "variant_key"
+        )
+    )
+    return have
+
+
+def recount(job: GenerationJob) -> None:
+    """Counters from the database, the truth after a worker died between a write and its
+    count."""
+    keys = [v["key"] for v in job.variants]
+    prompt_ids = _prompts(job).values("pk")
+    have = Candidate.objects.filter(
+        prompt_id__in=prompt_ids, source=Candidate.Source.GENERATED, source_key__in=keys
+    ).count()
+    failures = GenerationFailure.objects.filter(job=job)
+    GenerationJob.objects.filter(pk=job.pk).update(
+        done=have + failures.filter(duplicate=True).count(),
+        failed=failures.filter(duplicate=False).count(),
+        heartbeat_at=timezone.now(),
+    )
+
+
+def dispatch(job_id: int) -> None:
+    """Send the job's missing work to the workers in chunks (a new epoch), or finish it."""
+    chunks = []
+    with transaction.atomic():
+        job = GenerationJob.objects.select_for_update().get(pk=job_id)
+        if job.finished:
+            return
+        if job.status == GenerationJob.Status.CANCELLING:
+            _finish(job)
+            return
+        if not job.endpoint.enabled:
+            job.status, job.error = GenerationJob.Status.FAILED, "The LLM endpoint is disabled."
+            job.finished_at = timezone.now()
+            job.save(update_fields=["status", "error", "finished_at"])
+            return
+        recount(job)
+        size = settings.CHOSEN_GENERATION_CHUNK_PROMPTS
+        wanted = len(job.variants)
+        prompt_ids = list(_prompts(job).order_by("pk").values_list("pk", flat=True))
+        pending = []
+        for start_at in range(0, len(prompt_ids), 1000):
+            batch = prompt_ids[start_at : start_at + 1000]
+            settled = _settled(job, batch)
+            counts = {}
+            for prompt_id, _ in settled:
+                counts[prompt_id] = counts.get(prompt_id, 0) + 1
+            pending += [pk for pk in batch if counts.get(pk, 0) < wanted]
+        chunks = [pending[i : i + size] for i in range(0, len(pending), size)]
+        job.epoch += 1
+        job.chunks_left = len(chunks)
+        job.status = GenerationJob.Status.RUNNING
+        job.started_at = job.started_at or timezone.now()
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["epoch", "chunks_left", "status", "started_at", "heartbeat_at"])
+        if not chunks:
+            _finish(job)
+            return
+        from tasks.jobs import generate_chunk
+
+        epoch = job.epoch
+        transaction.on_commit(
+            lambda: [
+                generate_chunk.delay(job.organization_id, job.pk, epoch, chunk) for chunk in chunks
+            ]
+        )
+
+
+def run_chunk(job_id: int, epoch: int, prompt_ids: list[int]) -> None:
+    """Generate what these prompts lack. Does nothing for a finished job or a chunk of an
+    earlier dispatch."""
+    job = GenerationJob.objects.select_related("endpoint", "project").get(pk=job_id)
+    if job.epoch != epoch or job.finished:
+        return
+    if job.status != GenerationJob.Status.CANCELLING:
+        _generate(job, prompt_ids)
+    with transaction.atomic():
+        job = GenerationJob.objects.select_for_update().get(pk=job_id)
+        if job.epoch != epoch or job.finished:
+            return
+        job.chunks_left -= 1
+        job.save(update_fields=["chunks_left"])
+        if job.chunks_left <= 0:
+            _finish(job)
+
+
+def _finish(job: GenerationJob) -> None:
+    recount(job)
+    job.refresh_from_db()
+    cancelled = job.status == GenerationJob.Status.CANCELLING
+    job.status = GenerationJob.Status.CANCELLED if cancelled else GenerationJob.Status.SUCCEEDED
+    if not cancelled and job.total and job.failed == job.total:
+        job.status = GenerationJob.Status.FAILED
+        job.error = "No request succeeded; see the failures for why."
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "error", "finished_at"])
+
+
+def _messages(prompt: Prompt, variant: dict) -> list[dict]:
+    system = [{"role": "system", "content": variant["system_prompt"]}]
+    if variant["system_prompt"] == "":
+        system = []
+    turns = prompt.messages or [{"role": "user", "content": prompt.text}]
+    # A conversation's own system turn gives way to the variant's.
+    turns = [t for t in turns if not system or t.get("role") != "system"]
+    return system + [{"role": t["role"], "content": t["content"]} for t in turns]
+
+
+def _generate(job: GenerationJob, prompt_ids: list[int]) -> None:
+    endpoint, project = job.endpoint, job.project
+    prompts = {p.pk: p for p in Prompt.objects.filter(pk__in=prompt_ids)}
+    settled = _settled(job, prompt_ids)
+    work = [
+        (prompt, variant)
+        for pk in prompt_ids
+        if (prompt := prompts.get(pk)) is not None
+        for variant in job.variants
+        if (pk, variant["key"]) not in settled
+    ]
+    left = {pk: sum(1 for p, _ in work if p.pk == pk) for pk in prompts}
+    stop = threading.Event()
+    client = llm.client_for(endpoint)
+
+    def request(prompt, variant):
+        if stop.is_set():
+            return None
+        return llm.complete_with_retries(
+            client, endpoint, _messages(prompt, variant), variant, cancelled=stop.is_set
+        )
+
+    # The pool keeps every slot of the endpoint busy; the slots themselves (not the pool)
+    # bound what is in flight across workers.
+    with ThreadPoolExecutor(max_workers=max(1, endpoint.max_concurrent_requests)) as pool:
+        running = {pool.submit(request, p, v): (p, v) for p, v in work}
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                prompt, variant = running.pop(future)
+                if future.cancelled():
+                    continue  # cancelled before it started: nothing was asked
+                try:
+                    completion = future.result()
+                except llm.GenerationError as error:
+                    _record_failure(job, prompt, variant, str(error), error.attempts)
+                else:
+                    if completion is not None:
+                        _store(job, prompt, variant, completion)
+                left[prompt.pk] -= 1
+                if left[prompt.pk] == 0 and not stop.is_set():
+                    _build_items(project, prompt)
+            if not stop.is_set() and _cancel_requested(job):
+                stop.set()
+                for future in running:
+                    future.cancel()
+
+
+def _store(job: GenerationJob, prompt: Prompt, variant: dict, completion) -> None:
+    parameters = {
+        "recipe": job.recipe_name,
+        "variant": variant["name"],
+        "system_prompt": variant["system_prompt"],
+        "temperature": variant["temperature"],
+        "top_p": variant["top_p"],
+        "max_tokens": variant["max_tokens"],
+        "seed": variant["seed"],
+        "endpoint": job.endpoint.name,
+        "generation_job": job.pk,
+    }
+    try:
+        with transaction.atomic():
+            Candidate.objects.create(
+                organization_id=job.organization_id,
+                prompt=prompt,
+                text=completion.text,
+                source=Candidate.Source.GENERATED,
+                source_key=variant["key"],
+                model=completion.model,
+                parameters=parameters,
+                finish_reason=completion.finish_reason,
+                content_hash=content_hash(completion.text),
+            )
+    except IntegrityError:
+        # Either this variant's candidate is there already (a chunk delivered twice), or the
+        # model repeated another candidate of this prompt word for word.
+        if Candidate.objects.filter(
+            prompt=prompt, source=Candidate.Source.GENERATED, source_key=variant["key"]
+        ).exists():
+            return
+        _record_failure(
+            job,
+            prompt,
+            variant,
+            "The model repeated another candidate of this prompt word for word; it is not "
+            "stored twice.",
+            1,
+            duplicate=True,
+        )
+        return
+    _count(job, done=1)
+
+
+def _record_failure(job, prompt, variant, message, attempts, *, duplicate=False) -> None:
+    if not duplicate:
+        message = f"{message} Gave up after {attempts} attempt{'s' if attempts != 1 else ''}."
+    _, created = GenerationFailure.objects.get_or_create(
+        job=job,
+        prompt=prompt,
+        variant_key=variant["key"],
+        defaults={
+            "variant_name": variant["name"],
+            "message": message,
+            "attempts": attempts,
+            "duplicate": duplicate,
+        },
+    )
+    if created:
+        _count(job, **({"done": 1} if duplicate else {"failed": 1}))
+
+
+def _count(job: GenerationJob, *, done: int = 0, failed: int = 0) -> None:
+    GenerationJob.objects.filter(pk=job.pk).update(
+        done=F("done") + done, failed=F("failed") + failed, heartbeat_at=timezone.now()
+    )
+
+
+def _cancel_requested(job: GenerationJob) -> bool:
+    status = GenerationJob.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+    return status == GenerationJob.Status.CANCELLING
+
+
+def _build_items(project, prompt: Prompt) -> None:
+    """Items for a prompt whose candidates are all in (as they arrive, not at the end)."""
+    ids = list(Candidate.objects.filter(prompt=prompt).values_list("pk", flat=True))
+    build_items(project, {prompt.pk: ids})
+
+
+def cancel(job: GenerationJob) -> GenerationJob:
+    """Stop asking for more: a queued job is cancelled at once, a running one after the
+    requests in flight."""
+    with transaction.atomic():
+        job = GenerationJob.objects.select_for_update().get(pk=job.pk)
+        if job.status == GenerationJob.Status.QUEUED:
+            job.status, job.finished_at = GenerationJob.Status.CANCELLED, timezone.now()
+        elif job.status == GenerationJob.Status.RUNNING:
+            job.status = GenerationJob.Status.CANCELLING
+        job.save(update_fields=["status", "finished_at"])
+    return job
+
+
+def resume(job: GenerationJob) -> bool:
+    """Dispatch an unfinished job again (its worker died, or it stalled): only the missing
+    work is sent, and chunks of the earlier dispatch become no-ops. False if finished."""
+    if job.finished:
+        return False
+    start(job)
+    return True
+
+
+def resume_stalled() -> int:
+    """Resume running jobs without a sign of life for CHOSEN_GENERATION_STALL_SECONDS
+    (beat runs this): a worker killed mid-job leaves its job running forever otherwise."""
+    limit = timezone.now() - timedelta(seconds=settings.CHOSEN_GENERATION_STALL_SECONDS)
+    with scopes_disabled():
+        stalled = list(
+            GenerationJob.objects.filter(
+                status__in=[GenerationJob.Status.RUNNING, GenerationJob.Status.CANCELLING],
+                heartbeat_at__lt=limit,
+            )
+        )
+    for job in stalled:
+        start(job)
+    return len(stalled)
+
+
+def progress_of(job: GenerationJob) -> dict:
+    settled = job.done + job.failed
+    return {
+        "total": job.total,
+        "done": job.done,
+        "failed": job.failed,
+        "fraction": round(min(1.0, settled / job.total), 4) if job.total else 1.0,
+    }

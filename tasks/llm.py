@@ -1,0 +1,188 @@
+"""One client for every OpenAI-compatible local server (Ollama's /v1, llama.cpp's server,
+vLLM, TGI), through the official ``openai`` package.
+
+Every sampling parameter is sent explicitly: Ollama's /v1 sets an omitted temperature or
+top_p to 1.0, and Ollama's and llama-cpp-python's endpoints ignore ``n``, so a recipe asks
+one request per variant, each with its own seed.
+
+Errors are turned into short messages of our own. A server's reply body is never quoted:
+it may come from an internal service the tenant should learn nothing about.
+"""
+
+import contextlib
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import openai
+from django.conf import settings
+
+from tasks.models import LLMEndpoint
+
+
+class GenerationError(Exception):
+    """A request that did not give a completion. ``retry`` says whether trying again may
+    help (connection refused, timeout, 5xx, 429, a malformed reply); ``attempts`` is set
+    once retries are exhausted."""
+
+    def __init__(self, message: str, *, retry: bool):
+        super().__init__(message)
+        self.retry = retry
+        self.attempts = 1
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str
+    model: str
+
+
+def check_base_url(url: str) -> str:
+    """An http(s) URL with a host (a single-label one such as "ollama" included), without
+    credentials, query or fragment; ValueError otherwise. Returned without a trailing /."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("Give an http:// or https:// URL with a host, e.g. http://ollama:11434/v1")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("The URL may not carry credentials, a query or a fragment.")
+    try:
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        raise ValueError("The URL's port is not a number between 0 and 65535.") from None
+    return url.strip().rstrip("/")
+
+
+def client_for(endpoint: LLMEndpoint) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=endpoint.base_url,
+        # Local servers accept anything; the package insists on a value.
+        api_key=endpoint.api_key or "not-needed",
+        timeout=endpoint.timeout_seconds,
+        max_retries=0,  # retries are ours (complete_with_retries), with their own backoff
+    )
+
+
+def complete(client: openai.OpenAI, endpoint: LLMEndpoint, messages, variant: dict) -> Completion:
+    """One chat completion for one variant, or GenerationError."""
+    try:
+        response = client.chat.completions.create(
+            model=endpoint.model,
+            messages=messages,
+            temperature=variant["temperature"],
+            top_p=variant["top_p"],
+            max_tokens=variant["max_tokens"],
+            seed=variant["seed"],
+        )
+    except openai.APITimeoutError:
+        raise GenerationError(
+            f"The server did not answer within {endpoint.timeout_seconds:g} s.", retry=True
+        ) from None
+    except openai.APIConnectionError:
+        raise GenerationError("Could not connect to the LLM server.", retry=True) from None
+    except openai.APIStatusError as error:
+        code = error.status_code
+        retry = code >= 500 or code in (408, 429)
+        kind = "a server error" if code >= 500 else "a refusal"
+        raise GenerationError(
+            f"The LLM server answered with {kind} (HTTP {code}).", retry=retry
+        ) from None
+    except (openai.APIResponseValidationError, ValueError):
+        raise GenerationError("The LLM server sent a malformed reply.", retry=True) from None
+    choices = getattr(response, "choices", None)
+    if not choices or choices[0].message is None or choices[0].message.content is None:
+        raise GenerationError("The LLM server sent a reply without a completion.", retry=True)
+    choice = choices[0]
+    return Completion(
+        text=choice.message.content,
+        finish_reason=choice.finish_reason or "",
+        model=getattr(response, "model", None) or endpoint.model,
+    )
+
+
+def complete_with_retries(
+    client: openai.OpenAI, endpoint: LLMEndpoint, messages, variant: dict, *, cancelled=None
+) -> Completion:
+    """``complete`` in one of the endpoint's slots, with exponential backoff (and jitter,
+    outside the slot) on errors worth retrying; after CHOSEN_LLM_RETRIES retries the last
+    error is raised with its ``attempts``."""
+    retries = settings.CHOSEN_LLM_RETRIES
+    base = settings.CHOSEN_LLM_BACKOFF_SECONDS
+    for attempt in range(1, retries + 2):
+        try:
+            with endpoint_slot(endpoint):
+                return complete(client, endpoint, messages, variant)
+        except GenerationError as error:
+            error.attempts = attempt
+            if not error.retry or attempt > retries or (cancelled and cancelled()):
+                raise
+        time.sleep(base * 2 ** (attempt - 1) * (1 + random.random() / 2))  # noqa: S311
+    raise AssertionError("unreachable")
+
+
+def list_models(endpoint: LLMEndpoint) -> list[str]:
+    """The model names the server offers (the admin's "test connection")."""
+    try:
+        return sorted(model.id for model in client_for(endpoint).models.list())
+    except openai.APITimeoutError:
+        raise GenerationError("The server did not answer in time.", retry=False) from None
+    except openai.APIConnectionError:
+        raise GenerationError("Could not connect to the LLM server.", retry=False) from None
+    except openai.APIStatusError as error:
+        raise GenerationError(
+            f"The LLM server answered with HTTP {error.status_code}.", retry=False
+        ) from None
+    except (openai.APIResponseValidationError, ValueError):
+        raise GenerationError("The LLM server sent a malformed reply.", retry=False) from None
+
+
+# At most max_concurrent_requests requests in flight per endpoint, across every worker and
+# job: a Redis sorted set of slot holders scored by when their claim lapses, so the slot of
+# a worker killed mid-request frees itself. Without Redis (embedded mode, jobs run in
+# process) a semaphore per endpoint does the same.
+_CLAIM = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+    redis.call('ZADD', KEYS[1], ARGV[1] + ARGV[2], ARGV[4])
+    redis.call('EXPIRE', KEYS[1], math.ceil(ARGV[2]) + 60)
+    return 1
+end
+return 0
+"""
+_local_slots: dict[int, threading.BoundedSemaphore] = {}
+_local_lock = threading.Lock()
+_redis = None
+
+
+def _redis_client():
+    global _redis
+    if _redis is None:
+        import redis
+
+        _redis = redis.Redis.from_url(settings.REDIS_URL)
+    return _redis
+
+
+@contextlib.contextmanager
+def endpoint_slot(endpoint: LLMEndpoint):
+    """Hold one of the endpoint's request slots for the duration of one request."""
+    limit = max(1, endpoint.max_concurrent_requests)
+    if not settings.REDIS_URL:
+        with _local_lock:
+            slots = _local_slots.setdefault(endpoint.pk, threading.BoundedSemaphore(limit))
+        with slots:
+            yield
+        return
+    client, key, token = _redis_client(), f"chosen:llm-slots:{endpoint.pk}", uuid.uuid4().hex
+    # A claim outlives the longest request; then it lapses.
+    lease = endpoint.timeout_seconds + 5
+    claim = client.register_script(_CLAIM)
+    while not claim(keys=[key], args=[time.time(), lease, limit, token]):
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        client.zrem(key, token)

@@ -1,0 +1,85 @@
+"""A small OpenAI-compatible HTTP server for the faults a real one cannot be made to show
+on demand: a hang past the timeout, a 500, a malformed reply, and slowness on purpose (to
+kill a worker mid-job). Everything else is tested against the real llama.cpp server."""
+
+import hashlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# A body a server might leak (an internal stack trace): Chosen must never repeat it.
+INTERNAL_BODY = "Traceback: db at 10.0.0.7:5432 password=hunter2"
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # a client that hung up (timed out, or its worker was killed) is the point here
+
+
+class FakeLLM:
+    """``mode``: "ok", "timeout" (sleeps ``hang`` seconds), "500", "malformed"; ``delay``
+    slows every answer. ``requests`` counts chat completions received."""
+
+    def __init__(self, mode: str = "ok", delay: float = 0.0, hang: float = 5.0):
+        self.mode, self.delay, self.hang = mode, delay, hang
+        self.requests = 0
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, body: bytes, content_type="application/json"):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/models"):
+                    body = {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
+                    return self._send(200, json.dumps(body).encode())
+                return self._send(404, b"{}")
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                request = json.loads(self.rfile.read(length))
+                with fake.lock:
+                    fake.requests += 1
+                if fake.mode == "timeout":
+                    time.sleep(fake.hang)
+                    return self._send(200, b"{}")
+                if fake.mode == "500":
+                    return self._send(500, INTERNAL_BODY.encode(), "text/plain")
+                if fake.mode == "malformed":
+                    return self._send(200, b'{"choices": [ {"message": ', "application/json")
+                time.sleep(fake.delay)
+                said = json.dumps(request["messages"], sort_keys=True) + str(request.get("seed"))
+                text = f"Answer {hashlib.sha256(said.encode()).hexdigest()[:12]}."
+                body = {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": request["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }
+                return self._send(200, json.dumps(body).encode())
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
