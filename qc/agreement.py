@@ -1,0 +1,212 @@
+"""Inter-annotator agreement statistics: plain functions, no Django.
+
+Ratings are category labels (any hashable; numbers for the weighted and metric variants);
+``None`` marks a missing rating. Where a statistic is undefined (no unit rated twice, or
+chance agreement equal to 1 because only one category occurs) the functions return
+``None`` rather than raising or returning NaN, so a report can say "n/a".
+
+Formulas and the worked examples the tests reproduce:
+- percent agreement: the mean over units rated at least twice of the share of agreeing
+  rater pairs (Gwet, *Handbook of Inter-Rater Reliability*, 4th ed., 2014, p. 120);
+- Cohen's kappa: Cohen (1960), "A coefficient of agreement for nominal scales"; weighted:
+  Cohen (1968), with linear 1 - |i-j|/(q-1) or quadratic 1 - (i-j)^2/(q-1)^2 weights;
+- Fleiss' kappa: Fleiss (1971), "Measuring nominal scale agreement among many raters",
+  generalized to a varying number of ratings per subject;
+- Krippendorff's alpha: Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability",
+  the coincidence-matrix method with the nominal, ordinal, interval and ratio metrics;
+- Gwet's AC1: Gwet (2008), "Computing inter-rater reliability and its variance in the
+  presence of high agreement", in its multi-rater form with missing ratings (Gwet 2014).
+"""
+
+from collections import Counter
+from collections.abc import Hashable, Iterable, Sequence
+from itertools import permutations
+
+Rating = Hashable | None
+
+WEIGHTS = (None, "linear", "quadratic")
+LEVELS = ("nominal", "ordinal", "interval", "ratio")
+
+
+def _rated(unit: Iterable[Rating]) -> list:
+    return [r for r in unit if r is not None]
+
+
+def percent_agreement(units: Iterable[Iterable[Rating]]) -> float | None:
+    """Share of agreeing pairs of ratings, averaged over units with two ratings or more.
+
+    ``units``: one sequence of ratings per unit (item), e.g. ``zip(rater_a, rater_b)``.
+    """
+    shares = []
+    for unit in units:
+        ratings = _rated(unit)
+        r = len(ratings)
+        if r < 2:
+            continue
+        counts = Counter(ratings)
+        shares.append(sum(n * (n - 1) for n in counts.values()) / (r * (r - 1)))
+    return sum(shares) / len(shares) if shares else None
+
+
+def _weight(i: int, j: int, q: int, weights: str | None) -> float:
+    if weights is None:
+        return 1.0 if i == j else 0.0
+    if q == 1:
+        return 1.0
+    if weights == "linear":
+        return 1 - abs(i - j) / (q - 1)
+    if weights == "quadratic":
+        return 1 - (i - j) ** 2 / (q - 1) ** 2
+    raise ValueError(f"weights must be one of {WEIGHTS}")
+
+
+def cohen_kappa_table(table: Sequence[Sequence[float]], weights: str | None = None):
+    """Cohen's kappa from a q x q contingency table (rows: rater A, columns: rater B, the
+    categories in their order): (p_o - p_e) / (1 - p_e) with weighted p_o and p_e."""
+    q = len(table)
+    if any(len(row) != q for row in table):
+        raise ValueError("The contingency table must be square.")
+    n = sum(sum(row) for row in table)
+    if n == 0:
+        return None
+    rows = [sum(row) / n for row in table]
+    cols = [sum(table[i][j] for i in range(q)) / n for j in range(q)]
+    po = sum(_weight(i, j, q, weights) * table[i][j] / n for i in range(q) for j in range(q))
+    pe = sum(_weight(i, j, q, weights) * rows[i] * cols[j] for i in range(q) for j in range(q))
+    if abs(1 - pe) < 1e-12:
+        return None  # one category only: chance agreement is certain, kappa is undefined
+    return (po - pe) / (1 - pe)
+
+
+def cohen_kappa(
+    a: Sequence[Rating],
+    b: Sequence[Rating],
+    weights: str | None = None,
+    categories: Sequence[Hashable] | None = None,
+) -> float | None:
+    """Cohen's kappa of two raters over the same units (pairs with a missing rating are
+    left out). ``categories`` gives the order for weights; by default the sorted ratings
+    that occur."""
+    if len(a) != len(b):
+        raise ValueError("Both raters must rate the same units.")
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}")
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    if not pairs:
+        return None
+    if categories is None:
+        categories = sorted({x for pair in pairs for x in pair}, key=_sort_key)
+    index = {c: i for i, c in enumerate(categories)}
+    unknown = {x for pair in pairs for x in pair} - set(index)
+    if unknown:
+        raise ValueError(f"Ratings outside the categories: {sorted(map(str, unknown))}")
+    table = [[0] * len(categories) for _ in categories]
+    for x, y in pairs:
+        table[index[x]][index[y]] += 1
+    return cohen_kappa_table(table, weights)
+
+
+def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float | None:
+    """Fleiss' kappa from a subjects x categories table of how many raters chose each
+    category for each subject. Subjects rated fewer than twice are left out; the number of
+    ratings may vary between subjects (P_i uses each subject's own n_i)."""
+    rows = [list(row) for row in counts if sum(row) >= 2]
+    if not rows:
+        return None
+    total = sum(sum(row) for row in rows)
+    p = [sum(row[j] for row in rows) / total for j in range(len(rows[0]))]
+    agreement = [(sum(x * x for x in row) - sum(row)) / (sum(row) * (sum(row) - 1)) for row in rows]
+    p_bar = sum(agreement) / len(agreement)
+    pe = sum(x * x for x in p)
+    if abs(1 - pe) < 1e-12:
+        return None
+    return (p_bar - pe) / (1 - pe)
+
+
+def _sort_key(value):
+    return (0, value) if isinstance(value, int | float) else (1, str(value))
+
+
+def krippendorff_alpha(data: Sequence[Sequence[Rating]], level: str = "nominal") -> float | None:
+    """Krippendorff's alpha: 1 - D_o / D_e from the coincidence matrix.
+
+    ``data``: rows are coders, columns are units, ``None`` where a coder did not rate a unit.
+    Units with fewer than two ratings are unpairable and left out. ``level`` chooses the
+    difference function: nominal, ordinal (ranks by the values' order), interval, ratio.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}")
+    if not data:
+        return None
+    width = len(data[0])
+    if any(len(row) != width for row in data):
+        raise ValueError("Every coder's row must cover the same units.")
+    coincidences: Counter = Counter()
+    for u in range(width):
+        values = [row[u] for row in data if row[u] is not None]
+        m = len(values)
+        if m < 2:
+            continue
+        for c, k in permutations(values, 2):
+            coincidences[(c, k)] += 1 / (m - 1)
+    if not coincidences:
+        return None
+    totals: Counter = Counter()
+    for (c, _), o in coincidences.items():
+        totals[c] += o
+    n = sum(totals.values())
+    values = sorted(totals, key=_sort_key)
+    delta = _difference(level, values, totals)
+    observed = sum(o * delta(c, k) for (c, k), o in coincidences.items())
+    expected = sum(totals[c] * totals[k] * delta(c, k) for c in values for k in values)
+    if expected == 0:
+        return None  # a single value: no disagreement is possible, alpha is undefined
+    return 1 - (n - 1) * observed / expected
+
+
+def _difference(level: str, values: list, totals: Counter):
+    if level == "nominal":
+        return lambda c, k: 0.0 if c == k else 1.0
+    if level == "interval":
+        return lambda c, k: float(c - k) ** 2
+    if level == "ratio":
+        return lambda c, k: 0.0 if c == k else ((c - k) / (c + k)) ** 2
+    rank = {v: i for i, v in enumerate(values)}
+    ordered = [totals[v] for v in values]
+
+    def ordinal(c, k):
+        i, j = sorted((rank[c], rank[k]))
+        return (sum(ordered[i : j + 1]) - (ordered[i] + ordered[j]) / 2) ** 2
+
+    return ordinal
+
+
+def gwet_ac1(
+    units: Iterable[Iterable[Rating]], categories: Sequence[Hashable] | None = None
+) -> float | None:
+    """Gwet's AC1 for any number of raters, with missing ratings.
+
+    ``units``: one sequence of ratings per unit. p_a is the percent agreement (units rated
+    twice or more); pi_k the mean share of category k among each unit's ratings (units rated
+    at least once); p_e = sum pi_k (1 - pi_k) / (q - 1), q the number of categories (given,
+    or those that occur).
+    """
+    units = [_rated(unit) for unit in units]
+    pa = percent_agreement(units)
+    rated = [unit for unit in units if unit]
+    if pa is None or not rated:
+        return None
+    if categories is None:
+        categories = sorted({r for unit in rated for r in unit}, key=_sort_key)
+    q = len(categories)
+    if q < 2:
+        return None
+    shares = Counter()
+    for unit in rated:
+        for rating, count in Counter(unit).items():
+            shares[rating] += count / len(unit)
+    pi = [shares[c] / len(rated) for c in categories]
+    pe = sum(p * (1 - p) for p in pi) / (q - 1)
+    if abs(1 - pe) < 1e-12:
+        return None
+    return (pa - pe) / (1 - pe)
