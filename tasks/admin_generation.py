@@ -118,6 +118,12 @@ class GenerationRecipeForm(forms.ModelForm):
         model = GenerationRecipe
         fields = ["organization", "name", "variants"]
 
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        if name == generation.DEFAULT_RECIPE_NAME:
+            raise ValidationError("This is the built-in recipe's name; choose another.")
+        return name
+
     def clean_variants(self):
         return generation.validate_variants(self.cleaned_data["variants"])
 

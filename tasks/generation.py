@@ -18,6 +18,7 @@ retries is recorded as a GenerationFailure with a message of ours.
 
 import hashlib
 import json
+import logging
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import timedelta
@@ -25,7 +26,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
@@ -57,6 +58,8 @@ FLAWED = (
 # The seed's recipe: brevity, thoroughness and a deliberately flawed answer, at the seed's
 # temperatures (conservative to creative).
 DEFAULT_RECIPE_NAME = "Brief / thorough / flawed"
+HEARTBEAT_SECONDS = 30
+logger = logging.getLogger(__name__)
 DEFAULT_VARIANTS = [
     {"name": "brief-0.3", "system_prompt": BRIEF, "temperature": 0.3, "seed": 1},
     {"name": "thorough-0.7", "system_prompt": THOROUGH, "temperature": 0.7, "seed": 2},
@@ -116,7 +119,12 @@ def recipes_for(organization) -> dict[str, list[dict]]:
     """The recipes an organization may run, by name: the built-in one and its own."""
     recipes = {DEFAULT_RECIPE_NAME: validate_variants(DEFAULT_VARIANTS)}
     for recipe in GenerationRecipe.objects.filter(organization=organization):
-        recipes[recipe.name] = validate_variants(recipe.variants)
+        if recipe.name == DEFAULT_RECIPE_NAME:
+            continue  # the built-in name is reserved (the form refuses it)
+        try:
+            recipes[recipe.name] = validate_variants(recipe.variants)
+        except ValidationError:
+            logger.warning("recipe %s of organization %s is invalid", recipe.pk, organization)
     return recipes
 
 
@@ -197,7 +205,16 @@ def recount(job: GenerationJob) -> None:
     have = Candidate.objects.filter(
         prompt_id__in=prompt_ids, source=Candidate.Source.GENERATED, source_key__in=keys
     ).count()
-    failures = GenerationFailure.objects.filter(job=job)
+    # A pair that failed once and got its candidate later counts as done only.
+    failures = GenerationFailure.objects.filter(job=job).exclude(
+        Exists(
+            Candidate.objects.filter(
+                prompt_id=OuterRef("prompt_id"),
+                source=Candidate.Source.GENERATED,
+                source_key=OuterRef("variant_key"),
+            )
+        )
+    )
     GenerationJob.objects.filter(pk=job.pk).update(
         done=have + failures.filter(duplicate=True).count(),
         failed=failures.filter(duplicate=False).count(),
@@ -233,12 +250,23 @@ def dispatch(job_id: int) -> None:
                 counts[prompt_id] = counts.get(prompt_id, 0) + 1
             pending += [pk for pk in batch if counts.get(pk, 0) < wanted]
         chunks = [pending[i : i + size] for i in range(0, len(pending), size)]
+        job.total = len(prompt_ids) * wanted  # prompts may have come or gone since creation
         job.epoch += 1
-        job.chunks_left = len(chunks)
+        job.chunks_left, job.finished_chunks = len(chunks), []
         job.status = GenerationJob.Status.RUNNING
         job.started_at = job.started_at or timezone.now()
         job.heartbeat_at = timezone.now()
-        job.save(update_fields=["epoch", "chunks_left", "status", "started_at", "heartbeat_at"])
+        job.save(
+            update_fields=[
+                "total",
+                "epoch",
+                "chunks_left",
+                "finished_chunks",
+                "status",
+                "started_at",
+                "heartbeat_at",
+            ]
+        )
         if not chunks:
             _finish(job)
             return
@@ -247,37 +275,90 @@ def dispatch(job_id: int) -> None:
         epoch = job.epoch
         transaction.on_commit(
             lambda: [
-                generate_chunk.delay(job.organization_id, job.pk, epoch, chunk) for chunk in chunks
+                generate_chunk.delay(job.organization_id, job.pk, epoch, chunk, index)
+                for index, chunk in enumerate(chunks)
             ]
         )
 
 
-def run_chunk(job_id: int, epoch: int, prompt_ids: list[int]) -> None:
+def run_chunk(job_id: int, epoch: int, prompt_ids: list[int], index: int = 0) -> None:
     """Generate what these prompts lack. Does nothing for a finished job or a chunk of an
-    earlier dispatch."""
+    earlier dispatch; a chunk delivered twice is counted once."""
     job = GenerationJob.objects.select_related("endpoint", "project").get(pk=job_id)
     if job.epoch != epoch or job.finished:
         return
-    if job.status != GenerationJob.Status.CANCELLING:
-        _generate(job, prompt_ids)
+    beating = threading.Event()
+    heart = threading.Thread(target=_heartbeat, args=[job.pk, beating], daemon=True)
+    heart.start()
+    try:
+        if job.status == GenerationJob.Status.RUNNING and _endpoint_allowed(job):
+            _generate(job, epoch, prompt_ids)
+    except Exception:
+        # Whatever went wrong, the chunk is over: the job must not wait for it forever.
+        # Unsettled pairs show as "not generated" when the job finishes.
+        logger.exception("generation job %s: chunk %s of epoch %s failed", job_id, index, epoch)
+    finally:
+        beating.set()
+        heart.join(timeout=5)
+    _build_settled_items(job, prompt_ids)
+    _chunk_done(job_id, epoch, index)
+
+
+def _chunk_done(job_id: int, epoch: int, index: int) -> None:
+    """Count the chunk once; the last one of the epoch finishes the job."""
     with transaction.atomic():
         job = GenerationJob.objects.select_for_update().get(pk=job_id)
-        if job.epoch != epoch or job.finished:
+        if job.epoch != epoch or job.finished or index in job.finished_chunks:
             return
+        job.finished_chunks.append(index)
         job.chunks_left -= 1
-        job.save(update_fields=["chunks_left"])
+        job.save(update_fields=["chunks_left", "finished_chunks"])
         if job.chunks_left <= 0:
             _finish(job)
+
+
+def _heartbeat(job_id: int, stop: threading.Event) -> None:
+    """A sign of life while a chunk runs (long requests included), so beat does not take a
+    busy job for a dead one."""
+    from django.db import connection
+
+    try:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            with scopes_disabled():  # a thread of its own: no organization scope here
+                GenerationJob.objects.filter(pk=job_id).update(heartbeat_at=timezone.now())
+    finally:
+        connection.close()
+
+
+def _endpoint_allowed(job: GenerationJob) -> bool:
+    """The endpoint is still enabled for the job's organization (it may have changed)."""
+    allowed = LLMEndpoint.for_organization(job.organization_id).filter(pk=job.endpoint_id)
+    if allowed.exists():
+        return True
+    GenerationJob.objects.filter(pk=job.pk).update(
+        error="The LLM endpoint was disabled or withdrawn from this organization."
+    )
+    return False
 
 
 def _finish(job: GenerationJob) -> None:
     recount(job)
     job.refresh_from_db()
     cancelled = job.status == GenerationJob.Status.CANCELLING
-    job.status = GenerationJob.Status.CANCELLED if cancelled else GenerationJob.Status.SUCCEEDED
-    if not cancelled and job.total and job.failed == job.total:
+    missing = job.total - job.done - job.failed
+    if cancelled:
+        job.status = GenerationJob.Status.CANCELLED
+    elif job.done == 0 and job.total:
         job.status = GenerationJob.Status.FAILED
-        job.error = "No request succeeded; see the failures for why."
+        job.error = job.error or "No candidate was generated; see the failures for why."
+    elif missing > 0:
+        job.status = GenerationJob.Status.FAILED
+        job.error = job.error or (
+            f"{missing} of {job.total} candidates were not generated (the worker log says "
+            "why); start the job again to ask for just those."
+        )
+    else:
+        job.status = GenerationJob.Status.SUCCEEDED
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "error", "finished_at"])
 
@@ -292,9 +373,9 @@ def _messages(prompt: Prompt, variant: dict) -> list[dict]:
     return system + [{"role": t["role"], "content": t["content"]} for t in turns]
 
 
-def _generate(job: GenerationJob, prompt_ids: list[int]) -> None:
+def _generate(job: GenerationJob, epoch: int, prompt_ids: list[int]) -> None:
     endpoint, project = job.endpoint, job.project
-    prompts = {p.pk: p for p in Prompt.objects.filter(pk__in=prompt_ids)}
+    prompts = {p.pk: p for p in Prompt.objects.filter(pk__in=prompt_ids)}  # deleted: skipped
     settled = _settled(job, prompt_ids)
     work = [
         (prompt, variant)
@@ -311,33 +392,54 @@ def _generate(job: GenerationJob, prompt_ids: list[int]) -> None:
         if stop.is_set():
             return None
         return llm.complete_with_retries(
-            client, endpoint, _messages(prompt, variant), variant, cancelled=stop.is_set
+            client, endpoint, job.model, _messages(prompt, variant), variant, cancelled=stop.is_set
         )
 
     # The pool keeps every slot of the endpoint busy; the slots themselves (not the pool)
     # bound what is in flight across workers.
-    with ThreadPoolExecutor(max_workers=max(1, endpoint.max_concurrent_requests)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, endpoint.max_concurrent_requests))
+    try:
         running = {pool.submit(request, p, v): (p, v) for p, v in work}
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 prompt, variant = running.pop(future)
-                if future.cancelled():
-                    continue  # cancelled before it started: nothing was asked
-                try:
-                    completion = future.result()
-                except llm.GenerationError as error:
-                    _record_failure(job, prompt, variant, str(error), error.attempts)
-                else:
-                    if completion is not None:
-                        _store(job, prompt, variant, completion)
+                if not future.cancelled():
+                    _settle(job, prompt, variant, future)
                 left[prompt.pk] -= 1
                 if left[prompt.pk] == 0 and not stop.is_set():
                     _build_items(project, prompt)
-            if not stop.is_set() and _cancel_requested(job):
+            if not stop.is_set() and _should_stop(job, epoch):
                 stop.set()
                 for future in running:
                     future.cancel()
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _settle(job: GenerationJob, prompt: Prompt, variant: dict, future) -> None:
+    """Store a finished request's candidate, or its failure. Anything unexpected (a reply
+    the client could not make sense of, a prompt deleted meanwhile) is recorded with a
+    message of ours, never the server's words."""
+    try:
+        completion = future.result()
+        if completion is not None:
+            _store(job, prompt, variant, completion)
+    except llm.GenerationError as error:
+        _record_failure(job, prompt, variant, str(error), error.attempts)
+    except Exception:
+        logger.exception("generation job %s: prompt %s, %s", job.pk, prompt.pk, variant["name"])
+        try:
+            _record_failure(job, prompt, variant, "Unexpected error (see the worker log).", 1)
+        except Exception:
+            logger.exception("generation job %s: could not record the failure", job.pk)
+
+
+def _should_stop(job: GenerationJob, epoch: int) -> bool:
+    """Cancelled, finished, or dispatched anew (a resume): this chunk asks for no more."""
+    row = GenerationJob.objects.filter(pk=job.pk).values_list("status", "epoch").first()
+    return row is None or row[0] != GenerationJob.Status.RUNNING or row[1] != epoch
 
 
 def _store(job: GenerationJob, prompt: Prompt, variant: dict, completion) -> None:
@@ -409,15 +511,30 @@ def _count(job: GenerationJob, *, done: int = 0, failed: int = 0) -> None:
     )
 
 
-def _cancel_requested(job: GenerationJob) -> bool:
-    status = GenerationJob.objects.filter(pk=job.pk).values_list("status", flat=True).first()
-    return status == GenerationJob.Status.CANCELLING
-
-
 def _build_items(project, prompt: Prompt) -> None:
-    """Items for a prompt whose candidates are all in (as they arrive, not at the end)."""
-    ids = list(Candidate.objects.filter(prompt=prompt).values_list("pk", flat=True))
-    build_items(project, {prompt.pk: ids})
+    """Items for a prompt whose candidates are all in (as they arrive, not at the end).
+    Idempotent; in one transaction with the prompt locked, so two chunks or jobs finishing
+    the same prompt do not build its items twice."""
+    try:
+        with transaction.atomic():
+            Prompt.objects.select_for_update().filter(pk=prompt.pk).first()
+            ids = list(Candidate.objects.filter(prompt=prompt).values_list("pk", flat=True))
+            build_items(project, {prompt.pk: ids})
+    except IntegrityError:
+        logger.warning("items of prompt %s were being built elsewhere", prompt.pk)
+
+
+def _build_settled_items(job: GenerationJob, prompt_ids: list[int]) -> None:
+    """At the end of a chunk: items for every prompt of it whose variants are all settled
+    (also those settled by a chunk that died before building them)."""
+    try:
+        settled = _settled(job, prompt_ids)
+        wanted = {v["key"] for v in job.variants}
+        for prompt in Prompt.objects.filter(pk__in=prompt_ids):
+            if all((prompt.pk, key) in settled for key in wanted):
+                _build_items(job.project, prompt)
+    except Exception:
+        logger.exception("generation job %s: building items failed", job.pk)
 
 
 def cancel(job: GenerationJob) -> GenerationJob:
@@ -449,8 +566,12 @@ def resume_stalled() -> int:
     with scopes_disabled():
         stalled = list(
             GenerationJob.objects.filter(
-                status__in=[GenerationJob.Status.RUNNING, GenerationJob.Status.CANCELLING],
-                heartbeat_at__lt=limit,
+                Q(
+                    status__in=[GenerationJob.Status.RUNNING, GenerationJob.Status.CANCELLING],
+                    heartbeat_at__lt=limit,
+                )
+                # queued but never dispatched: its message was lost
+                | Q(status=GenerationJob.Status.QUEUED, created_at__lt=limit)
             )
         )
     for job in stalled:

@@ -30,11 +30,13 @@ def run_generation(self, organization_id: int, job_id: int) -> None:
 
 
 @app.task(**ORGANIZATION_JOB)
-def generate_chunk(self, organization_id: int, job_id: int, epoch: int, prompt_ids: list) -> None:
+def generate_chunk(
+    self, organization_id: int, job_id: int, epoch: int, prompt_ids: list, index: int = 0
+) -> None:
     """Generate the candidates a chunk of prompts lacks."""
     from tasks.generation import run_chunk
 
-    run_chunk(job_id, epoch, prompt_ids)
+    run_chunk(job_id, epoch, prompt_ids, index)
 
 
 @app.task

@@ -66,11 +66,14 @@ def client_for(endpoint: LLMEndpoint) -> openai.OpenAI:
     )
 
 
-def complete(client: openai.OpenAI, endpoint: LLMEndpoint, messages, variant: dict) -> Completion:
-    """One chat completion for one variant, or GenerationError."""
+def complete(
+    client: openai.OpenAI, endpoint: LLMEndpoint, model: str, messages, variant: dict
+) -> Completion:
+    """One chat completion for one variant with ``model`` (the job's, fixed when it
+    started), or GenerationError."""
     try:
         response = client.chat.completions.create(
-            model=endpoint.model,
+            model=model,
             messages=messages,
             temperature=variant["temperature"],
             top_p=variant["top_p"],
@@ -92,19 +95,35 @@ def complete(client: openai.OpenAI, endpoint: LLMEndpoint, messages, variant: di
         ) from None
     except (openai.APIResponseValidationError, ValueError):
         raise GenerationError("The LLM server sent a malformed reply.", retry=True) from None
+    return _completion(response, model)
+
+
+def _completion(response, model: str) -> Completion:
+    """The reply's text, finish reason and model, checked: a reply of another shape, or an
+    empty text, is a malformed reply (worth a retry), not a crash or a blank candidate."""
     choices = getattr(response, "choices", None)
-    if not choices or choices[0].message is None or choices[0].message.content is None:
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = getattr(choice, "message", None)
+    text = getattr(message, "content", None)
+    if not isinstance(text, str) or not text.replace("\x00", "").strip():
         raise GenerationError("The LLM server sent a reply without a completion.", retry=True)
-    choice = choices[0]
+    finish = getattr(choice, "finish_reason", None)
+    named = getattr(response, "model", None)
     return Completion(
-        text=choice.message.content,
-        finish_reason=choice.finish_reason or "",
-        model=getattr(response, "model", None) or endpoint.model,
+        text=text.replace("\x00", ""),  # PostgreSQL text cannot hold NUL
+        finish_reason=finish[:32] if isinstance(finish, str) else "",
+        model=(named if isinstance(named, str) and named else model)[:200],
     )
 
 
 def complete_with_retries(
-    client: openai.OpenAI, endpoint: LLMEndpoint, messages, variant: dict, *, cancelled=None
+    client: openai.OpenAI,
+    endpoint: LLMEndpoint,
+    model: str,
+    messages,
+    variant: dict,
+    *,
+    cancelled=None,
 ) -> Completion:
     """``complete`` in one of the endpoint's slots, with exponential backoff (and jitter,
     outside the slot) on errors worth retrying; after CHOSEN_LLM_RETRIES retries the last
@@ -114,7 +133,7 @@ def complete_with_retries(
     for attempt in range(1, retries + 2):
         try:
             with endpoint_slot(endpoint):
-                return complete(client, endpoint, messages, variant)
+                return complete(client, endpoint, model, messages, variant)
         except GenerationError as error:
             error.attempts = attempt
             if not error.retry or attempt > retries or (cancelled and cancelled()):
@@ -144,10 +163,12 @@ def list_models(endpoint: LLMEndpoint) -> list[str]:
 # a worker killed mid-request frees itself. Without Redis (embedded mode, jobs run in
 # process) a semaphore per endpoint does the same.
 _CLAIM = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
-    redis.call('ZADD', KEYS[1], ARGV[1] + ARGV[2], ARGV[4])
-    redis.call('EXPIRE', KEYS[1], math.ceil(ARGV[2]) + 60)
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[3])
+    redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1])) + 60)
     return 1
 end
 return 0
@@ -162,7 +183,9 @@ def _redis_client():
     if _redis is None:
         import redis
 
-        _redis = redis.Redis.from_url(settings.REDIS_URL)
+        _redis = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=10
+        )
     return _redis
 
 
@@ -176,13 +199,19 @@ def endpoint_slot(endpoint: LLMEndpoint):
         with slots:
             yield
         return
+    import redis
+
     client, key, token = _redis_client(), f"chosen:llm-slots:{endpoint.pk}", uuid.uuid4().hex
-    # A claim outlives the longest request; then it lapses.
+    # A claim outlives the longest request; then it lapses (Redis's clock, not ours).
     lease = endpoint.timeout_seconds + 5
-    claim = client.register_script(_CLAIM)
-    while not claim(keys=[key], args=[time.time(), lease, limit, token]):
-        time.sleep(0.02)
+    try:
+        claim = client.register_script(_CLAIM)
+        while not claim(keys=[key], args=[lease, limit, token]):
+            time.sleep(0.02)
+    except redis.RedisError:
+        raise GenerationError("The task queue's Redis did not answer.", retry=True) from None
     try:
         yield
     finally:
-        client.zrem(key, token)
+        with contextlib.suppress(redis.RedisError):  # else the claim lapses by itself
+            client.zrem(key, token)

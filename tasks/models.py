@@ -548,6 +548,8 @@ class GenerationJob(OrganizationJob):
     failed = models.PositiveIntegerField(default=0)
     epoch = models.PositiveIntegerField(default=0)
     chunks_left = models.IntegerField(default=0)
+    # Chunks of this epoch that finished: a chunk delivered twice counts once.
+    finished_chunks = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 

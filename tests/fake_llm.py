@@ -18,7 +18,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeLLM:
-    """``mode``: "ok", "timeout" (sleeps ``hang`` seconds), "500", "malformed"; ``delay``
+    """``mode``: "ok", "timeout" (sleeps ``hang`` seconds), "500", "malformed" (broken
+    JSON), "shapeless" (JSON of another shape), "empty" (a blank completion); ``delay``
     slows every answer. ``requests`` counts chat completions received."""
 
     def __init__(self, mode: str = "ok", delay: float = 0.0, hang: float = 5.0):
@@ -56,9 +57,15 @@ class FakeLLM:
                     return self._send(500, INTERNAL_BODY.encode(), "text/plain")
                 if fake.mode == "malformed":
                     return self._send(200, b'{"choices": [ {"message": ', "application/json")
+                if fake.mode == "shapeless":  # JSON, but not a completion's shape
+                    return self._send(200, b'{"choices": ["x"], "model": 7}')
+                if fake.mode == "empty":
+                    request["seed"] = None
                 time.sleep(fake.delay)
                 said = json.dumps(request["messages"], sort_keys=True) + str(request.get("seed"))
                 text = f"Answer {hashlib.sha256(said.encode()).hexdigest()[:12]}."
+                if fake.mode == "empty":
+                    text = "  "
                 body = {
                     "id": "chatcmpl-1",
                     "object": "chat.completion",

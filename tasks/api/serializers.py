@@ -105,6 +105,9 @@ class GenerationJobSerializer(serializers.ModelSerializer):
     endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
     progress = serializers.SerializerMethodField()
     failures = serializers.SerializerMethodField()
+    prompts_selected = serializers.SerializerMethodField(
+        help_text="How many prompts were selected; null: every prompt of the project."
+    )
 
     class Meta:
         model = GenerationJob
@@ -115,7 +118,7 @@ class GenerationJobSerializer(serializers.ModelSerializer):
             "model",
             "recipe_name",
             "variants",
-            "prompt_ids",
+            "prompts_selected",
             "status",
             "progress",
             "error",
@@ -130,6 +133,9 @@ class GenerationJobSerializer(serializers.ModelSerializer):
         from tasks.generation import progress_of
 
         return progress_of(job)
+
+    def get_prompts_selected(self, job) -> int | None:
+        return None if job.prompt_ids is None else len(job.prompt_ids)
 
     def get_failures(self, job) -> list[dict]:
         """The first 100 failed requests (the admin page lists more)."""

@@ -121,6 +121,8 @@ def test_a_variant_key_names_model_and_exact_parameters_not_the_label():
         ("500", "answered with a server error (HTTP 500)", 3),
         ("malformed", "malformed reply", 3),
         ("refused", "Could not connect to the LLM server", 3),
+        ("shapeless", "reply without a completion", 3),
+        ("empty", "reply without a completion", 3),
     ],
 )
 def test_faults_are_retried_then_recorded_with_a_clear_message(
@@ -423,3 +425,46 @@ def test_job_controls_of_another_organization_are_404(acme, globex, as_user, fak
     assert as_user(acme.lead).post(url).status_code == 404
     theirs.refresh_from_db()
     assert theirs.status == GenerationJob.Status.QUEUED
+
+
+def test_a_chunk_delivered_twice_counts_once(transactional_db, acme, fake, settings):
+    """With acks_late a chunk message can come twice (a worker lost after its last write):
+    the job must not count it twice and finish before its other chunks ran."""
+    settings.CHOSEN_GENERATION_CHUNK_PROMPTS = 1
+    project = ProjectFactory(organization=acme.organization)
+    first, second = prompts(project, 2)
+    with scope(organization=acme.organization):
+        job = generation.create_job(
+            project=project, endpoint=endpoint(fake.url), variants=ONE_VARIANT, recipe_name="t"
+        )
+        try:
+            generation.dispatch(job.pk)  # sends two chunk messages; no worker takes them
+            job.refresh_from_db()
+            assert (job.status, job.chunks_left, job.epoch) == ("running", 2, 1)
+            generation.run_chunk(job.pk, 1, [first.pk], 0)
+            generation.run_chunk(job.pk, 1, [first.pk], 0)  # delivered again
+            job.refresh_from_db()
+            assert (job.status, job.chunks_left, job.done) == ("running", 1, 1)
+            generation.run_chunk(job.pk, 1, [second.pk], 1)
+            job.refresh_from_db()
+            assert (job.status, job.chunks_left, job.done) == ("succeeded", 0, 2)
+            generation.run_chunk(job.pk, 0, [second.pk], 1)  # an older epoch: nothing
+        finally:
+            celery_app.control.purge()
+    assert fake.requests == 2
+    with scopes_disabled():
+        assert Candidate.objects.filter(prompt__project=project).count() == 2
+
+
+def test_setup_llm_endpoint_never_reopens_a_restricted_endpoint(acme, globex):
+    from django.core.management import call_command
+
+    call_command("setup_llm_endpoint", url="http://ollama:11434/v1", model="m")
+    e = LLMEndpoint.objects.get(name="default")
+    assert e.all_organizations and e.base_url == "http://ollama:11434/v1"
+    call_command("setup_llm_endpoint", url="http://ollama:11434/v1", organizations=["acme"])
+    e.refresh_from_db()
+    assert not e.all_organizations and list(e.organizations.all()) == [acme.organization]
+    call_command("setup_llm_endpoint", url="http://ollama:11434/v1", model="m2")  # a restart
+    e.refresh_from_db()
+    assert not e.all_organizations and e.model == "m2"

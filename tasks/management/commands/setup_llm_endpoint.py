@@ -45,6 +45,14 @@ class Command(BaseCommand):
                 "model": model,
                 "timeout_seconds": timeout,
                 "max_concurrent_requests": max_concurrent,
+            },
+            # Who may use it is decided once (or with --organizations): a restart must not
+            # reopen an endpoint a superuser restricted.
+            create_defaults={
+                "base_url": url,
+                "model": model,
+                "timeout_seconds": timeout,
+                "max_concurrent_requests": max_concurrent,
                 "all_organizations": organizations is None,
             },
         )
@@ -53,6 +61,8 @@ class Command(BaseCommand):
             unknown = set(organizations) - {o.slug for o in found}
             if unknown:
                 raise CommandError(f"Unknown organization(s): {', '.join(sorted(unknown))}")
+            endpoint.all_organizations = False
+            endpoint.save(update_fields=["all_organizations"])
             endpoint.organizations.set(found)
         verb = "Created" if created else "Updated"
         self.stdout.write(f"{verb} LLM endpoint {endpoint.name}: {url} ({model}).")
