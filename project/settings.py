@@ -344,4 +344,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tasks.jobs.resume_stalled_generations",
         "schedule": 120.0,
     },
+    # QC reports of active projects whose judgments changed, every 15 minutes.
+    "refresh-qc-reports": {"task": "qc.jobs.refresh_qc_reports", "schedule": 900.0},
 }

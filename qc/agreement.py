@@ -134,16 +134,26 @@ def krippendorff_alpha(data: Sequence[Sequence[Rating]], level: str = "nominal")
     Units with fewer than two ratings are unpairable and left out. ``level`` chooses the
     difference function: nominal, ordinal (ranks by the values' order), interval, ratio.
     """
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}")
     if not data:
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}")
         return None
     width = len(data[0])
     if any(len(row) != width for row in data):
         raise ValueError("Every coder's row must cover the same units.")
+    return krippendorff_alpha_units(([row[u] for row in data] for u in range(width)), level)
+
+
+def krippendorff_alpha_units(
+    units: Iterable[Iterable[Rating]], level: str = "nominal"
+) -> float | None:
+    """``krippendorff_alpha`` from one sequence of ratings per unit (no coder identity is
+    needed), for data sets where most coders rate few units."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}")
     coincidences: Counter = Counter()
-    for u in range(width):
-        values = [row[u] for row in data if row[u] is not None]
+    for unit in units:
+        values = _rated(unit)
         m = len(values)
         if m < 2:
             continue

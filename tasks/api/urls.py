@@ -1,6 +1,7 @@
 from django.urls import re_path
 
 from annotation.api.views import ProjectJudgmentViewSet
+from qc.api.views import ProjectQCReportViewSet, QCReportViewSet
 from tasks.api.base import Router
 from tasks.api.views import (
     GenerationJobViewSet,
@@ -14,12 +15,18 @@ router.register("projects", ProjectViewSet, basename="project")
 router.register("imports", ImportJobViewSet, basename="importjob")
 router.register("generation-jobs", GenerationJobViewSet, basename="generationjob")
 router.register("llm-endpoints", LLMEndpointViewSet, basename="llmendpoint")
+router.register("qc-reports", QCReportViewSet, basename="qcreport")
 
 urlpatterns = [
     re_path(
         r"^projects/(?P<project_id>\d+)/judgments/?$",
         ProjectJudgmentViewSet.as_view({"get": "list"}),
         name="project-judgments",
+    ),
+    re_path(
+        r"^projects/(?P<project_id>\d+)/qc-report/?$",
+        ProjectQCReportViewSet.as_view({"get": "latest", "post": "recompute"}),
+        name="project-qc-report",
     ),
     *router.urls,
 ]

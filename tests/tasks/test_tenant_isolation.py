@@ -69,6 +69,17 @@ def generation_job(tenant):
     return job
 
 
+def qc_report(tenant):
+    from qc.models import QCReport
+
+    with scopes_disabled():
+        return QCReport.objects.get_or_create(
+            organization=tenant.organization,
+            project=tenant.project,
+            defaults={"status": "succeeded", "data": {"judgments": 0}},
+        )[0]
+
+
 def recipe(tenant):
     with scopes_disabled():
         return GenerationRecipe.objects.get_or_create(
@@ -134,6 +145,11 @@ OBJECT_URLS = {
     "generationjob-detail": lambda t: {"pk": generation_job(t).pk},
     "generationjob-cancel": lambda t: {"pk": generation_job(t).pk},
     "generationjob-resume": lambda t: {"pk": generation_job(t).pk},
+    "project-qc-report": lambda t: {"project_id": qc_report(t).project_id},
+    "qcreport-detail": lambda t: {"pk": qc_report(t).pk},
+    "qc:dashboard": lambda t: {"project_id": qc_report(t).project_id},
+    "qc:recompute": lambda t: {"project_id": qc_report(t).project_id},
+    "qc:download": lambda t: {"project_id": qc_report(t).project_id, "fmt": "json"},
 }
 # The method and the status the URL gives for one's own object (GET 200 unless listed).
 OWN_RESPONSE = {
@@ -143,6 +159,11 @@ OWN_RESPONSE = {
     "generationjob-detail": ("get", {"lead": 200, "annotator": 403}),
     "generationjob-cancel": ("post", {"lead": 200, "annotator": 403}),
     "generationjob-resume": ("post", {"lead": 202, "annotator": 403}),
+    "project-qc-report": ("get", {"lead": 200, "annotator": 403}),
+    "qcreport-detail": ("get", {"lead": 200, "annotator": 403}),
+    "qc:dashboard": ("get", {"lead": 200, "annotator": 403}),
+    "qc:recompute": ("post", {"lead": 302, "annotator": 403}),
+    "qc:download": ("get", {"lead": 200, "annotator": 403}),
     "annotation:undo": ("post", {"lead": 302, "annotator": 302}),
     # the annotator's own assignment: an empty answer is a 400; a lead may not submit it (409)
     "annotation:submit": ("post", {"lead": 409, "annotator": 400}),

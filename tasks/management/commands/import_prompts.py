@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django_scopes import scope
 
 from tasks.importers.prompts import ImportFailed, import_prompts
-from tasks.models import Organization, Project
+from tasks.management.refs import project_from_ref
 
 
 def print_problems(stream, problems, *, rejected: bool = False) -> None:
@@ -54,15 +54,8 @@ class Command(BaseCommand):
         allow_duplicates: bool,
         **options,
     ):
-        org_slug, _, project_ref = project.partition("/")
-        org = Organization.objects.filter(slug=org_slug).first()
-        if org is None or not project_ref:
-            raise CommandError(f"Give ORG/PROJECT; no organization {org_slug!r}.")
-        with scope(organization=org):
-            lookup = {"pk": int(project_ref)} if project_ref.isdigit() else {"name": project_ref}
-            target = Project.objects.filter(**lookup).first()
-            if target is None:
-                raise CommandError(f"No project {project_ref!r} in {org.name}.")
+        target = project_from_ref(project)
+        with scope(organization=target.organization):
             missing = [str(f) for f in files if not f.is_file()]
             if missing:
                 raise CommandError(f"File not found: {', '.join(missing)}")

@@ -1,0 +1,301 @@
+"""The quality report of a project: coverage, agreement, per-annotator numbers, label
+distributions, duplicates and the warnings the seed guides ask for.
+
+Agreement on the preference is computed on resolved candidates, never on screen positions:
+a judgment's category is the chosen candidate's rank among the item's candidates in id
+order ("1", "2", …), or "tie" / "both_bad". Two annotators who saw A/B swapped and chose
+the same response agree.
+
+Thresholds (from the seed guides): "Target 70%+ agreement"; "Cohen's kappa above 0.7
+indicates strong agreement. Below 0.5, the guidelines are ambiguous"; spread the load.
+"""
+
+import math
+import re
+import statistics
+from collections import Counter, defaultdict
+from itertools import combinations
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count
+
+from annotation.models import Assignment, Judgment
+from qc.agreement import (
+    cohen_kappa,
+    fleiss_kappa,
+    gwet_ac1,
+    krippendorff_alpha_units,
+    percent_agreement,
+)
+from tasks.models import Candidate, Item, Project, Prompt
+
+TARGET_AGREEMENT = 0.70
+KAPPA_STRONG = 0.70
+KAPPA_AMBIGUOUS = 0.50
+BIAS_P_VALUE = 0.01  # position bias is flagged below this two-sided binomial p-value
+BIAS_MIN_JUDGMENTS = 10
+LOAD_SHARE_WARNING = 0.5  # one annotator with more than half of the judgments
+LABEL_SHARE_WARNING = 0.6
+NEAR_IDENTICAL = 0.9  # word-shingle Jaccard similarity of two candidates of one prompt
+
+
+def _round(value, digits=4):
+    return None if value is None else round(value, digits)
+
+
+def binomial_two_sided(k: int, n: int) -> float:
+    """P-value of k successes in n fair coin flips, two-sided (exact; sums the outcomes no
+    more likely than k)."""
+    if n == 0:
+        return 1.0
+    logs = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
+        for i in range(n + 1)
+    ]
+    observed = logs[k]
+    return min(1.0, sum(math.exp(x) for x in logs if x <= observed + 1e-9))
+
+
+def _agreement(units: list[list]) -> dict:
+    """The statistics of one question over units (items) rated by several annotators."""
+    multi = [u for u in units if len(u) >= 2]
+    categories = sorted({r for u in multi for r in u}, key=str)
+    counts = [[u.count(c) for c in categories] for u in multi]
+    return {
+        "units": len(multi),
+        "percent_agreement": _round(percent_agreement(multi)),
+        "krippendorff_alpha": _round(krippendorff_alpha_units(multi)),
+        "fleiss_kappa": _round(fleiss_kappa(counts)) if categories else None,
+        "gwet_ac1": _round(gwet_ac1(multi)),
+    }
+
+
+def compute_report(project: Project) -> dict:
+    """The report as a JSON-ready dict (stored as a QCReport by the job)."""
+    items = dict(Item.objects.filter(project=project).values_list("id", "target_annotations"))
+    item_keys = dict(Item.objects.filter(project=project).values_list("id", "candidate_key"))
+    rows = list(
+        Judgment.objects.filter(project=project).values_list(
+            "item_id",
+            "annotator_id",
+            "outcome",
+            "chosen_id",
+            "label",
+            "answers",
+            "rubric_scores",
+            "time_spent_ms",
+            "assignment__display_order",
+            "created_at",
+        )
+    )
+    questions = {q["name"]: q for q in project.questions}
+    choice_names = [n for n, q in questions.items() if q["kind"] == "choice"]
+    rating_names = [n for n, q in questions.items() if q["kind"] == "rating"]
+
+    by_item: dict[int, dict[int, str]] = defaultdict(dict)
+    choices: dict[str, dict[int, list]] = {n: defaultdict(list) for n in choice_names}
+    ratings: dict[str, dict[tuple, list]] = {n: defaultdict(list) for n in rating_names}
+    person: dict[int, dict] = defaultdict(
+        lambda: {"times": [], "labels": Counter(), "left": 0, "sided": 0}
+    )
+    labels, per_day = Counter(), Counter()
+    by_choice_label: dict[str, dict] = {n: defaultdict(Counter) for n in choice_names}
+    for item_id, annotator, outcome, chosen, label, answers, scores, ms, order, created in rows:
+        ranked = [int(x) for x in item_keys.get(item_id, "").split("-") if x]
+        if outcome in ("preferred", "ranked") and chosen in ranked:
+            category = str(ranked.index(chosen) + 1)
+        else:
+            category = outcome
+        by_item[item_id][annotator] = category
+        p = person[annotator]
+        p["times"].append(ms)
+        p["labels"][label] += 1
+        if outcome == "preferred" and chosen is not None and order and len(order) == 2:
+            p["sided"] += 1
+            p["left"] += chosen == order[0]
+        labels[label] += 1
+        per_day[created.date().isoformat()] += 1
+        for name in choice_names:
+            value = (answers or {}).get(name)
+            if value is not None:
+                choices[name][item_id].append(value)
+                by_choice_label[name][value][label] += 1
+        for name in rating_names:
+            for candidate, criteria in (scores or {}).items():
+                if name in (criteria or {}):
+                    ratings[name][(item_id, candidate)].append(criteria[name])
+
+    preference_units = [list(v.values()) for v in by_item.values()]
+    agreement = {"preference": _agreement(preference_units)}
+    for name in choice_names:
+        agreement[name] = _agreement(list(choices[name].values()))
+    for name in rating_names:
+        units = [u for u in ratings[name].values() if len(u) >= 2]
+        agreement[name] = {
+            "units": len(units),
+            "krippendorff_alpha_ordinal": _round(krippendorff_alpha_units(units, "ordinal")),
+        }
+
+    annotators = sorted(person)
+    emails = dict(get_user_model().objects.filter(pk__in=annotators).values_list("pk", "email"))
+    matrix = _kappa_matrix(annotators, by_item)
+    skipped = dict(
+        Assignment.objects.filter(project=project, status=Assignment.Status.SKIPPED)
+        .values_list("annotator_id")
+        .annotate(n=Count("id"))
+    )
+    total = len(rows)
+    people = []
+    for annotator in annotators:
+        p = person[annotator]
+        n = len(p["times"])
+        peers = [
+            sum(other == mine for a, other in v.items() if a != annotator) / (len(v) - 1)
+            for v in by_item.values()
+            if annotator in v and len(v) >= 2
+            for mine in [v[annotator]]
+        ]
+        left_share = p["left"] / p["sided"] if p["sided"] else None
+        p_value = binomial_two_sided(p["left"], p["sided"]) if p["sided"] else None
+        people.append(
+            {
+                "annotator": emails.get(annotator, str(annotator)),
+                "judgments": n,
+                "share_of_judgments": _round(n / total) if total else None,
+                "median_time_ms": statistics.median(p["times"]) if p["times"] else None,
+                "skip_rate": _round(skipped.get(annotator, 0) / (n + skipped.get(annotator, 0))),
+                "agreement_with_peers": _round(sum(peers) / len(peers)) if peers else None,
+                "left_choices": p["left"],
+                "sided_choices": p["sided"],
+                "left_share": _round(left_share),
+                "position_bias_p_value": _round(p_value, 6),
+                "position_bias": bool(
+                    p_value is not None
+                    and p["sided"] >= BIAS_MIN_JUDGMENTS
+                    and p_value < BIAS_P_VALUE
+                ),
+                "labels": dict(p["labels"].most_common()),
+            }
+        )
+
+    covered = sum(1 for item_id, target in items.items() if len(by_item.get(item_id, {})) >= target)
+    report = {
+        "project": {"id": project.pk, "name": project.name, "mode": project.mode},
+        "judgments": total,
+        "annotators": len(annotators),
+        "coverage": {
+            "items": len(items),
+            "complete": covered,
+            "share": _round(covered / len(items)) if items else None,
+        },
+        "agreement": agreement,
+        "kappa_matrix": {
+            "annotators": [emails.get(a, str(a)) for a in annotators],
+            "values": matrix,
+        },
+        "per_annotator": people,
+        "labels": dict(labels.most_common()),
+        "labels_by_answer": {
+            name: {value: dict(c.most_common()) for value, c in sorted(table.items())}
+            for name, table in by_choice_label.items()
+        },
+        "judgments_per_day": dict(sorted(per_day.items())),
+        "duplicates": _duplicates(project),
+    }
+    report["warnings"] = _warnings(report)
+    return report
+
+
+def _kappa_matrix(annotators: list[int], by_item: dict) -> list[list]:
+    """Cohen's kappa of every pair of annotators on the items both judged (None: fewer than
+    two shared items, or undefined)."""
+    index = {a: i for i, a in enumerate(annotators)}
+    shared: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
+    for votes in by_item.values():
+        for a, b in combinations(sorted(votes), 2):
+            pair = shared[(a, b)]
+            pair[0].append(votes[a])
+            pair[1].append(votes[b])
+    size = len(annotators)
+    matrix: list[list] = [[None] * size for _ in range(size)]
+    for i in range(size):
+        matrix[i][i] = 1.0
+    for (a, b), (x, y) in shared.items():
+        value = _round(cohen_kappa(x, y)) if len(x) >= 2 else None
+        matrix[index[a]][index[b]] = matrix[index[b]][index[a]] = value
+    return matrix
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def _shingles(text: str) -> set:
+    words = _WORDS.findall(text.lower())
+    return {" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))}
+
+
+def _duplicates(project: Project) -> dict:
+    """Prompts with the same normalized text, in groups; pairs of a prompt's candidates
+    that are nearly the same text (a comparison that teaches nothing)."""
+    groups = (
+        Prompt.objects.filter(project=project)
+        .values("content_hash")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+    )
+    hashes = [g["content_hash"] for g in groups]
+    exact: dict[str, list] = defaultdict(list)
+    for content, external in Prompt.objects.filter(
+        project=project, content_hash__in=hashes
+    ).values_list("content_hash", "external_id"):
+        exact[content].append(external)
+    near = []
+    by_prompt: dict[int, list] = defaultdict(list)
+    for candidate_id, prompt_id, text in Candidate.objects.filter(
+        prompt__project=project
+    ).values_list("id", "prompt_id", "text"):
+        by_prompt[prompt_id].append((candidate_id, _shingles(text)))
+    for prompt_id, candidates in by_prompt.items():
+        for (a, sa), (b, sb) in combinations(candidates, 2):
+            similarity = len(sa & sb) / len(sa | sb) if sa | sb else 1.0
+            if similarity >= NEAR_IDENTICAL:
+                near.append(
+                    {"prompt": prompt_id, "candidates": [a, b], "similarity": _round(similarity)}
+                )
+    return {"exact_prompt_groups": list(exact.values()), "near_identical_candidates": near}
+
+
+def _warnings(report: dict) -> list[str]:
+    warnings = []
+    preference = report["agreement"]["preference"]
+    kappa = preference["fleiss_kappa"]
+    if kappa is not None and kappa < KAPPA_AMBIGUOUS:
+        warnings.append(
+            f"Preference kappa {kappa:.2f} is below {KAPPA_AMBIGUOUS}: the guidelines are "
+            "ambiguous; discuss the disagreements and sharpen them."
+        )
+    agreement = preference["percent_agreement"]
+    if agreement is not None and agreement < TARGET_AGREEMENT:
+        warnings.append(
+            f"Preference agreement {agreement:.0%} is below the {TARGET_AGREEMENT:.0%} target."
+        )
+    for person in report["per_annotator"]:
+        if person["position_bias"]:
+            warnings.append(
+                f"{person['annotator']} picks the left response {person['left_share']:.0%} of "
+                f"the time (p = {person['position_bias_p_value']:.2g}): position bias."
+            )
+        if report["annotators"] > 1 and (person["share_of_judgments"] or 0) > LOAD_SHARE_WARNING:
+            warnings.append(
+                f"{person['annotator']} made {person['share_of_judgments']:.0%} of the "
+                "judgments: spread the load across annotators."
+            )
+    total = report["judgments"]
+    for label, n in report["labels"].items():
+        if total >= 10 and n / total > LABEL_SHARE_WARNING:
+            warnings.append(f'"{label}" is {n / total:.0%} of all judgments: check the balance.')
+    if report["duplicates"]["exact_prompt_groups"]:
+        warnings.append(
+            f"{len(report['duplicates']['exact_prompt_groups'])} group(s) of duplicate prompts."
+        )
+    return warnings

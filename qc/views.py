@@ -1,0 +1,118 @@
+"""The QC dashboard of a project, for its leads."""
+
+import csv
+import io
+import json
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from qc import charts, services
+from qc.models import QCReport
+from tasks.models import Project
+from tasks.views import membership_required
+
+
+def _project(request, project_id: int) -> Project:
+    """A project of the current organization, for its leads and admins (others: 403)."""
+    if not request.membership.manages:
+        raise PermissionDenied("The QC dashboard is for project leads.")
+    project = Project.objects.get_for_member(request.membership, project_id)
+    if project is None:
+        raise Http404("No such project.")
+    return project
+
+
+@membership_required
+def dashboard(request, project_id: int):
+    project = _project(request, project_id)
+    report = services.latest(project)
+    pending = (
+        QCReport.objects.filter(project=project, status__in=["queued", "running"])
+        .order_by("-created_at")
+        .first()
+    )
+    context = {"project": project, "report": report, "pending": pending}
+    if report is not None:
+        data = report.data
+        context.update(
+            data=data,
+            heatmap=charts.heatmap(
+                data["kappa_matrix"]["annotators"], data["kappa_matrix"]["values"]
+            ),
+            label_chart=charts.bars(data["labels"], "Labels"),
+            dimension_charts=[
+                (name, value, charts.bars(counts, f"Labels when {name} is {value}"))
+                for name, table in data["labels_by_answer"].items()
+                for value, counts in table.items()
+            ],
+            load_chart=charts.bars(
+                {p["annotator"]: p["judgments"] for p in data["per_annotator"]},
+                "Judgments per annotator",
+            ),
+            timeline=charts.timeline(data["judgments_per_day"]),
+        )
+    return render(request, "qc/dashboard.html", context)
+
+
+@membership_required
+@require_POST
+def recompute(request, project_id: int):
+    project = _project(request, project_id)
+    services.request_report(project, created_by=request.user)
+    return redirect("qc:dashboard", project_id=project.pk)
+
+
+@membership_required
+def download(request, project_id: int, fmt: str):
+    """The latest report as JSON (all of it) or CSV (a row per annotator, then agreement)."""
+    project = _project(request, project_id)
+    report = services.latest(project)
+    if report is None:
+        raise Http404("No QC report yet.")
+    name = f"qc-report-{project.pk}-{report.pk}"
+    if fmt == "json":
+        response = HttpResponse(
+            json.dumps(report.data, indent=2, ensure_ascii=False),
+            content_type="application/json",
+        )
+    else:
+        response = HttpResponse(_csv(report.data), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    return response
+
+
+PEOPLE_COLUMNS = [
+    "annotator",
+    "judgments",
+    "share_of_judgments",
+    "median_time_ms",
+    "skip_rate",
+    "agreement_with_peers",
+    "left_share",
+    "position_bias_p_value",
+    "position_bias",
+]
+
+
+def _csv(data: dict) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(PEOPLE_COLUMNS)
+    for person in data["per_annotator"]:
+        writer.writerow([_cell(person[c]) for c in PEOPLE_COLUMNS])
+    writer.writerow([])
+    writer.writerow(["question", "statistic", "value"])
+    for question, stats in data["agreement"].items():
+        for statistic, value in stats.items():
+            writer.writerow([_cell(question), statistic, value])
+    return out.getvalue()
+
+
+def _cell(value):
+    """Spreadsheets run cells that start with = + - @ as formulas: not ours."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value

@@ -1,0 +1,46 @@
+"""A lead computes a project's QC report in the browser and reads the dashboard."""
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from project.celery import app as celery_app
+from tasks.models import Role
+from tests.conftest import log_in_through_the_form
+from tests.factories import PASSWORD, member
+from tests.qc.test_report import Data
+
+pytestmark = pytest.mark.e2e
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-results"
+
+
+@pytest.fixture
+def eager():
+    celery_app.conf.task_always_eager = True  # the report job runs in the request
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+def test_lead_computes_the_report_and_sees_the_charts(page, acme, eager):
+    data = Data(acme.organization, 12)
+    people = [member(acme.organization, Role.ANNOTATOR, email=f"ann{n}@x.org") for n in range(3)]
+    for n in range(12):
+        data.judge(people[0], n, n % 2, dimension="helpful" if n % 3 else "honest")
+        data.judge(people[1], n, n % 2 if n % 4 else 1 - n % 2, swapped=bool(n % 2))
+        if n < 6:
+            data.judge(people[2], n, 0)  # always the first by id, i.e. left: biased
+    log_in_through_the_form(page, acme.lead.email, PASSWORD)
+    page.goto(f"/projects/{data.project.pk}/")
+    page.get_by_role("link", name="Quality control").click()
+    expect(page.locator("#qc-empty")).to_be_visible()
+    page.get_by_role("button", name="Compute a fresh report").click()
+    expect(page.locator("#qc-summary")).to_contain_text("30")
+    expect(page.locator("#qc-kappa svg rect")).to_have_count(9)
+    expect(page.locator("#qc-agreement")).to_contain_text("preference")
+    expect(page.locator("#qc-annotators")).to_contain_text("ann2@x.org")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "qc-dashboard.png"), full_page=True)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="CSV").click()
+    assert download.value.suggested_filename.endswith(".csv")

@@ -1,0 +1,251 @@
+"""The QC report on a project with known judgments: numbers asserted exactly."""
+
+import pytest
+from django.core.management import call_command
+from django_scopes import scope, scopes_disabled
+
+from annotation.models import Assignment, Judgment
+from qc.report import binomial_two_sided, compute_report
+from tasks.models import Candidate, Item, Role
+from tasks.schema import validate_questions
+from tests.factories import ProjectFactory, PromptFactory, member
+
+pytestmark = pytest.mark.django_db
+
+QUESTIONS = validate_questions(
+    [
+        {
+            "name": "preference",
+            "kind": "preference",
+            "labels": [
+                {"text": "A is better", "means": "A", "key": "a"},
+                {"text": "B is better", "means": "B", "key": "b"},
+                {"text": "Tie", "means": "tie", "key": "t"},
+            ],
+        },
+        {"name": "dimension", "kind": "choice", "options": ["helpful", "honest"]},
+    ],
+    mode="pairwise",
+)
+
+
+class Data:
+    """A project with n items of two candidates each; ``judge`` stores one judgment the way
+    the workspace does (display order recorded, preference resolved to candidate ids)."""
+
+    def __init__(self, organization, n_items: int, overlap: int = 2):
+        self.organization = organization
+        with scopes_disabled():
+            self.project = ProjectFactory(
+                organization=organization, questions=QUESTIONS, annotations_per_item=overlap
+            )
+            self.items = []
+            for n in range(n_items):
+                prompt = PromptFactory(project=self.project, external_id=f"p{n}")
+                pair = [
+                    Candidate.objects.create(
+                        organization=organization,
+                        prompt=prompt,
+                        text=f"{side} answer to prompt {n}",
+                        content_hash=f"{n}{side}",
+                    )
+                    for side in ("first", "second")
+                ]
+                item = Item.objects.create(
+                    organization=organization,
+                    project=self.project,
+                    prompt=prompt,
+                    mode="pairwise",
+                    candidate_key=f"{pair[0].pk}-{pair[1].pk}",
+                    target_annotations=overlap,
+                )
+                self.items.append((item, pair))
+
+    def judge(self, annotator, n: int, pick: int | None, *, swapped=False, dimension="helpful"):
+        """``pick``: 0 or 1 (the item's first or second candidate by id), None for a tie."""
+        item, pair = self.items[n]
+        order = [pair[1].pk, pair[0].pk] if swapped else [pair[0].pk, pair[1].pk]
+        with scopes_disabled():
+            assignment = Assignment.objects.create(
+                organization=self.organization,
+                project=self.project,
+                item=item,
+                annotator=annotator,
+                status="submitted",
+                display_order=order,
+                expires_at="2030-01-01T00:00:00Z",
+            )
+            chosen = None if pick is None else pair[pick]
+            label = (
+                "Tie"
+                if pick is None
+                else ("A is better" if order[0] == chosen.pk else "B is better")
+            )
+            Judgment.objects.create(
+                organization=self.organization,
+                project=self.project,
+                item=item,
+                assignment=assignment,
+                annotator=annotator,
+                outcome="tie" if pick is None else "preferred",
+                chosen=chosen,
+                rejected=None if pick is None else pair[1 - pick],
+                label=label,
+                answers={"dimension": dimension},
+                time_spent_ms=1000 * (n + 1),
+            )
+
+
+def test_report_numbers_on_known_judgments(acme):
+    data = Data(acme.organization, 4)
+    a, b = (member(acme.organization, Role.ANNOTATOR, email=e) for e in ("a@x.org", "b@x.org"))
+    # Items 0-2: both judge; they agree on 0 and 1 (b sees the order swapped), not on 2.
+    data.judge(a, 0, 0)
+    data.judge(b, 0, 0, swapped=True)
+    data.judge(a, 1, 1)
+    data.judge(b, 1, 1, swapped=True)
+    data.judge(a, 2, 0, dimension="honest")
+    data.judge(b, 2, None, dimension="honest")
+    data.judge(a, 3, 1)  # item 3: one judgment of the two wanted
+    with scopes_disabled():
+        Assignment.objects.create(
+            organization=acme.organization,
+            project=data.project,
+            item=data.items[3][0],
+            annotator=b,
+            status="skipped",
+            display_order=[],
+            expires_at="2030-01-01T00:00:00Z",
+        )
+    with scope(organization=acme.organization):
+        report = compute_report(data.project)
+
+    assert report["judgments"] == 7 and report["annotators"] == 2
+    assert report["coverage"] == {"items": 4, "complete": 3, "share": 0.75}
+    preference = report["agreement"]["preference"]
+    assert preference["units"] == 3
+    assert preference["percent_agreement"] == pytest.approx(2 / 3, abs=1e-4)
+    # Categories "1", "2", "tie" over 3 items: p = (3/6, 2/6, 1/6), Pe = 14/36.
+    assert preference["fleiss_kappa"] == pytest.approx((2 / 3 - 14 / 36) / (1 - 14 / 36), abs=1e-4)
+    assert report["agreement"]["dimension"]["percent_agreement"] == 1.0
+    assert report["kappa_matrix"]["annotators"] == ["a@x.org", "b@x.org"]
+    # a: [1, 2, 1] vs b: [1, 2, tie] -> po 2/3, pe (2/3*1/3 + 1/3*1/3) = 1/3 -> kappa 0.5
+    assert report["kappa_matrix"]["values"] == [[1.0, 0.5], [0.5, 1.0]]
+    person_a, person_b = report["per_annotator"]
+    assert person_a["judgments"] == 4 and person_a["median_time_ms"] == 2500
+    assert person_a["skip_rate"] == 0 and person_b["skip_rate"] == pytest.approx(0.25)
+    assert person_a["agreement_with_peers"] == pytest.approx(2 / 3, abs=1e-4)
+    # a always saw the ids in order and picked: first, second, first, second -> 2 of 4 left
+    assert (person_a["left_choices"], person_a["sided_choices"]) == (2, 4)
+    assert (person_b["left_choices"], person_b["sided_choices"]) == (1, 2)
+    assert report["labels"] == {"A is better": 3, "B is better": 3, "Tie": 1}
+    assert report["labels_by_answer"]["dimension"]["honest"] == {"A is better": 1, "Tie": 1}
+    assert report["duplicates"]["exact_prompt_groups"] == []
+    assert any("a@x.org made 57%" in w for w in report["warnings"])
+
+
+def test_an_annotator_who_always_picks_the_left_slot_is_flagged(acme):
+    data = Data(acme.organization, 24, overlap=1)
+    left, fair = member(acme.organization, email="left@x.org"), member(acme.organization)
+    for n in range(12):  # whatever the order on screen, the left one
+        data.judge(left, n, 1 if n % 2 else 0, swapped=bool(n % 2))
+    for n in range(12, 24):
+        data.judge(fair, n, n % 2, swapped=bool(n % 3 == 0))
+    with scope(organization=acme.organization):
+        report = compute_report(data.project)
+    flagged = {p["annotator"]: p for p in report["per_annotator"]}
+    assert flagged["left@x.org"]["left_share"] == 1.0
+    assert flagged["left@x.org"]["position_bias"] is True
+    assert flagged["left@x.org"]["position_bias_p_value"] == pytest.approx(2 / 4096, abs=1e-6)
+    assert not [
+        p for p in report["per_annotator"] if p["position_bias"] and p is not flagged["left@x.org"]
+    ]
+    assert any("left@x.org picks the left response 100%" in w for w in report["warnings"])
+
+
+def test_binomial_p_value():
+    assert binomial_two_sided(5, 10) == pytest.approx(1.0)
+    assert binomial_two_sided(10, 10) == pytest.approx(2 / 1024)
+    assert binomial_two_sided(0, 0) == 1.0
+
+
+def test_duplicates_and_near_identical_candidates(acme):
+    data = Data(acme.organization, 2)
+    with scopes_disabled():
+        PromptFactory(project=data.project, external_id="again", text=data.items[0][0].prompt.text)
+        same = data.items[1][1][0]
+        Candidate.objects.create(
+            organization=acme.organization,
+            prompt=same.prompt,
+            text=same.text + ".",
+            content_hash="near",
+        )
+    with scope(organization=acme.organization):
+        report = compute_report(data.project)
+    assert [sorted(g) for g in report["duplicates"]["exact_prompt_groups"]] == [["again", "p0"]]
+    [near] = report["duplicates"]["near_identical_candidates"]
+    assert near["similarity"] == 1.0 and same.pk in near["candidates"]
+
+
+def test_an_empty_project_reports_without_numbers(acme):
+    with scope(organization=acme.organization):
+        report = compute_report(acme.project)
+    assert report["judgments"] == 0
+    assert report["agreement"]["preference"]["percent_agreement"] is None
+    assert report["warnings"] == []
+
+
+def test_qc_report_command_prints_the_report(acme, capsys):
+    data = Data(acme.organization, 1)
+    data.judge(member(acme.organization, email="c@x.org"), 0, 0)
+    call_command("qc_report", f"{acme.organization.slug}/{data.project.pk}")
+    out = capsys.readouterr().out
+    assert "1 judgments by 1 annotators" in out and "c@x.org: 1 judgments" in out
+    call_command("qc_report", f"{acme.organization.slug}/{data.project.pk}", "--json")
+    assert '"judgments": 1' in capsys.readouterr().out
+
+
+def test_api_computes_and_serves_the_latest_report(
+    acme, globex, as_user, django_capture_on_commit_callbacks
+):
+    from project.celery import app as celery_app
+
+    client = as_user(acme.lead)
+    url = f"/api/v1/projects/{acme.project.pk}/qc-report"
+    assert client.get(url).status_code == 404
+    celery_app.conf.task_always_eager = True  # the job runs here (a worker is tested elsewhere)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(url)
+    finally:
+        celery_app.conf.task_always_eager = False
+    assert response.status_code == 202
+    assert client.get(response["Location"]).json()["status"] == "succeeded"
+    latest = client.get(url).json()
+    assert latest["data"]["project"]["id"] == acme.project.pk
+    assert as_user(acme.annotator).get(url).status_code == 403
+    assert client.get(f"/api/v1/projects/{globex.project.pk}/qc-report").status_code == 404
+
+
+def test_dashboard_shows_the_report_with_charts_and_downloads(acme, as_user):
+    data = Data(acme.organization, 2)
+    a, b = (member(acme.organization, Role.ANNOTATOR, email=e) for e in ("=cmd@x.org", "b@x.org"))
+    data.judge(a, 0, 0)
+    data.judge(b, 0, 1)
+    from qc.models import QCReport
+    from qc.services import run_report
+
+    with scope(organization=acme.organization):
+        report = QCReport.objects.create(organization=acme.organization, project=data.project)
+        run_report(report.pk)
+    client = as_user(acme.lead)
+    page = client.get(f"/projects/{data.project.pk}/qc/").content.decode()
+    assert page.count("<svg") == 5  # heatmap, labels, one per dimension answer, load, timeline
+    assert "=cmd@x.org vs b@x.org: –" in page  # one shared item: no kappa
+    assert "the guidelines are ambiguous" in page  # they disagree: Fleiss' kappa -1
+    csv_text = client.get(f"/projects/{data.project.pk}/qc/report.csv").content.decode()
+    assert csv_text.splitlines()[0].startswith("annotator,judgments,share_of_judgments")
+    assert "'=cmd@x.org" in csv_text  # not a formula in a spreadsheet
+    as_json = client.get(f"/projects/{data.project.pk}/qc/report.json").json()
+    assert as_json["judgments"] == 2
+    assert as_user(acme.annotator).get(f"/projects/{data.project.pk}/qc/").status_code == 403
