@@ -232,6 +232,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status" with their own choices: one schema name each.
+    "ENUM_NAME_OVERRIDES": {
+        "ProjectStatusEnum": "tasks.models.Project.Status",
+        "JobStatusEnum": "tasks.models.ImportJob.Status",
+        "GenerationJobStatusEnum": "tasks.models.GenerationJob.Status",
+    },
 }
 
 # --- static files --------------------------------------------------------------------------

@@ -145,16 +145,19 @@ def compute_report(project: Project) -> dict:
         .annotate(n=Count("id"))
     )
     total = len(rows)
+    # For each annotator: per shared item, the share of the others who chose the same.
+    peer_shares: dict[int, list[float]] = defaultdict(list)
+    for votes in by_item.values():
+        if len(votes) < 2:
+            continue
+        tally = Counter(votes.values())
+        for annotator, mine in votes.items():
+            peer_shares[annotator].append((tally[mine] - 1) / (len(votes) - 1))
     people = []
     for annotator in annotators:
         p = person[annotator]
         n = len(p["times"])
-        peers = [
-            sum(other == mine for a, other in v.items() if a != annotator) / (len(v) - 1)
-            for v in by_item.values()
-            if annotator in v and len(v) >= 2
-            for mine in [v[annotator]]
-        ]
+        peers = peer_shares.get(annotator, [])
         left_share = p["left"] / p["sided"] if p["sided"] else None
         p_value = binomial_two_sided(p["left"], p["sided"]) if p["sided"] else None
         people.append(

@@ -71,13 +71,16 @@ def generation_job(tenant):
 
 def qc_report(tenant):
     from qc.models import QCReport
+    from qc.report import compute_report
 
-    with scopes_disabled():
-        return QCReport.objects.get_or_create(
+    with scope(organization=tenant.organization):
+        report = QCReport.objects.filter(project=tenant.project).first()
+        return report or QCReport.objects.create(
             organization=tenant.organization,
             project=tenant.project,
-            defaults={"status": "succeeded", "data": {"judgments": 0}},
-        )[0]
+            status="succeeded",
+            data=compute_report(tenant.project),
+        )
 
 
 def recipe(tenant):

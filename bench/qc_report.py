@@ -1,0 +1,188 @@
+"""QC report benchmark: the full report (qc.report.compute_report) of a project with
+100,000 judgments from 20 annotators, and of one with 10,000.
+
+Targets (issue 6), on this 2-core machine: under 5 s at 100k; the time at 100k within 12x
+of the time at 10k. Projects are filled with SQL: pairwise items of two candidates, each
+judged by two annotators (the overlap), labels and a choice answer at random, every third
+annotator with a lean to the left slot.
+
+    .venv/bin/python bench/qc_report.py [--sizes 10000 100000] [--annotators 20]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATABASE_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@localhost:5432/chosen_bench"
+)
+TARGET_SECONDS = 5.0
+TARGET_SCALING = 12.0
+
+
+def setup() -> None:
+    import psycopg
+
+    name = DATABASE_URL.rsplit("/", 1)[1]
+    with psycopg.connect(DATABASE_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    env = {**os.environ, "DATABASE_URL": DATABASE_URL}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True, env=env)
+    os.environ.update(DATABASE_URL=DATABASE_URL, LOG_LEVEL="WARNING")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    import django
+
+    django.setup()
+
+
+def fill(judgments: int, annotators: int):
+    """A project with judgments / 2 items, each judged by two different annotators."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django_scopes import scopes_disabled
+
+    from tasks.models import Organization, Project
+    from tasks.schema import validate_questions
+
+    questions = validate_questions(
+        [
+            {
+                "name": "preference",
+                "kind": "preference",
+                "labels": [
+                    {"text": "A is better", "means": "A", "key": "a"},
+                    {"text": "B is better", "means": "B", "key": "b"},
+                    {"text": "Tie", "means": "tie", "key": "t"},
+                    {"text": "Both bad", "means": "both_bad", "key": "x"},
+                ],
+            },
+            {"name": "dimension", "kind": "choice", "options": ["helpful", "harmless", "honest"]},
+        ],
+        mode="pairwise",
+    )
+    User = get_user_model()
+    with scopes_disabled():
+        org, _ = Organization.objects.get_or_create(slug="qc-bench", defaults={"name": "QC"})
+        project = Project.objects.create(
+            organization=org, name=f"qc {judgments} {time.time()}", questions=questions
+        )
+        people = [
+            User.objects.get_or_create(username=f"qc{n}", defaults={"email": f"qc{n}@bench"})[0]
+            for n in range(annotators)
+        ]
+    ids = [p.pk for p in people]
+    items = judgments // 2
+    params = {"org": org.pk, "project": project.pk, "n": items, "people": ids, "k": annotators}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tasks_prompt (organization_id, project_id, external_id, text, metadata, "
+            "source, content_hash, created_at) SELECT %(org)s, %(project)s, 'p' || g, "
+            "'Prompt ' || g || ' about topic ' || (g % 97), '{}', 'bench', md5(g::text), now() "
+            "FROM generate_series(1, %(n)s) g",
+            params,
+        )
+        cursor.execute(
+            "INSERT INTO tasks_candidate (organization_id, prompt_id, text, source, source_key, "
+            "model, parameters, finish_reason, content_hash, created_at) SELECT "
+            "p.organization_id, p.id, 'Answer ' || v.k || ' to ' || p.external_id || "
+            "' with some more words in it', 'imported', 'response_' || v.k, '', '{}', 'stop', "
+            "md5(p.id || v.k), now() FROM tasks_prompt p CROSS JOIN (VALUES ('a'), ('b')) v(k) "
+            "WHERE p.project_id = %(project)s",
+            params,
+        )
+        cursor.execute(
+            "INSERT INTO tasks_item (organization_id, project_id, prompt_id, mode, candidate_key, "
+            "target_annotations, assignment_count, random_order, created_at) SELECT %(org)s, "
+            "%(project)s, c.prompt_id, 'pairwise', min(c.id) || '-' || max(c.id), 2, 2, 0, now() "
+            "FROM tasks_candidate c JOIN tasks_prompt p ON p.id = c.prompt_id "
+            "WHERE p.project_id = %(project)s GROUP BY c.prompt_id",
+            params,
+        )
+        # Two assignments per item: annotators (i, i + 1) around the circle; random order.
+        cursor.execute(
+            "INSERT INTO annotation_assignment (organization_id, project_id, item_id, "
+            "annotator_id, status, display_order, skip_reason, created_at, expires_at, "
+            "finished_at) SELECT %(org)s, %(project)s, i.id, "
+            "(%(people)s::int[])[1 + ((i.id + s) %% %(k)s)], 'submitted', "
+            "CASE WHEN random() < 0.5 THEN jsonb_build_array(split_part(i.candidate_key, '-', "
+            "1)::int, split_part(i.candidate_key, '-', 2)::int) ELSE jsonb_build_array("
+            "split_part(i.candidate_key, '-', 2)::int, split_part(i.candidate_key, '-', 1)::int) "
+            "END, '', now(), now(), now() FROM tasks_item i CROSS JOIN (VALUES (0), (1)) v(s) "
+            "WHERE i.project_id = %(project)s",
+            params,
+        )
+        cursor.execute(
+            "INSERT INTO annotation_judgment (organization_id, project_id, item_id, "
+            "assignment_id, annotator_id, outcome, chosen_id, rejected_id, label, ranking, "
+            "answers, rubric_scores, reasoning, time_spent_ms, version, created_at, updated_at) "
+            "SELECT a.organization_id, a.project_id, a.item_id, a.id, a.annotator_id, "
+            "'preferred', x.chosen, x.other, CASE WHEN x.chosen = "
+            "(a.display_order->>0)::int THEN 'A is better' ELSE 'B is better' END, '[]', "
+            "jsonb_build_object('dimension', (ARRAY['helpful','harmless','honest'])"
+            "[1 + (a.item_id %% 3)]), '{}', 'because', (20000 + random() * 60000)::int, 1, "
+            "now() - (a.item_id %% 14) * interval '1 day', now() FROM annotation_assignment a "
+            "CROSS JOIN LATERAL (SELECT CASE WHEN a.annotator_id %% 3 = 0 AND random() < 0.8 "
+            "THEN (a.display_order->>0)::int WHEN random() < 0.7 THEN (a.display_order->>0)::int "
+            "ELSE (a.display_order->>1)::int END AS chosen) c CROSS JOIN LATERAL (SELECT c.chosen, "
+            "CASE WHEN c.chosen = (a.display_order->>0)::int THEN (a.display_order->>1)::int "
+            "ELSE (a.display_order->>0)::int END AS other) x WHERE a.project_id = %(project)s",
+            params,
+        )
+        cursor.execute("ANALYZE")
+    return project
+
+
+def measure(project) -> float:
+    from django_scopes import scope
+
+    from qc.report import compute_report
+
+    with scope(organization=project.organization):
+        started = time.perf_counter()
+        report = compute_report(project)
+        elapsed = time.perf_counter() - started
+    assert report["judgments"] > 0
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs=2, default=[10_000, 100_000])
+    parser.add_argument("--annotators", type=int, default=20)
+    args = parser.parse_args()
+    setup()
+    times = {}
+    for size in args.sizes:
+        started = time.perf_counter()
+        project = fill(size, args.annotators)
+        print(f"  filled {size:,} judgments in {time.perf_counter() - started:.0f} s", flush=True)
+        times[size] = min(measure(project) for _ in range(2))
+    small, large = args.sizes
+    ratio = times[large] / times[small]
+    print(
+        f"\nQC report: {args.annotators} annotators, overlap 2, PostgreSQL, "
+        f"{os.cpu_count()} cores (best of 2 runs each)"
+    )
+    print(f"{'metric':<36} {'measured':>10} {'target':>10}  ok")
+    print(f"{f'report at {small:,} judgments (s)':<36} {times[small]:>10.2f}")
+    ok_time = times[large] < TARGET_SECONDS
+    print(
+        f"{f'report at {large:,} judgments (s)':<36} {times[large]:>10.2f} "
+        f"{f'< {TARGET_SECONDS:g}':>10}  {'yes' if ok_time else 'NO'}"
+    )
+    ok_ratio = ratio <= TARGET_SCALING
+    print(
+        f"{f'{large:,} / {small:,}':<36} {ratio:>9.2f}x {f'<= {TARGET_SCALING:g}x':>10}  "
+        f"{'yes' if ok_ratio else 'NO'}"
+    )
+    return 0 if ok_time and ok_ratio else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
