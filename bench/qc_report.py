@@ -83,7 +83,7 @@ def fill(judgments: int, annotators: int):
         cursor.execute(
             "INSERT INTO tasks_prompt (organization_id, project_id, external_id, text, metadata, "
             "source, content_hash, created_at) SELECT %(org)s, %(project)s, 'p' || g, "
-            "'Prompt ' || g || ' about topic ' || (g % 97), '{}', 'bench', md5(g::text), now() "
+            "'Prompt ' || g || ' about topic ' || (g %% 97), '{}', 'bench', md5(g::text), now() "
             "FROM generate_series(1, %(n)s) g",
             params,
         )

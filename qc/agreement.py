@@ -32,20 +32,35 @@ def _rated(unit: Iterable[Rating]) -> list:
     return [r for r in unit if r is not None]
 
 
+def _counts(unit: Iterable[Rating]) -> Counter:
+    counts = Counter(unit)
+    counts.pop(None, None)
+    return counts
+
+
 def percent_agreement(units: Iterable[Iterable[Rating]]) -> float | None:
     """Share of agreeing pairs of ratings, averaged over units with two ratings or more.
 
     ``units``: one sequence of ratings per unit (item), e.g. ``zip(rater_a, rater_b)``.
     """
-    shares = []
+    total, paired = 0.0, 0
     for unit in units:
-        ratings = _rated(unit)
-        r = len(ratings)
-        if r < 2:
-            continue
-        counts = Counter(ratings)
-        shares.append(sum(n * (n - 1) for n in counts.values()) / (r * (r - 1)))
-    return sum(shares) / len(shares) if shares else None
+        share = _pair_share(unit)
+        if share is not None:
+            total += share
+            paired += 1
+    return total / paired if paired else None
+
+
+def _pair_share(unit) -> float | None:
+    """A unit's share of agreeing rating pairs; None below two ratings."""
+    if isinstance(unit, list | tuple) and len(unit) == 2 and None not in unit:
+        return 1.0 if unit[0] == unit[1] else 0.0  # the common case, without a Counter
+    counts = _counts(unit)
+    r = sum(counts.values())
+    if r < 2:
+        return None
+    return sum(n * (n - 1) for n in counts.values()) / (r * (r - 1))
 
 
 def _weight(i: int, j: int, q: int, weights: str | None) -> float:
@@ -201,21 +216,28 @@ def gwet_ac1(
     at least once); p_e = sum pi_k (1 - pi_k) / (q - 1), q the number of categories (given,
     or those that occur).
     """
-    units = [_rated(unit) for unit in units]
-    pa = percent_agreement(units)
-    rated = [unit for unit in units if unit]
-    if pa is None or not rated:
+    agreement, paired, rated = 0.0, 0, 0
+    shares: Counter = Counter()
+    for unit in units:
+        counts = _counts(unit)
+        r = sum(counts.values())
+        if r == 0:
+            continue
+        rated += 1
+        for rating, n in counts.items():
+            shares[rating] += n / r
+        if r >= 2:
+            paired += 1
+            agreement += sum(n * (n - 1) for n in counts.values()) / (r * (r - 1))
+    if not paired:
         return None
     if categories is None:
-        categories = sorted({r for unit in rated for r in unit}, key=_sort_key)
+        categories = sorted(shares, key=_sort_key)
     q = len(categories)
     if q < 2:
         return None
-    shares = Counter()
-    for unit in rated:
-        for rating, count in Counter(unit).items():
-            shares[rating] += count / len(unit)
-    pi = [shares[c] / len(rated) for c in categories]
+    pa = agreement / paired
+    pi = [shares[c] / rated for c in categories]
     pe = sum(p * (1 - p) for p in pi) / (q - 1)
     if abs(1 - pe) < 1e-12:
         return None

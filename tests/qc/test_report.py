@@ -249,3 +249,13 @@ def test_dashboard_shows_the_report_with_charts_and_downloads(acme, as_user):
     as_json = client.get(f"/projects/{data.project.pk}/qc/report.json").json()
     assert as_json["judgments"] == 2
     assert as_user(acme.annotator).get(f"/projects/{data.project.pk}/qc/").status_code == 403
+
+
+def test_near_identical_ignores_case_and_punctuation_and_screens_by_words():
+    from qc.report import near_identical
+
+    assert near_identical("Paris is the capital.", "paris is THE capital") == 1.0
+    long = " ".join(f"word{n}" for n in range(80))
+    # 78 trigrams each, 3 changed on each side: 75 shared of 81
+    assert near_identical(long, long.replace("word40", "other")) == pytest.approx(75 / 81)
+    assert near_identical("The cat sat on the mat", "A dog ran in the park") is None
