@@ -35,9 +35,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
-DATABASE_URL = os.environ.get(
-    "BENCH_DATABASE_URL", "postgres://postgres@localhost:5432/chosen_bench"
-)
+from benchdb import DATABASE_URL, prepare_database  # noqa: E402
+
 # The sessions made here must be valid for the server: one secret for both.
 SECRET_KEY = secrets.token_urlsafe(64)
 TARGET_P95_MS = 50
@@ -279,19 +278,7 @@ def main() -> int:
     parser.add_argument("--think", type=float, nargs=2, default=[5.0, 15.0])
     parser.add_argument("--stress", action="store_true", help="add a 0.5-1.5 s run (info)")
     args = parser.parse_args()
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    import psycopg
-
-    with psycopg.connect(DATABASE_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    for command in (["migrate"], ["collectstatic", "--noinput"]):  # as the image does
-        subprocess.run(
-            [sys.executable, "manage.py", *command, "-v0"],
-            cwd=ROOT,
-            check=True,
-            env={**os.environ, "DATABASE_URL": DATABASE_URL},
-        )
+    prepare_database(["collectstatic", "--noinput"])  # static files, as the image has them
     setup_django()
     started = time.process_time()
     sum(range(10**7))

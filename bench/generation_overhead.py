@@ -22,9 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATABASE_URL = os.environ.get(
-    "BENCH_DATABASE_URL", "postgres://postgres@localhost:5432/chosen_bench"
-)
+from benchdb import DATABASE_URL, prepare_database  # noqa: E402
+
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/13")
 TARGET = 1.10
 VARIANTS = [
@@ -33,17 +32,6 @@ VARIANTS = [
     {"name": "flawed", "system_prompt": "Answer with a subtle mistake.", "temperature": 1.0},
 ]
 MAX_TOKENS = 48
-
-
-def prepare_database() -> None:
-    import psycopg
-
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    with psycopg.connect(DATABASE_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    env = {**os.environ, "DATABASE_URL": DATABASE_URL}
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True, env=env)
 
 
 def setup_django() -> None:

@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATABASE_URL = os.environ.get(
-    "BENCH_DATABASE_URL", "postgres://postgres@localhost:5432/chosen_bench"
-)
+from benchdb import DATABASE_URL, prepare_database  # noqa: E402
+
 SIZES = [10_000, 100_000]
 TARGET_RATE = 5_000
 TARGET_RSS_MB = 300
@@ -83,24 +82,8 @@ def child(n: int, path: str) -> None:
     )
 
 
-def ensure_database() -> None:
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    server = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
-    import psycopg
-
-    with psycopg.connect(server, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"],
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, "DATABASE_URL": DATABASE_URL},
-    )
-
-
 def main() -> int:
-    ensure_database()
+    prepare_database()
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for n in SIZES:
