@@ -12,17 +12,22 @@ One transaction per call:
 (project, assignment_count, random_order) lets PostgreSQL walk items in allocation order
 without scanning the project. Assignments left open past the project's timeout are
 reclaimed (expired, their item's count lowered) before allocating.
+
+Gold items (attention checks) stay out of that walk. At the project's gold rate a gold item
+this person has not seen comes instead (``gold_due``), from a partial index of the few gold
+items, in an order that differs per annotator.
 """
 
 import functools
 import random
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from annotation.models import Assignment
@@ -84,10 +89,29 @@ def next_assignment(*, project: Project, annotator) -> Allocation:
 
 def _allocate(project: Project, annotator) -> Allocation:
     take = _take if connection.vendor == "postgresql" else _take_portable
-    assignment = take(project, annotator)
+    assignment = None
+    if project.gold_rate_percent and gold_due(project, annotator):
+        assignment = take(project, annotator, gold=True)  # None: no unseen gold item left
+    if assignment is None:
+        assignment = take(project, annotator)
     if assignment is not None:
         return Allocation(assignment)
     return Allocation(None, "quota" if _over_quota(project, annotator) else "done")
+
+
+def gold_due(project: Project, annotator) -> bool:
+    """Whether this annotator's next item should be a gold item. Their items are counted in
+    blocks of 100 / rate (a rate of 10%: blocks of ten); one item of each block is gold, at a
+    place that differs per block and per person, so nobody can learn the rhythm, and that is
+    stable, so a reload changes nothing. A gold item that could not be served is owed until
+    one can."""
+    size = max(2, round(100 / project.gold_rate_percent))
+    counts = _taken(project, annotator).aggregate(
+        n=Count("id"), gold=Count("id", filter=Q(item__gold=True))
+    )
+    block, offset = divmod(counts["n"], size)
+    place = zlib.crc32(f"{project.pk}:{annotator.pk}:{block}".encode()) % size
+    return counts["gold"] < block + (offset >= place)
 
 
 def _taken(project: Project, annotator):
@@ -104,26 +128,27 @@ def _over_quota(project: Project, annotator) -> bool:
     return quota is not None and _taken(project, annotator).count() >= quota
 
 
-def _take_portable(project: Project, annotator) -> Assignment | None:
+def _take_portable(project: Project, annotator, *, gold: bool = False) -> Assignment | None:
     """The ORM form of ``_take`` for the embedded SQLite database (one writer at a time, so
     no row locks are needed there)."""
     with transaction.atomic():
-        return _take_portable_locked(project, annotator)
+        return _take_portable_locked(project, annotator, gold)
 
 
-def _take_portable_locked(project: Project, annotator) -> Assignment | None:
+def _take_portable_locked(project: Project, annotator, gold: bool) -> Assignment | None:
     mine = Assignment.objects.filter(project=project, annotator=annotator)
     current = mine.filter(status=Assignment.Status.ACTIVE).select_related("item__prompt").first()
     if current is not None or _over_quota(project, annotator):
         return current
     had = Assignment.objects.filter(item=OuterRef("pk"), annotator=annotator)
-    item = (
-        Item.objects.select_related("prompt")
-        .filter(project=project, assignment_count__lt=F("target_annotations"))
-        .filter(~Exists(had))
-        .order_by("assignment_count", "random_order", "id")
-        .first()
-    )
+    items = Item.objects.select_related("prompt").filter(project=project, gold=gold)
+    if gold:
+        items = items.order_by("random_order", "id")
+    else:
+        items = items.filter(assignment_count__lt=F("target_annotations")).order_by(
+            "assignment_count", "random_order", "id"
+        )
+    item = items.filter(~Exists(had)).first()
     if item is None:
         return None
     order = [int(pk) for pk in item.candidate_key.split("-")]  # the item's candidates
@@ -139,11 +164,11 @@ def _take_portable_locked(project: Project, annotator) -> Assignment | None:
     )
 
 
-def _take(project: Project, annotator) -> Assignment | None:
+def _take(project: Project, annotator, *, gold: bool = False) -> Assignment | None:
     """The open assignment, or a new one, in one statement on PostgreSQL (``_take_sql``)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            _take_sql(),
+            _take_sql(gold),
             {
                 "project": project.pk,
                 "annotator": annotator.pk,
@@ -192,7 +217,7 @@ _ASSIGNMENT_FIELDS = Assignment._meta.concrete_fields
 
 
 @functools.cache
-def _take_sql() -> str:
+def _take_sql(gold: bool = False) -> str:
     item, prompt = Item._meta.db_table, Prompt._meta.db_table
     assignment = Assignment._meta.db_table
     items, prompts, assignments = (
@@ -202,6 +227,13 @@ def _take_sql() -> str:
     def columns(alias, names):
         return ", ".join(f"{alias}.{name}" for name in names)
 
+    # Gold items: every annotator sees each one once (no overlap target), in an order of
+    # their own (random_order XOR the annotator's id), read from the partial item_gold_idx.
+    if gold:
+        which, order = "i.gold", "(i.random_order # %(annotator)s), i.id"
+    else:
+        which = "NOT i.gold AND i.assignment_count < i.target_annotations"
+        order = "i.assignment_count, i.random_order, i.id"
     # Only table and column names from the models are formatted in; values are parameters.
     return f"""
 WITH current AS (
@@ -217,11 +249,11 @@ WITH current AS (
               SELECT count(*) FROM {assignment} q
               WHERE q.project_id = %(project)s AND q.annotator_id = %(annotator)s
                 AND q.status = ANY(%(taken)s)))
-          AND i.project_id = %(project)s AND i.assignment_count < i.target_annotations
+          AND i.project_id = %(project)s AND {which}
           AND NOT EXISTS (
               SELECT 1 FROM {assignment} a
               WHERE a.item_id = i.id AND a.annotator_id = %(annotator)s)
-        ORDER BY i.assignment_count, i.random_order, i.id
+        ORDER BY {order}
         LIMIT 1
         FOR UPDATE SKIP LOCKED)
     RETURNING {", ".join(items)}

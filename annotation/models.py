@@ -129,3 +129,58 @@ class JudgmentRevision(models.Model):
 
     def __str__(self) -> str:
         return f"judgment {self.judgment_id} v{self.version}"
+
+
+class Adjudication(models.Model):
+    """A lead's final decision on an item, with a note: the item's resolved preference,
+    which exports take over the annotators' votes. One per item; a new decision replaces it.
+    The shape is a judgment's: chosen / rejected (best / worst), the full ranking when one
+    was given, or the outcome tie / both-bad."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="adjudications")
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="adjudication")
+    outcome = models.CharField(max_length=16, choices=Judgment.Outcome.choices)
+    chosen = models.ForeignKey(
+        Candidate, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    rejected = models.ForeignKey(
+        Candidate, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    ranking = models.JSONField(default=list, blank=True, help_text="Candidate ids, best first.")
+    note = models.TextField(help_text="Why: the standard this decision sets.")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return f"adjudication of item {self.item_id} ({self.outcome})"
+
+
+class ItemNote(models.Model):
+    """A note in the discussion of an item (leads write; annotators who judged the item read
+    it when the project allows)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["item", "created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"note {self.pk} on item {self.item_id}"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation import views
+from annotation import review, views
 
 app_name = "annotation"
 
@@ -15,4 +15,15 @@ urlpatterns = [
     path("projects/<int:project_id>/annotate/undo/", views.undo, name="undo"),
     path("projects/<int:project_id>/history/", views.history, name="history"),
     path("projects/<int:project_id>/history/<int:judgment_id>/", views.edit, name="edit"),
+    path("projects/<int:project_id>/review/", review.queue, name="review"),
+    path(
+        "projects/<int:project_id>/review/<int:item_id>/",
+        review.item_review,
+        name="review_item",
+    ),
+    path(
+        "projects/<int:project_id>/discussion/<int:item_id>/",
+        review.discussion,
+        name="discussion",
+    ),
 ]

@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
 from annotation.allocator import next_assignment
-from annotation.models import Assignment, Judgment
+from annotation.models import Adjudication, Assignment, ItemNote, Judgment
 from annotation.services import (
     AssignmentRefused,
     skip_assignment,
@@ -143,7 +143,21 @@ def history(request, project_id: int):
         .select_related("item__prompt", "chosen", "rejected")
         .order_by("-created_at")[:500]
     )
-    return render(request, "annotation/history.html", {"project": project, "judgments": judgments})
+    return render(
+        request,
+        "annotation/history.html",
+        {"project": project, "judgments": judgments, "discussed": _discussed(project, judgments)},
+    )
+
+
+def _discussed(project: Project, judgments) -> set[int]:
+    """Items of these judgments that have notes or a final decision the annotator may read."""
+    if not project.discussion_visible_to_annotators:
+        return set()
+    item_ids = {j.item_id for j in judgments}
+    noted = ItemNote.objects.filter(item_id__in=item_ids).values_list("item_id", flat=True)
+    decided = Adjudication.objects.filter(item_id__in=item_ids).values_list("item_id", flat=True)
+    return set(noted) | set(decided)
 
 
 @membership_required

@@ -88,6 +88,13 @@ def context_for(
         "answers": answers or {},
         "errors": errors or {},
         "questions": project.questions,
+        **prompt_context(prompt),
+    }
+
+
+def prompt_context(prompt) -> dict:
+    """The prompt as the pages show it: a conversation, or one rendered text."""
+    return {
         "messages_html": [
             {"role": m["role"], "html": render_markdown(m["content"])}
             for m in prompt.messages or []

@@ -345,6 +345,9 @@ CHOSEN_DEFAULT_LLM_MODEL = env("CHOSEN_DEFAULT_LLM_MODEL", "smollm2:135m")
 # Prompts per chunk message; a running job with no progress for this long is resumed by beat.
 CHOSEN_GENERATION_CHUNK_PROMPTS = 10
 CHOSEN_GENERATION_STALL_SECONDS = 600
+# QC: prompts whose word sets are at least this similar (Jaccard) are reported as
+# near-duplicates, in groups.
+CHOSEN_QC_PROMPT_SIMILARITY = float(env("CHOSEN_QC_PROMPT_SIMILARITY", "0.8"))
 CELERY_BEAT_SCHEDULE = {
     "resume-stalled-generations": {
         "task": "tasks.jobs.resume_stalled_generations",

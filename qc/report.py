@@ -15,12 +15,14 @@ import statistics
 from collections import Counter, defaultdict
 from itertools import combinations
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Func, IntegerField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, TruncDate
 
-from annotation.models import Assignment, Judgment
+from annotation.adjudication import disputed_item_ids, gold_correct
+from annotation.models import Adjudication, Assignment, Judgment
 from qc.agreement import (
     cohen_kappa,
     fleiss_kappa,
@@ -38,6 +40,9 @@ BIAS_MIN_JUDGMENTS = 10
 LOAD_SHARE_WARNING = 0.5  # one annotator with more than half of the judgments
 LABEL_SHARE_WARNING = 0.6
 NEAR_IDENTICAL = 0.9  # word-shingle Jaccard similarity of two candidates of one prompt
+GOLD_ACCURACY_WARNING = 0.8  # an annotator below this on gold items, with enough of them
+GOLD_MIN_JUDGMENTS = 5
+DIMENSION_MIN_ANSWERS = 20  # balance across a question's options is judged from this many
 
 
 def _round(value, digits=4):
@@ -165,6 +170,7 @@ def compute_report(project: Project) -> dict:
         tally = Counter(votes.values())
         for annotator, mine in votes.items():
             peer_shares[annotator].append((tally[mine] - 1) / (len(votes) - 1))
+    gold = _gold_scores(project)
     people = []
     for annotator in annotators:
         p = person[annotator]
@@ -190,6 +196,7 @@ def compute_report(project: Project) -> dict:
                     and p_value < BIAS_P_VALUE
                 ),
                 "labels": dict(p["labels"].most_common()),
+                **gold.get(annotator, _no_gold()),
             }
         )
 
@@ -214,11 +221,54 @@ def compute_report(project: Project) -> dict:
             name: {value: dict(c.most_common()) for value, c in sorted(table.items())}
             for name, table in by_choice_label.items()
         },
+        "answers": {
+            name: {
+                option: sum(by_choice_label[name].get(option, Counter()).values())
+                for option in _options(questions[name], by_choice_label[name])
+            }
+            for name in choice_names
+        },
         "judgments_per_day": dict(sorted(per_day.items())),
+        "disagreements": _disagreements(project),
         "duplicates": _duplicates(project),
     }
     report["warnings"] = _warnings(report)
     return report
+
+
+def _options(question: dict, seen: dict) -> list[str]:
+    """A choice question's options in schema order, then any other answer found."""
+    listed = [str(option["value"]) for option in question.get("options", [])]
+    return listed + sorted(set(seen) - set(listed))
+
+
+def _no_gold() -> dict:
+    return {"gold_judgments": 0, "gold_correct": 0, "gold_accuracy": None}
+
+
+def _gold_scores(project: Project) -> dict[int, dict]:
+    """Each annotator's judgments on gold items and how many gave the expected answer."""
+    scores: dict[int, dict] = defaultdict(_no_gold)
+    rows = Judgment.objects.filter(project=project, item__gold=True).values_list(
+        "annotator_id", "outcome", "chosen_id", "item__gold_outcome", "item__gold_chosen"
+    )
+    for annotator, outcome, chosen, gold_outcome, gold_chosen in rows:
+        person = scores[annotator]
+        person["gold_judgments"] += 1
+        person["gold_correct"] += gold_correct(outcome, chosen, gold_outcome, gold_chosen)
+    for person in scores.values():
+        person["gold_accuracy"] = _round(person["gold_correct"] / person["gold_judgments"])
+    return scores
+
+
+def _disagreements(project: Project) -> dict:
+    """Items whose judgments differ, and how many of them have a lead's final decision."""
+    disputed = Item.objects.filter(project=project, pk__in=disputed_item_ids(project))
+    return {
+        "disputed_items": disputed.count(),
+        "decided": disputed.filter(adjudication__isnull=False).count(),
+        "decisions_total": Adjudication.objects.filter(project=project).count(),
+    }
 
 
 def _kappa_matrix(annotators: list[int], by_item: dict) -> list[list]:
@@ -274,9 +324,75 @@ def near_identical(text_a: str, text_b: str) -> float | None:
     return similarity if similarity >= NEAR_IDENTICAL else None
 
 
+def similar_groups(texts: dict, threshold: float) -> list[dict]:
+    """Groups of texts whose word sets have a Jaccard similarity of at least ``threshold``
+    with another member (single linkage), each as {"members": keys, "similarity": the
+    lowest similarity that joined the group}.
+
+    Exact, without comparing every pair: PPJoin (Xiao, Wang, Lin and Yu, "Efficient
+    similarity joins for near duplicate detection", WWW 2008). Words are ordered rarest
+    first and sets visited smallest first; two sets of similarity >= t share a word among
+    the first |x| - ceil(t|x|) + 1 words of the larger (probing prefix) and the first
+    |y| - ceil(2t/(1+t)|y|) + 1 of the smaller (indexing prefix); a shared word at places i
+    and j leaves room for at most 1 + min(|x| - i - 1, |y| - j - 1) more common words, and a
+    pair that cannot reach the overlap t/(1+t)(|x| + |y|) is dropped. Survivors are
+    measured exactly."""
+    t, eps = threshold, 1e-9
+    sets = {key: frozenset(_words(text)) for key, text in texts.items()}
+    sets = {key: words for key, words in sets.items() if words}
+    frequency = Counter(word for words in sets.values() for word in words)
+    records = sorted(
+        ((sorted(words, key=lambda w: (frequency[w], w)), key) for key, words in sets.items()),
+        key=lambda record: (len(record[0]), str(record[1])),
+    )
+    index: dict[str, list] = defaultdict(list)
+    parent = {key: key for key in sets}
+    lowest: dict = {}
+
+    def root(key):
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for tokens, key in records:
+        size = len(tokens)
+        overlap: dict = {}
+        for i, word in enumerate(tokens[: size - math.ceil(t * size - eps) + 1]):
+            for other, j, other_size in index[word]:
+                if other_size < t * size - eps:
+                    continue
+                found = overlap.get(other, 0)
+                needed = math.ceil(t / (1 + t) * (size + other_size) - eps)
+                room = 1 + min(size - i - 1, other_size - j - 1)
+                overlap[other] = found + 1 if found >= 0 and found + room >= needed else -1
+        for i, word in enumerate(tokens[: size - math.ceil(2 * t / (1 + t) * size - eps) + 1]):
+            index[word].append((key, i, size))
+        mine = sets[key]
+        for other, found in overlap.items():
+            if found <= 0:
+                continue
+            theirs = sets[other]
+            similarity = len(mine & theirs) / len(mine | theirs)
+            if similarity >= t - eps:
+                a, b = root(key), root(other)
+                if a != b:
+                    parent[a] = b
+                    lowest[b] = min(similarity, lowest.get(a, 1.0), lowest.get(b, 1.0))
+    members: dict = defaultdict(list)
+    for key in sets:
+        members[root(key)].append(key)
+    return [
+        {"members": sorted(group, key=str), "similarity": _round(lowest.get(top, 1.0))}
+        for top, group in sorted(members.items(), key=lambda kv: str(kv[0]))
+        if len(group) > 1
+    ]
+
+
 def _duplicates(project: Project) -> dict:
-    """Prompts with the same normalized text, in groups; pairs of a prompt's candidates
-    that are nearly the same text (a comparison that teaches nothing)."""
+    """Prompts with the same normalized text, in groups; prompts with nearly the same words
+    (at least the CHOSEN_QC_PROMPT_SIMILARITY Jaccard similarity), in groups; pairs of a
+    prompt's candidates that are nearly the same text (a comparison that teaches nothing)."""
     groups = (
         Prompt.objects.filter(project=project)
         .values("content_hash")
@@ -302,7 +418,30 @@ def _duplicates(project: Project) -> dict:
                 near.append(
                     {"prompt": prompt_id, "candidates": [a, b], "similarity": _round(similarity)}
                 )
-    return {"exact_prompt_groups": list(exact.values()), "near_identical_candidates": near}
+    threshold = settings.CHOSEN_QC_PROMPT_SIMILARITY
+    # One text per normalized content (exact copies are reported above), named by the
+    # external ids that carry it.
+    texts, names = {}, defaultdict(list)
+    for content, external, text in Prompt.objects.filter(project=project).values_list(
+        "content_hash", "external_id", "text"
+    ):
+        texts.setdefault(content, text)
+        names[content].append(external)
+    near_prompts = [
+        {
+            "prompts": sorted(
+                external for content in group["members"] for external in names[content]
+            ),
+            "similarity": group["similarity"],
+        }
+        for group in similar_groups(texts, threshold)
+    ]
+    return {
+        "exact_prompt_groups": list(exact.values()),
+        "prompt_similarity_threshold": threshold,
+        "near_duplicate_prompt_groups": near_prompts,
+        "near_identical_candidates": near,
+    }
 
 
 def _warnings(report: dict) -> list[str]:
@@ -334,8 +473,56 @@ def _warnings(report: dict) -> list[str]:
     for label, n in report["labels"].items():
         if total >= 10 and n / total > LABEL_SHARE_WARNING:
             warnings.append(f'"{label}" is {n / total:.0%} of all judgments: check the balance.')
-    if report["duplicates"]["exact_prompt_groups"]:
+        if person["gold_judgments"] >= GOLD_MIN_JUDGMENTS and (
+            person["gold_accuracy"] < GOLD_ACCURACY_WARNING
+        ):
+            warnings.append(
+                f"{person['annotator']} answered {person['gold_accuracy']:.0%} of "
+                f"{person['gold_judgments']} gold items as expected (below "
+                f"{GOLD_ACCURACY_WARNING:.0%}): check their attention and the guidelines."
+            )
+    warnings.extend(_balance_warnings(report))
+    duplicates = report["duplicates"]
+    if duplicates["exact_prompt_groups"]:
+        warnings.append(f"{len(duplicates['exact_prompt_groups'])} group(s) of duplicate prompts.")
+    if duplicates["near_duplicate_prompt_groups"]:
         warnings.append(
-            f"{len(report['duplicates']['exact_prompt_groups'])} group(s) of duplicate prompts."
+            f"{len(duplicates['near_duplicate_prompt_groups'])} group(s) of near-duplicate prompts "
+            f"(word similarity >= {duplicates['prompt_similarity_threshold']:.0%})."
         )
+    open_disputes = report["disagreements"]["disputed_items"] - report["disagreements"]["decided"]
+    if open_disputes:
+        warnings.append(
+            f"{open_disputes} disputed item(s) wait for a decision: resolve them through "
+            "discussion, not majority vote."
+        )
+    return warnings
+
+
+def _balance_warnings(report: dict) -> list[str]:
+    """The seed guide: "If 80% of your pairs address tone and 5% address accuracy, the model
+    will align strongly on tone but weakly on accuracy." An option of a choice question (an
+    alignment dimension) with less than half of an even share is flagged, and so is one
+    label taking most of the judgments within an option."""
+    warnings = []
+    for name, counts in report["answers"].items():
+        total = sum(counts.values())
+        if total < DIMENSION_MIN_ANSWERS or len(counts) < 2:
+            continue
+        even = 1 / len(counts)
+        for option, n in counts.items():
+            if n / total < even / 2:
+                warnings.append(
+                    f'{name} "{option}" is {n / total:.0%} of the answers (an even share is '
+                    f"{even:.0%}): balance the pairs across {name}."
+                )
+    for name, table in report["labels_by_answer"].items():
+        for option, labels in table.items():
+            total = sum(labels.values())
+            top, n = max(labels.items(), key=lambda kv: kv[1], default=("", 0))
+            if total >= 10 and n / total > LABEL_SHARE_WARNING:
+                warnings.append(
+                    f'When {name} is "{option}", "{top}" is {n / total:.0%} of the judgments: '
+                    "check the balance."
+                )
     return warnings

@@ -4,30 +4,18 @@ import csv
 import io
 import json
 
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from qc import charts, services
 from qc.models import QCReport
-from tasks.models import Project
-from tasks.views import membership_required
-
-
-def _project(request, project_id: int) -> Project:
-    """A project of the current organization, for its leads and admins (others: 403)."""
-    if not request.membership.manages:
-        raise PermissionDenied("The QC dashboard is for project leads.")
-    project = Project.objects.get_for_member(request.membership, project_id)
-    if project is None:
-        raise Http404("No such project.")
-    return project
+from tasks.views import lead_project, membership_required
 
 
 @membership_required
 def dashboard(request, project_id: int):
-    project = _project(request, project_id)
+    project = lead_project(request, project_id)
     report = services.latest(project)
     pending = (
         QCReport.objects.filter(project=project, status__in=["queued", "running"])
@@ -43,6 +31,10 @@ def dashboard(request, project_id: int):
                 data["kappa_matrix"]["annotators"], data["kappa_matrix"]["values"]
             ),
             label_chart=charts.bars(data["labels"], "Labels"),
+            answer_charts=[
+                (name, charts.bars(counts, f"Answers to {name}"))
+                for name, counts in data.get("answers", {}).items()
+            ],
             dimension_charts=[
                 (name, value, charts.bars(counts, f"Labels when {name} is {value}"))
                 for name, table in data["labels_by_answer"].items()
@@ -60,7 +52,7 @@ def dashboard(request, project_id: int):
 @membership_required
 @require_POST
 def recompute(request, project_id: int):
-    project = _project(request, project_id)
+    project = lead_project(request, project_id)
     services.request_report(project, created_by=request.user)
     return redirect("qc:dashboard", project_id=project.pk)
 
@@ -68,7 +60,7 @@ def recompute(request, project_id: int):
 @membership_required
 def download(request, project_id: int, fmt: str):
     """The latest report as JSON (all of it) or CSV (a row per annotator, then agreement)."""
-    project = _project(request, project_id)
+    project = lead_project(request, project_id)
     report = services.latest(project)
     if report is None:
         raise Http404("No QC report yet.")
@@ -94,6 +86,9 @@ PEOPLE_COLUMNS = [
     "left_share",
     "position_bias_p_value",
     "position_bias",
+    "gold_judgments",
+    "gold_correct",
+    "gold_accuracy",
 ]
 
 
@@ -102,7 +97,7 @@ def _csv(data: dict) -> str:
     writer = csv.writer(out)
     writer.writerow(PEOPLE_COLUMNS)
     for person in data["per_annotator"]:
-        writer.writerow([_cell(person[c]) for c in PEOPLE_COLUMNS])
+        writer.writerow([_cell(person.get(c)) for c in PEOPLE_COLUMNS])
     writer.writerow([])
     writer.writerow(["question", "statistic", "value"])
     for question, stats in data["agreement"].items():

@@ -179,6 +179,10 @@ PROJECT_FIELDSETS = [
         },
     ),
     (
+        "Quality control",
+        {"fields": ["gold_rate_percent", "discussion_visible_to_annotators"]},
+    ),
+    (
         "Imported data",
         {
             "classes": ["collapse"],

@@ -3,6 +3,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -138,6 +139,16 @@ class Project(models.Model):
     reasoning_required = models.BooleanField(default=False)
     reasoning_min_length = models.PositiveIntegerField(default=0)
     assignment_timeout_minutes = models.PositiveIntegerField(default=30)
+    gold_rate_percent = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(50)],
+        help_text="Share of each annotator's items that are gold items (attention checks with "
+        "a known answer), while gold items they have not seen are left. 0: none.",
+    )
+    discussion_visible_to_annotators = models.BooleanField(
+        default=False,
+        help_text="Annotators see the leads' discussion and final decision on items they judged.",
+    )
     pairs_per_prompt = models.PositiveSmallIntegerField(
         null=True,
         blank=True,
@@ -175,6 +186,7 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(annotations_per_item__gte=1), name="at_least_one_annotation"
             ),
+            models.CheckConstraint(condition=Q(gold_rate_percent__lte=50), name="gold_rate_lte_50"),
         ]
 
     def __str__(self) -> str:
@@ -302,6 +314,25 @@ class Item(models.Model):
     assignment_count = models.PositiveIntegerField(default=0)
     # Stable random order among equally covered items.
     random_order = models.IntegerField(default=0)
+    # A gold item is an attention check with a known answer: served to every annotator at the
+    # project's gold rate instead of through the overlap target, scored in the QC report.
+    # Database defaults too: items are also written by COPY and by SQL (bulk builds, bench).
+    gold = models.BooleanField(default=False, db_default=False)
+    gold_outcome = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="preferred / ranked / tie / both_bad",
+    )
+    gold_chosen = models.ForeignKey(
+        "Candidate",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The candidate a careful annotator prefers (the best, for N candidates).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ScopedManager(organization="organization")
@@ -315,7 +346,12 @@ class Item(models.Model):
             models.Index(
                 fields=["project", "assignment_count", "random_order", "id"],
                 name="item_allocation_idx",
-            )
+            ),
+            models.Index(
+                fields=["project", "random_order"],
+                condition=Q(gold=True),
+                name="item_gold_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,6 +1,8 @@
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -20,6 +22,17 @@ def membership_required(view):
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def lead_project(request, project_id: int) -> Project:
+    """A project of the current organization, for its leads and admins: annotators get a
+    403, another organization's project is a 404."""
+    if not request.membership.manages:
+        raise PermissionDenied("This page is for project leads.")
+    project = Project.objects.get_for_member(request.membership, project_id)
+    if project is None:
+        raise Http404("No such project.")
+    return project
 
 
 @membership_required

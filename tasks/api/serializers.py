@@ -26,6 +26,8 @@ class ProjectSerializer(serializers.ModelSerializer):
             "reasoning_min_length",
             "assignment_timeout_minutes",
             "pairs_per_prompt",
+            "gold_rate_percent",
+            "discussion_visible_to_annotators",
             "annotator_access",
             "id_key",
             "text_key",

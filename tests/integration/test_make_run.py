@@ -92,6 +92,7 @@ def test_make_run_serves_the_demo_and_its_users_can_log_in(make_run, browser):
     context, page = open_page(browser, base)
     log_in_through_the_form(page, "annotator1@demo.chosen.local", "demo-annotator-pass")
     page.get_by_role("link", name="Annotate").first.click()
+    page.wait_for_load_state()  # the page's script (deferred) listens for the keys
     first = page.locator("#judge-form").get_attribute("data-assignment")
     page.keyboard.press("a")
     page.keyboard.press("1")

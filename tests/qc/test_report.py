@@ -240,7 +240,8 @@ def test_dashboard_shows_the_report_with_charts_and_downloads(acme, as_user):
         run_report(report.pk)
     client = as_user(acme.lead)
     page = client.get(f"/projects/{data.project.pk}/qc/").content.decode()
-    assert page.count("<svg") == 5  # heatmap, labels, one per dimension answer, load, timeline
+    # heatmap, labels, the balance of the dimension, one per dimension answer, load, timeline
+    assert page.count("<svg") == 6
     assert "=cmd@x.org vs b@x.org: –" in page  # one shared item: no kappa
     assert "the guidelines are ambiguous" in page  # they disagree: Fleiss' kappa -1
     csv_text = client.get(f"/projects/{data.project.pk}/qc/report.csv").content.decode()
@@ -259,3 +260,86 @@ def test_near_identical_ignores_case_and_punctuation_and_screens_by_words():
     # 78 trigrams each, 3 changed on each side: 75 shared of 81
     assert near_identical(long, long.replace("word40", "other")) == pytest.approx(75 / 81)
     assert near_identical("The cat sat on the mat", "A dog ran in the park") is None
+
+
+def _brute_force_groups(texts: dict, threshold: float) -> set[frozenset]:
+    from qc.report import _words
+
+    keys = list(texts)
+    words = {k: set(_words(texts[k])) for k in keys}
+    parent = {k: k for k in keys}
+
+    def root(k):
+        while parent[k] != k:
+            k = parent[k]
+        return k
+
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            union = words[a] | words[b]
+            if union and len(words[a] & words[b]) / len(union) >= threshold:
+                parent[root(a)] = root(b)
+    groups = {}
+    for k in keys:
+        groups.setdefault(root(k), set()).add(k)
+    return {frozenset(g) for g in groups.values() if len(g) > 1}
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9, 1.0])
+def test_near_duplicate_groups_are_exactly_the_brute_force_ones(threshold):
+    import random
+
+    from qc.report import similar_groups
+
+    rng = random.Random(threshold)
+    vocab = [f"w{i}" for i in range(40)]
+    texts = {}
+    for n in range(250):
+        if n % 5 == 0 and n:  # a variant of an earlier text: one word changed or added
+            words = texts[rng.randrange(n)].split()
+            words[rng.randrange(len(words))] = rng.choice(vocab)
+            if rng.random() < 0.5:
+                words.append(rng.choice(vocab))
+            texts[n] = " ".join(words)
+        else:
+            texts[n] = " ".join(rng.sample(vocab, rng.randint(2, 14)))
+    found = similar_groups(texts, threshold)
+    assert {frozenset(g["members"]) for g in found} == _brute_force_groups(texts, threshold)
+    assert all(threshold <= g["similarity"] <= 1.0 for g in found)
+
+
+def test_near_duplicate_prompts_are_reported_in_groups(acme):
+    data = Data(acme.organization, 1)
+    with scopes_disabled():
+        for external, text in [
+            ("capital-1", "What is the capital of France?"),
+            ("capital-2", "What is the capital city of France?"),
+            ("capital-3", "What is the capital of France, please?"),  # 0.86 to capital-1
+            ("photo", "Explain photosynthesis to a child."),
+        ]:
+            PromptFactory(project=data.project, external_id=external, text=text)
+    with scope(organization=acme.organization):
+        report = compute_report(data.project)
+    duplicates = report["duplicates"]
+    assert duplicates["prompt_similarity_threshold"] == 0.8
+    # 6 shared words of 7 link 1-2 and 1-3 (2-3 share 6 of 8: linked through 1)
+    assert duplicates["near_duplicate_prompt_groups"] == [
+        {"prompts": ["capital-1", "capital-2", "capital-3"], "similarity": 0.8571}
+    ]
+    assert any("1 group(s) of near-duplicate prompts" in w for w in report["warnings"])
+
+
+def test_dimension_balance_is_warned_about(acme):
+    data = Data(acme.organization, 20, overlap=1)
+    person = member(acme.organization, email="d@x.org")
+    for n in range(20):
+        data.judge(person, n, 0 if n < 15 else 1, dimension="honest" if n == 19 else "helpful")
+    with scope(organization=acme.organization):
+        report = compute_report(data.project)
+    assert report["answers"]["dimension"] == {"helpful": 19, "honest": 1}
+    assert (
+        'dimension "honest" is 5% of the answers (an even share is 50%): balance the pairs '
+        "across dimension." in report["warnings"]
+    )
+    # within "helpful": 15 of 19 picked the first candidate, always seen on the left
+    assert any('When dimension is "helpful", "A is better" is 79%' in w for w in report["warnings"])

@@ -125,6 +125,14 @@ def judgment(tenant):
         )
 
 
+def discussed_item(tenant):
+    """An item the tenant's annotator judged, in a project that shares its discussions."""
+    item = judgment(tenant).item
+    with scopes_disabled():
+        Project.objects.filter(pk=tenant.project.pk).update(discussion_visible_to_annotators=True)
+    return item
+
+
 # How to name the other organization's object in each URL that takes one.
 OBJECT_URLS = {
     "project-judgments": lambda t: {"project_id": t.project.pk},
@@ -140,6 +148,15 @@ OBJECT_URLS = {
         "assignment_id": open_assignment(t).pk,
     },
     "annotation:edit": lambda t: {"project_id": t.project.pk, "judgment_id": judgment(t).pk},
+    "annotation:review": lambda t: {"project_id": t.project.pk},
+    "annotation:review_item": lambda t: {
+        "project_id": t.project.pk,
+        "item_id": open_assignment(t).item_id,
+    },
+    "annotation:discussion": lambda t: {
+        "project_id": t.project.pk,
+        "item_id": discussed_item(t).pk,
+    },
     "tasks:project_detail": lambda t: {"project_id": t.project.pk},
     "project-detail": lambda t: {"pk": t.project.pk},
     "project-imports": lambda t: {"pk": t.project.pk},
@@ -168,6 +185,8 @@ OWN_RESPONSE = {
     "qc:recompute": ("post", {"lead": 302, "annotator": 403}),
     "qc:download": ("get", {"lead": 200, "annotator": 403}),
     "annotation:undo": ("post", {"lead": 302, "annotator": 302}),
+    "annotation:review": ("get", {"lead": 200, "annotator": 403}),
+    "annotation:review_item": ("get", {"lead": 200, "annotator": 403}),
     # the annotator's own assignment: an empty answer is a 400; a lead may not submit it (409)
     "annotation:submit": ("post", {"lead": 409, "annotator": 400}),
     "annotation:skip": ("post", {"lead": 409, "annotator": 302}),
@@ -335,6 +354,7 @@ def test_lead_creates_project_in_own_organization_even_if_posting_another(acme, 
             "assignment_timeout_minutes": 30,
             "annotator_access": "all",
             "reasoning_min_length": 0,
+            "gold_rate_percent": 0,
             "id_key": "id",
             "text_key": "text",
             "candidate_fields": "[]",
