@@ -4,7 +4,7 @@
 Targets (issue 6), on this 2-core machine: under 5 s at 100k; the time at 100k within 12x
 of the time at 10k. Projects are filled with SQL: pairwise items of two candidates, each
 judged by two annotators (the overlap), labels and a choice answer at random, every third
-annotator with a lean to the left slot.
+annotator with a lean to the left slot, one item in 50 a gold item.
 
     .venv/bin/python bench/qc_report.py [--sizes 10000 100000] [--annotators 20]
 """
@@ -93,6 +93,13 @@ def fill(judgments: int, annotators: int):
             "%(project)s, c.prompt_id, 'pairwise', min(c.id) || '-' || max(c.id), 2, 2, 0, now() "
             "FROM tasks_candidate c JOIN tasks_prompt p ON p.id = c.prompt_id "
             "WHERE p.project_id = %(project)s GROUP BY c.prompt_id",
+            params,
+        )
+        # Every 50th item is a gold item whose expected answer is its first candidate.
+        cursor.execute(
+            "UPDATE tasks_item SET gold = true, gold_outcome = 'preferred', gold_chosen_id = "
+            "split_part(candidate_key, '-', 1)::int WHERE project_id = %(project)s "
+            "AND id %% 50 = 0",
             params,
         )
         # Two assignments per item: annotators (i, i + 1) around the circle; random order.
