@@ -325,6 +325,11 @@ def _jaccard(a: set, b: set) -> float:
     return len(a & b) / union if union else 1.0
 
 
+def text_similarity(text_a: str, text_b: str) -> float:
+    """The word-trigram Jaccard similarity of two texts, case and punctuation ignored."""
+    return _jaccard(_trigrams(_words(text_a)), _trigrams(_words(text_b)))
+
+
 def near_identical(text_a: str, text_b: str) -> float | None:
     """The word-trigram Jaccard similarity of two texts (case and punctuation ignored) if it
     reaches NEAR_IDENTICAL, else None. Word sets are compared first: a changed word changes

@@ -1,0 +1,338 @@
+"""Preference pairs from a project's judgments: extraction rules, aggregation across the
+annotators of an item, filters, the train / validation / test split, and the provenance
+every pair keeps.
+
+Extraction (per judgment, on resolved candidate ids):
+- pairwise: preferred → chosen, the other → rejected;
+- best / worst: best vs worst, or best vs every other (``best_vs_all``, when the full
+  order is known);
+- ranking: the top vs each lower one, or every ordered pair (``ranking_pairs="all"``);
+- rubric: with ``rubric_margin``, also pairs whose total rubric score differs by at least
+  the margin (the seed guide's rating-based pairs); the higher total is chosen.
+Ties and both-bad give no pair.
+
+Aggregation over the judgments of one item is decided pair by pair: for candidates a and b,
+the share of the item's judgments that say a > b is the pair's agreement (a tie, or a
+judgment that does not order the two, counts in the total for neither side):
+- ``all``: one row per judgment and pair;
+- ``unanimous``: every judgment of the item says a > b;
+- ``majority``: more than half of them, and at least ``min_agreement``;
+- ``adjudicated``: a lead's final decision on the item wins (agreement 1.0); items without
+  one are taken when unanimous.
+
+Streaming and determinism: judgments are read in chunks, ordered by prompt in a shuffled
+order fixed by the seed (md5 of seed and prompt id), then item and judgment. The split is
+by prompt rank in that order, so no prompt is in two splits, the split sizes follow the
+ratios exactly (in prompts) and nothing but a counter is held in memory.
+"""
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import combinations
+
+from django.db.models import F, Func, TextField, Value
+from django.db.models.functions import Cast, Concat
+
+from annotation.models import Adjudication, Judgment
+from qc.report import text_similarity
+from tasks.models import Candidate, Project
+
+POLICIES = ("adjudicated", "unanimous", "majority", "all")
+RANKING_PAIRS = ("top", "all")
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Options:
+    policy: str = "adjudicated"
+    min_agreement: float = 0.0
+    best_vs_all: bool = False
+    ranking_pairs: str = "top"
+    rubric_margin: float | None = None
+    dimension: str = ""  # "question=value", e.g. "alignment_dimension=helpful"
+    sources: tuple[str, ...] = ()  # candidate sources allowed on both sides; empty: any
+    exclude_truncated: bool = False
+    near_identical: float | None = None  # drop pairs whose texts are at least this similar
+    exclude_contradictory: bool = False
+    ratios: tuple[float, ...] = (0.8, 0.2)  # train, validation[, test]
+    seed: int = 0
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.policy not in POLICIES:
+            found.append(f"policy must be one of {', '.join(POLICIES)}")
+        if self.ranking_pairs not in RANKING_PAIRS:
+            found.append(f"ranking_pairs must be one of {', '.join(RANKING_PAIRS)}")
+        if not 0 <= self.min_agreement <= 1:
+            found.append("min_agreement must be between 0 and 1")
+        if self.near_identical is not None and not 0 < self.near_identical <= 1:
+            found.append("the near-identical threshold must be in (0, 1]")
+        if self.dimension and "=" not in self.dimension:
+            found.append('dimension must be "question=value"')
+        if not 1 <= len(self.ratios) <= 3 or any(r < 0 for r in self.ratios):
+            found.append("give one to three non-negative split ratios")
+        elif not math.isclose(sum(self.ratios), 1.0, abs_tol=1e-6):
+            found.append(f"the split ratios must add up to 1 (they add up to {sum(self.ratios)})")
+        return found
+
+
+@dataclass
+class Pair:
+    """One preference pair and where it came from."""
+
+    split: str
+    prompt: object  # the Prompt row (text, messages, external id)
+    chosen: object  # Candidate rows
+    rejected: object
+    item_id: int
+    agreement: float
+    votes: int
+    judgments: int
+    annotators: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    answers: dict = field(default_factory=dict)  # the most common answer to each question
+    rubric: dict = field(default_factory=dict)  # {"chosen": [scores…], "rejected": […]}
+    adjudicated: bool = False
+
+
+@dataclass
+class _Row:
+    """A judgment (or a lead's decision) as extraction reads it."""
+
+    item_id: int
+    prompt_id: int
+    annotator: str
+    outcome: str
+    chosen_id: int | None
+    rejected_id: int | None
+    ranking: list
+    rubric_scores: dict
+    answers: dict
+    reasoning: str
+    mode: str = "pairwise"
+    candidate_key: str = ""
+
+
+def stated_pairs(row, options: Options) -> list[tuple[int, int]]:
+    """The ordered (chosen, rejected) pairs that one judgment or decision states."""
+    pairs: list[tuple[int, int]] = []
+    if row.outcome == Judgment.Outcome.PREFERRED and row.chosen_id and row.rejected_id:
+        pairs.append((row.chosen_id, row.rejected_id))
+    elif row.outcome == Judgment.Outcome.RANKED and row.mode == "ranking" and row.ranking:
+        ranking = [int(cid) for cid in row.ranking]
+        if options.ranking_pairs == "all":
+            pairs.extend(combinations(ranking, 2))
+        else:
+            pairs.extend((ranking[0], other) for other in ranking[1:])
+    elif row.outcome == Judgment.Outcome.RANKED and row.chosen_id and row.rejected_id:
+        if options.best_vs_all and row.candidate_key:
+            others = [int(c) for c in row.candidate_key.split("-") if int(c) != row.chosen_id]
+            pairs.extend((row.chosen_id, other) for other in others)
+        else:
+            pairs.append((row.chosen_id, row.rejected_id))
+    if options.rubric_margin is not None and row.rubric_scores:
+        totals = {int(cid): _total(scores) for cid, scores in row.rubric_scores.items()}
+        for a, b in combinations(sorted(totals), 2):
+            if abs(totals[a] - totals[b]) >= options.rubric_margin:
+                pair = (a, b) if totals[a] > totals[b] else (b, a)
+                if pair not in pairs:
+                    pairs.append(pair)
+    return pairs
+
+
+def _total(scores) -> float:
+    if not isinstance(scores, dict):
+        return 0.0
+    return sum(float(v) for v in scores.values() if isinstance(v, int | float))
+
+
+def _shuffled_prompt(seed: int):
+    """The prompt's place in the export's shuffled order (md5 of seed and prompt id)."""
+    return Func(
+        Concat(Value(f"{seed}:"), Cast(F("item__prompt_id"), TextField())),
+        function="md5",
+        output_field=TextField(),
+    )
+
+
+def extract(project: Project, options: Options, *, chunk: int = 5000) -> Iterator[Pair]:
+    """The project's pairs, aggregated, filtered and split as ``options`` say, streamed in
+    a deterministic order (split by split is not needed: each pair carries its split)."""
+    if options.problems():
+        raise ValueError("; ".join(options.problems()))
+    judgments = Judgment.objects.filter(project=project)
+    prompts_total = judgments.values("item__prompt_id").distinct().count()
+    bounds = _split_bounds(prompts_total, options.ratios)
+    decisions = {}
+    if options.policy == "adjudicated":
+        decisions = {
+            a.item_id: _Row(
+                a.item_id, 0, "", a.outcome, a.chosen_id, a.rejected_id, a.ranking, {}, {}, a.note
+            )
+            for a in Adjudication.objects.filter(project=project)
+        }
+    contradicted = _contradictions(project, options) if options.exclude_contradictory else set()
+    rows = (
+        judgments.annotate(shuffled=_shuffled_prompt(options.seed))
+        .order_by("shuffled", "item_id", "id")
+        .values_list(
+            "item_id",
+            "item__prompt_id",
+            "annotator__email",
+            "outcome",
+            "chosen_id",
+            "rejected_id",
+            "ranking",
+            "rubric_scores",
+            "answers",
+            "reasoning",
+            "item__mode",
+            "item__candidate_key",
+        )
+    )
+    batch: list[tuple] = []  # (split, prompt_id, item pairs…) waiting for their candidates
+    prompt_rank, current_prompt, current_item, item_rows = -1, None, None, []
+
+    def flush_item():
+        if item_rows:
+            split = _split_of(prompt_rank, bounds)
+            for found in _aggregate(item_rows, decisions.get(current_item), options):
+                batch.append((split, *found))
+
+    for values in rows.iterator(chunk_size=chunk):
+        row = _Row(*values)
+        if row.item_id != current_item:
+            flush_item()
+            item_rows = []
+            current_item = row.item_id
+            if row.prompt_id != current_prompt:
+                current_prompt, prompt_rank = row.prompt_id, prompt_rank + 1
+                if len(batch) >= chunk:
+                    yield from _resolve(batch, options, contradicted)
+                    batch = []
+        item_rows.append(row)
+    flush_item()
+    yield from _resolve(batch, options, contradicted)
+
+
+def _split_bounds(prompts: int, ratios: tuple[float, ...]) -> list[int]:
+    """Prompt ranks where each split ends: [train_end, validation_end, test_end]."""
+    bounds, running = [], 0.0
+    for ratio in ratios:
+        running += ratio
+        bounds.append(round(running * prompts))
+    bounds[-1] = prompts
+    return bounds
+
+
+def _split_of(rank: int, bounds: list[int]) -> str:
+    for name, bound in zip(SPLITS, bounds, strict=False):
+        if rank < bound:
+            return name
+    return SPLITS[len(bounds) - 1]
+
+
+def _aggregate(rows: list[_Row], decision, options: Options):
+    """(chosen id, rejected id, agreement, supporting rows, total, adjudicated) of an item."""
+    stated = [(row, stated_pairs(row, options)) for row in rows]
+    total = len(rows)
+    if decision is not None:
+        decision.mode, decision.candidate_key = rows[0].mode, rows[0].candidate_key
+        for pair in stated_pairs(decision, options):
+            support = [row for row, pairs in stated if pair in pairs]
+            yield (*pair, 1.0, support or rows, total, True)
+        return
+    votes: dict[tuple, list] = {}
+    for row, pairs in stated:
+        for pair in pairs:
+            votes.setdefault(pair, []).append(row)
+    for pair, support in votes.items():
+        agreement = len(support) / total
+        if options.policy == "all":
+            for row in support:
+                if agreement >= options.min_agreement:
+                    yield (*pair, agreement, [row], total, False)
+            continue
+        if options.policy in ("unanimous", "adjudicated") and len(support) != total:
+            continue
+        if options.policy == "majority" and agreement <= 0.5:
+            continue
+        if agreement >= options.min_agreement:
+            yield (*pair, agreement, support, total, False)
+
+
+def _contradictions(project: Project, options: Options) -> set[tuple[int, int]]:
+    """Unordered candidate pairs that the project's judgments order both ways (in one item
+    or across items of a prompt). Held in memory: only with exclude_contradictory."""
+    seen: dict[tuple[int, int], set] = defaultdict(set)
+    fields = ["outcome", "chosen_id", "rejected_id", "ranking", "rubric_scores"]
+    rows = Judgment.objects.filter(project=project).values_list(
+        "item_id", *fields, "item__mode", "item__candidate_key"
+    )
+    for item_id, *values, mode, key in rows.iterator():
+        row = _Row(item_id, 0, "", *values, {}, "", mode, key)
+        for a, b in stated_pairs(row, options):
+            seen[(min(a, b), max(a, b))].add(a < b)
+    return {pair for pair, directions in seen.items() if len(directions) == 2}
+
+
+def _resolve(batch: list[tuple], options: Options, contradicted: set) -> Iterator[Pair]:
+    """Load the candidates and prompts of a batch of pairs, filter, and make Pairs."""
+    ids = {cid for entry in batch for cid in entry[1:3]}
+    candidates = Candidate.objects.select_related("prompt").in_bulk(ids)
+    question, _, wanted = options.dimension.partition("=")
+    for split, chosen_id, rejected_id, agreement, support, total, adjudicated in batch:
+        chosen, rejected = candidates.get(chosen_id), candidates.get(rejected_id)
+        if chosen is None or rejected is None:
+            continue
+        if (min(chosen_id, rejected_id), max(chosen_id, rejected_id)) in contradicted:
+            continue
+        if options.sources and not {chosen.source, rejected.source} <= set(options.sources):
+            continue
+        if options.exclude_truncated and (chosen.truncated or rejected.truncated):
+            continue
+        answers = _answers_of(support)
+        if question and answers.get(question) != wanted:
+            continue
+        if (
+            options.near_identical is not None
+            and text_similarity(chosen.text, rejected.text) >= options.near_identical
+        ):
+            continue
+        rubric: dict = {}
+        for row in support:
+            for side, cid in (("chosen", chosen_id), ("rejected", rejected_id)):
+                scores = (row.rubric_scores or {}).get(str(cid))
+                if scores:
+                    rubric.setdefault(side, []).append(scores)
+        yield Pair(
+            split=split,
+            prompt=chosen.prompt,
+            chosen=chosen,
+            rejected=rejected,
+            item_id=support[0].item_id,
+            agreement=round(agreement, 4),
+            votes=len(support),
+            judgments=total,
+            annotators=sorted({row.annotator for row in support}),
+            reasoning=[row.reasoning for row in support if row.reasoning],
+            answers=answers,
+            rubric=rubric,
+            adjudicated=adjudicated,
+        )
+
+
+def _answers_of(support) -> dict:
+    """The most common answer to each other question among the supporting judgments (ties:
+    the alphabetically first, so exports are deterministic)."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for row in support:
+        for name, value in (row.answers or {}).items():
+            if isinstance(value, str | int | float) and value != "":
+                counts[name][str(value)] += 1
+    return {
+        name: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        for name, c in sorted(counts.items())
+    }
