@@ -1,13 +1,21 @@
-"""Dataset formats: how one preference pair becomes a record of each consumer's format,
-and writing a split's records to files, streamed, deterministic (sorted keys, fixed
+"""Dataset formats: how one preference pair becomes a record of each consumer's format, and
+writing a split's records to files, streamed and deterministic (sorted keys, fixed
 separators, "\\n" line ends), with the sha256 of every file.
 
 - ``trl``: TRL's standard preference format, {"prompt", "chosen", "rejected"} strings.
 - ``trl-conversational``: TRL's conversational preference format: "prompt" is the message
   list (system prompt and earlier turns kept), "chosen" / "rejected" one assistant message.
+- ``kto``: TRL's unpaired preference format {"prompt", "completion", "label"}: a pair gives
+  its chosen (true) and rejected (false) completions, a both-bad item each of its
+  candidates (false); each completion once per item.
+- ``axolotl``: the fields Axolotl's ``chatml.intel`` DPO type reads: system, question,
+  chosen, rejected (the dataset card has the YAML to use).
+- ``llama-factory``: LLaMA-Factory's ranking data in the alpaca layout (instruction, input,
+  chosen, rejected, system, history) and its ``dataset_info.json``.
 - ``csv``: prompt, better_response, weaker_response, diagnosis, scores, dimension, agreement.
-- ``provenance``: one JSON line per pair with its ids, models, parameters, annotators,
-  agreement, answers, rubric scores and reasoning (beside every format).
+- ``parquet``: the TRL standard columns plus agreement and dimension, in Parquet.
+Beside every format: ``<split>.provenance.jsonl``, one line per record's pair with its ids,
+models, parameters, annotators, agreement, answers, rubric scores and reasoning.
 """
 
 import csv
@@ -16,7 +24,7 @@ import io
 import json
 from pathlib import Path
 
-FORMATS = ("trl", "trl-conversational", "csv")
+FORMATS = ("trl", "trl-conversational", "kto", "axolotl", "llama-factory", "csv", "parquet")
 CSV_HEADER = [
     "prompt",
     "better_response",
@@ -26,6 +34,7 @@ CSV_HEADER = [
     "dimension",
     "agreement",
 ]
+PARQUET_ROWS = 10_000  # rows per Parquet row group (and per write)
 
 
 def dumps(record) -> str:
@@ -39,20 +48,84 @@ def messages_of(prompt) -> list[dict]:
     return [{"role": "user", "content": prompt.text}]
 
 
-def trl(pair) -> dict:
-    return {"prompt": pair.prompt.text, "chosen": pair.chosen.text, "rejected": pair.rejected.text}
+def system_of(prompt) -> str:
+    return "\n\n".join(m["content"] for m in prompt.messages or [] if m["role"] == "system")
 
 
-def trl_conversational(pair) -> dict:
-    return {
-        "prompt": messages_of(pair.prompt),
-        "chosen": [{"role": "assistant", "content": pair.chosen.text}],
-        "rejected": [{"role": "assistant", "content": pair.rejected.text}],
-    }
+def history_of(prompt) -> list[list[str]]:
+    """Earlier [user, assistant] turns before the last user turn (LLaMA-Factory's history)."""
+    turns = [m for m in prompt.messages or [] if m["role"] in ("user", "assistant")]
+    if turns and turns[-1]["role"] == "user":
+        turns = turns[:-1]
+    return [
+        [user["content"], assistant["content"]]
+        for user, assistant in zip(turns[::2], turns[1::2], strict=False)
+        if user["role"] == "user" and assistant["role"] == "assistant"
+    ]
 
 
 def dimension_of(pair) -> str:
     return next((v for k, v in pair.answers.items() if "dimension" in k), "")
+
+
+def trl(pair) -> list[dict]:
+    return [
+        {"prompt": pair.prompt.text, "chosen": pair.chosen.text, "rejected": pair.rejected.text}
+    ]
+
+
+def trl_conversational(pair) -> list[dict]:
+    return [
+        {
+            "prompt": messages_of(pair.prompt),
+            "chosen": [{"role": "assistant", "content": pair.chosen.text}],
+            "rejected": [{"role": "assistant", "content": pair.rejected.text}],
+        }
+    ]
+
+
+def kto(pair) -> list[dict]:
+    records = []
+    if pair.chosen is not None:
+        records.append({"prompt": pair.prompt.text, "completion": pair.chosen.text, "label": True})
+    records.append({"prompt": pair.prompt.text, "completion": pair.rejected.text, "label": False})
+    return records
+
+
+def axolotl(pair) -> list[dict]:
+    return [
+        {
+            "system": system_of(pair.prompt),
+            "question": pair.prompt.text,
+            "chosen": pair.chosen.text,
+            "rejected": pair.rejected.text,
+        }
+    ]
+
+
+def llama_factory(pair) -> list[dict]:
+    return [
+        {
+            "instruction": pair.prompt.text,
+            "input": "",
+            "chosen": pair.chosen.text,
+            "rejected": pair.rejected.text,
+            "system": system_of(pair.prompt),
+            "history": history_of(pair.prompt),
+        }
+    ]
+
+
+def parquet(pair) -> list[dict]:
+    return [
+        {
+            "prompt": pair.prompt.text,
+            "chosen": pair.chosen.text,
+            "rejected": pair.rejected.text,
+            "agreement": float(pair.agreement),
+            "dimension": dimension_of(pair),
+        }
+    ]
 
 
 def csv_row(pair) -> list:
@@ -78,7 +151,7 @@ def provenance(pair) -> dict:
         "item_id": pair.item_id,
         "prompt_id": pair.prompt.pk,
         "prompt_external_id": pair.prompt.external_id,
-        "chosen": _candidate(pair.chosen),
+        "chosen": _candidate(pair.chosen) if pair.chosen is not None else None,
         "rejected": _candidate(pair.rejected),
         "agreement": pair.agreement,
         "votes": pair.votes,
@@ -101,60 +174,158 @@ def _candidate(candidate) -> dict:
     }
 
 
-JSONL = {"trl": trl, "trl-conversational": trl_conversational}
+RECORDS = {
+    "trl": trl,
+    "trl-conversational": trl_conversational,
+    "kto": kto,
+    "axolotl": axolotl,
+    "llama-factory": llama_factory,
+    "parquet": parquet,
+}
+EXTENSION = {"csv": "csv", "parquet": "parquet"}
+
+
+class _File:
+    def __init__(self, path: Path):
+        self.path = path
+        self.handle = path.open("w", encoding="utf-8", newline="")
+        self.digest = hashlib.sha256()
+        self.rows = 0
+
+    def write(self, text: str) -> None:
+        self.handle.write(text)
+        self.digest.update(text.encode("utf-8"))
 
 
 class SplitWriter:
     """The files of one export: ``<split>.<ext>`` and ``<split>.provenance.jsonl`` for each
-    split that gets a pair, opened on first use, hashed as written."""
+    split that gets a record, opened on first use, hashed as written."""
 
     def __init__(self, folder: Path, fmt: str):
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}")
         self.folder, self.fmt = Path(folder), fmt
-        self.files: dict[str, list] = {}  # name -> [file, sha256, rows]
+        self.files: dict[str, _File] = {}
+        self.parquet: dict[str, list] = {}  # split -> [ParquetWriter, path, pending rows, n]
         self.counts: dict[str, int] = {}
+        self.models: set[str] = set()
+        self.agreement_sum = 0.0
+        self.pairs = 0
+        self._item, self._seen = None, set()
 
-    def _open(self, name: str, header: list | None = None):
+    def _file(self, name: str, header: list | None = None) -> _File:
         if name not in self.files:
-            handle = (self.folder / name).open("w", encoding="utf-8", newline="")
-            self.files[name] = [handle, hashlib.sha256(), 0]
+            self.files[name] = _File(self.folder / name)
             if header:
-                self._write(name, self._csv_line(header))
+                self.files[name].write(_csv_line(header))
         return self.files[name]
 
-    def _write(self, name: str, text: str) -> None:
-        entry = self.files[name]
-        entry[0].write(text)
-        entry[1].update(text.encode("utf-8"))
-
-    @staticmethod
-    def _csv_line(values: list) -> str:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
-        return buffer.getvalue()
-
     def add(self, pair) -> None:
+        if pair.chosen is None and self.fmt != "kto":
+            return  # a both-bad completion: only the unpaired format takes it
+        records = self._records(pair)
+        if not records:
+            return
         split = pair.split
         if self.fmt == "csv":
-            name = f"{split}.csv"
-            self._open(name, CSV_HEADER)
-            self._write(name, self._csv_line(csv_row(pair)))
+            target = self._file(f"{split}.csv", CSV_HEADER)
+            target.write(_csv_line(records[0]))
+            target.rows += 1
+        elif self.fmt == "parquet":
+            self._parquet(split, records)
         else:
-            name = f"{split}.jsonl"
-            self._open(name)
-            self._write(name, dumps(JSONL[self.fmt](pair)) + "\n")
-        self.files[name][2] += 1
-        self.counts[split] = self.counts.get(split, 0) + 1
-        side = f"{split}.provenance.jsonl"
-        self._open(side)
-        self._write(side, dumps(provenance(pair)) + "\n")
-        self.files[side][2] += 1
+            target = self._file(f"{split}.jsonl")
+            for record in records:
+                target.write(dumps(record) + "\n")
+            target.rows += len(records)
+        self.counts[split] = self.counts.get(split, 0) + len(records)
+        side = self._file(f"{split}.provenance.jsonl")
+        side.write(dumps(provenance(pair)) + "\n")
+        side.rows += 1
+        self.pairs += 1
+        self.agreement_sum += pair.agreement
+        self.models.update(c.model for c in (pair.chosen, pair.rejected) if c and c.model)
+
+    def _records(self, pair) -> list:
+        if self.fmt == "csv":
+            return [csv_row(pair)]
+        records = RECORDS[self.fmt](pair)
+        if self.fmt == "kto":  # each completion once per item
+            if pair.item_id != self._item:
+                self._item, self._seen = pair.item_id, set()
+            records = [r for r in records if (r["completion"], r["label"]) not in self._seen]
+            self._seen.update((r["completion"], r["label"]) for r in records)
+        return records
+
+    def _parquet(self, split: str, records: list[dict]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if split not in self.parquet:
+            path = self.folder / f"{split}.parquet"
+            schema = pa.schema(
+                [
+                    ("prompt", pa.string()),
+                    ("chosen", pa.string()),
+                    ("rejected", pa.string()),
+                    ("agreement", pa.float64()),
+                    ("dimension", pa.string()),
+                ]
+            )
+            self.parquet[split] = [pq.ParquetWriter(path, schema), path, [], 0]
+        entry = self.parquet[split]
+        entry[2].extend(records)
+        entry[3] += len(records)
+        if len(entry[2]) >= PARQUET_ROWS:
+            self._flush_parquet(entry)
+
+    @staticmethod
+    def _flush_parquet(entry) -> None:
+        import pyarrow as pa
+
+        if entry[2]:
+            entry[0].write_table(pa.Table.from_pylist(entry[2], schema=entry[0].schema))
+            entry[2] = []
 
     def close(self) -> list[dict]:
         """Close every file; their names, rows and sha256, sorted by name."""
         manifest = []
-        for name, (handle, digest, rows) in sorted(self.files.items()):
-            handle.close()
-            manifest.append({"name": name, "rows": rows, "sha256": digest.hexdigest()})
-        return manifest
+        for name, target in self.files.items():
+            target.handle.close()
+            manifest.append(
+                {"name": name, "rows": target.rows, "sha256": target.digest.hexdigest()}
+            )
+        for entry in self.parquet.values():
+            self._flush_parquet(entry)
+            entry[0].close()
+            digest = hashlib.sha256(entry[1].read_bytes()).hexdigest()
+            manifest.append({"name": entry[1].name, "rows": entry[3], "sha256": digest})
+        return sorted(manifest, key=lambda e: e["name"])
+
+
+def _csv_line(values: list) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+def llama_factory_info(name: str, files: list[dict]) -> dict:
+    """LLaMA-Factory's dataset_info.json entries, one dataset per split file."""
+    columns = {
+        "prompt": "instruction",
+        "query": "input",
+        "chosen": "chosen",
+        "rejected": "rejected",
+        "system": "system",
+        "history": "history",
+    }
+    return {
+        f"{name}_{entry['name'].split('.')[0]}": {
+            "file_name": entry["name"],
+            "ranking": True,
+            "formatting": "alpaca",
+            "columns": columns,
+        }
+        for entry in files
+        if entry["name"].endswith(".jsonl") and ".provenance." not in entry["name"]
+    }

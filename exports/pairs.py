@@ -9,7 +9,8 @@ Extraction (per judgment, on resolved candidate ids):
 - ranking: the top vs each lower one, or every ordered pair (``ranking_pairs="all"``);
 - rubric: with ``rubric_margin``, also pairs whose total rubric score differs by at least
   the margin (the seed guide's rating-based pairs); the higher total is chosen.
-Ties and both-bad give no pair.
+Ties and both-bad give no pair; a both-bad item gives each of its candidates as an
+undesirable completion for the unpaired (KTO) format, under the same aggregation rule.
 
 Aggregation over the judgments of one item is decided pair by pair: for candidates a and b,
 the share of the item's judgments that say a > b is the pair's agreement (a tie, or a
@@ -84,7 +85,7 @@ class Pair:
 
     split: str
     prompt: object  # the Prompt row (text, messages, external id)
-    chosen: object  # Candidate rows
+    chosen: object  # Candidate rows; chosen is None for a both-bad completion (KTO only)
     rejected: object
     item_id: int
     agreement: float
@@ -238,12 +239,30 @@ def _aggregate(rows: list[_Row], decision, options: Options):
     """(chosen id, rejected id, agreement, supporting rows, total, adjudicated) of an item."""
     stated = [(row, stated_pairs(row, options)) for row in rows]
     total = len(rows)
+    candidates = [int(c) for c in rows[0].candidate_key.split("-") if c]
+    bad = [row for row in rows if row.outcome == Judgment.Outcome.BOTH_BAD]
     if decision is not None:
         decision.mode, decision.candidate_key = rows[0].mode, rows[0].candidate_key
         for pair in stated_pairs(decision, options):
             support = [row for row, pairs in stated if pair in pairs]
             yield (*pair, 1.0, support or rows, total, True)
+        if decision.outcome == Judgment.Outcome.BOTH_BAD:
+            yield from ((None, cid, 1.0, bad or rows, total, True) for cid in candidates)
         return
+    # Both bad: every candidate of the item is an undesirable completion (KTO's label
+    # false), under the same rule as pairs.
+    share = len(bad) / total
+    if (
+        bad
+        and (
+            options.policy == "all"
+            or (options.policy in ("unanimous", "adjudicated") and len(bad) == total)
+            or (options.policy == "majority" and share > 0.5)
+        )
+        and share >= options.min_agreement
+    ):
+        for group in [[row] for row in bad] if options.policy == "all" else [bad]:
+            yield from ((None, cid, share, group, total, False) for cid in candidates)
     votes: dict[tuple, list] = {}
     for row, pairs in stated:
         for pair in pairs:
@@ -280,24 +299,26 @@ def _contradictions(project: Project, options: Options) -> set[tuple[int, int]]:
 
 def _resolve(batch: list[tuple], options: Options, contradicted: set) -> Iterator[Pair]:
     """Load the candidates and prompts of a batch of pairs, filter, and make Pairs."""
-    ids = {cid for entry in batch for cid in entry[1:3]}
+    ids = {cid for entry in batch for cid in entry[1:3] if cid is not None}
     candidates = Candidate.objects.select_related("prompt").in_bulk(ids)
     question, _, wanted = options.dimension.partition("=")
     for split, chosen_id, rejected_id, agreement, support, total, adjudicated in batch:
         chosen, rejected = candidates.get(chosen_id), candidates.get(rejected_id)
-        if chosen is None or rejected is None:
+        if rejected is None or (chosen_id is not None and chosen is None):
             continue
-        if (min(chosen_id, rejected_id), max(chosen_id, rejected_id)) in contradicted:
+        both = [c for c in (chosen, rejected) if c is not None]
+        if chosen is not None and tuple(sorted((chosen_id, rejected_id))) in contradicted:
             continue
-        if options.sources and not {chosen.source, rejected.source} <= set(options.sources):
+        if options.sources and not {c.source for c in both} <= set(options.sources):
             continue
-        if options.exclude_truncated and (chosen.truncated or rejected.truncated):
+        if options.exclude_truncated and any(c.truncated for c in both):
             continue
         answers = _answers_of(support)
         if question and answers.get(question) != wanted:
             continue
         if (
-            options.near_identical is not None
+            chosen is not None
+            and options.near_identical is not None
             and text_similarity(chosen.text, rejected.text) >= options.near_identical
         ):
             continue
@@ -309,7 +330,7 @@ def _resolve(batch: list[tuple], options: Options, contradicted: set) -> Iterato
                     rubric.setdefault(side, []).append(scores)
         yield Pair(
             split=split,
-            prompt=chosen.prompt,
+            prompt=rejected.prompt,
             chosen=chosen,
             rejected=rejected,
             item_id=support[0].item_id,

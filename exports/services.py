@@ -1,47 +1,156 @@
-"""Exporting a project's preference pairs to a folder: the split files of one format, their
-provenance, and a manifest with counts, parameters and sha256 checksums."""
+"""Exporting a project to a folder: the split files of one format with their provenance, a
+manifest with counts, parameters and sha256 checksums, and a dataset card (README.md with
+a Hugging Face YAML header). Or all raw judgments as JSONL (format ``judgments``)."""
 
-import json
+import hashlib
 import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from exports.formats import SplitWriter, dumps
+from django.db.models import Count
+
+from annotation.models import Judgment
+from exports.formats import FORMATS, SplitWriter, dumps, llama_factory_info
 from exports.pairs import Options, extract
 from tasks.models import Project
+
+ALL_FORMATS = (*FORMATS, "judgments")
 
 
 def export_to_folder(project: Project, fmt: str, folder: Path, options: Options) -> dict:
     """Write the export into ``folder`` (created; must be empty or absent) and return its
     manifest. Files are written in a temporary folder beside it and moved in at the end, so
     a failure leaves nothing half-written."""
+    if fmt not in ALL_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(ALL_FORMATS)}")
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder} is not empty")
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
     try:
-        writer = SplitWriter(work, fmt)
-        try:
-            for pair in extract(project, options):
-                writer.add(pair)
-        finally:
-            files = writer.close()
-        manifest = {
-            "project": {"id": project.pk, "name": project.name},
-            "format": fmt,
-            "options": {
-                k: list(v) if isinstance(v, tuple) else v for k, v in asdict(options).items()
-            },
-            "counts": dict(sorted(writer.counts.items())),
-            "files": files,
-        }
-        (work / "manifest.json").write_text(dumps(manifest) + "\n", encoding="utf-8")
+        manifest = _write(project, fmt, work, options)
         if folder.exists():
             folder.rmdir()
         work.rename(folder)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    return manifest
+
+
+def _write(project: Project, fmt: str, work: Path, options: Options) -> dict:
+    models: list[str] = []
+    mean_agreement = None
+    if fmt == "judgments":
+        files, counts = [_raw_judgments(project, work / "judgments.jsonl")], {}
+        counts = {"judgments": files[0]["rows"]}
+    else:
+        writer = SplitWriter(work, fmt)
+        try:
+            for pair in extract(project, options):
+                writer.add(pair)
+        finally:
+            files = writer.close()
+        counts, models = dict(sorted(writer.counts.items())), sorted(writer.models)
+        if writer.pairs:
+            mean_agreement = round(writer.agreement_sum / writer.pairs, 4)
+        if fmt == "llama-factory":
+            info = llama_factory_info(f"chosen_{project.pk}", files)
+            files.append(_text_file(work / "dataset_info.json", dumps(info) + "\n"))
+    manifest = {
+        "project": {"id": project.pk, "name": project.name},
+        "format": fmt,
+        "options": asdict(options),
+        "counts": counts,
+        "mean_agreement": mean_agreement,
+        "models": models,
+        "labels": _labels(project),
+        "files": sorted(files, key=lambda e: e["name"]),
+    }
+    manifest["files"].append(_text_file(work / "README.md", dataset_card(manifest)))
+    (work / "manifest.json").write_text(dumps(manifest) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _text_file(path: Path, text: str) -> dict:
+    path.write_text(text, encoding="utf-8", newline="")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return {"name": path.name, "rows": text.count("\n"), "sha256": digest}
+
+
+def _labels(project: Project) -> dict:
+    rows = Judgment.objects.filter(project=project).values_list("label").annotate(n=Count("id"))
+    return dict(sorted(rows))
+
+
+def _raw_judgments(project: Project, path: Path) -> dict:
+    """Every judgment of the project, oldest first, with its item, prompt and candidates."""
+    digest, rows = hashlib.sha256(), 0
+    fields = [
+        "id", "item_id", "item__prompt__external_id", "annotator__email", "outcome",
+        "chosen_id", "rejected_id", "label", "strength", "ranking", "answers",
+        "rubric_scores", "reasoning", "corrected_id", "time_spent_ms", "version",
+        "assignment__display_order", "created_at", "updated_at",
+    ]  # fmt: skip
+    names = [f.replace("item__prompt__external_id", "prompt_external_id") for f in fields]
+    names = [n.replace("annotator__email", "annotator") for n in names]
+    names = [n.replace("assignment__display_order", "display_order") for n in names]
+    query = Judgment.objects.filter(project=project).order_by("id").values_list(*fields)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        for values in query.iterator(chunk_size=2000):
+            record = dict(zip(names, values, strict=True))
+            record["created_at"] = record["created_at"].isoformat()
+            record["updated_at"] = record["updated_at"].isoformat()
+            line = dumps(record) + "\n"
+            handle.write(line)
+            digest.update(line.encode("utf-8"))
+            rows += 1
+    return {"name": path.name, "rows": rows, "sha256": digest.hexdigest()}
+
+
+AXOLOTL_YAML = """rl: dpo
+datasets:
+  - path: json
+    data_files: [{files}]
+    split: train
+    type: chatml.intel"""
+
+
+def dataset_card(manifest: dict) -> str:
+    """A Hugging Face dataset card: YAML header (configs with the split files), counts per
+    split, agreement, label distribution, options and generation models."""
+    data_files = [
+        f for f in manifest["files"] if ".provenance." not in f["name"]
+        and f["name"].split(".")[-1] in ("jsonl", "csv", "parquet")
+        and f["name"] != "judgments.jsonl"
+    ]  # fmt: skip
+    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
+    for entry in data_files:
+        lines += [f"  - split: {entry['name'].split('.')[0]}", f"    path: {entry['name']}"]
+    if not data_files:
+        lines += ["  - split: train", "    path: judgments.jsonl"]
+    lines += ["tags:", "- dpo", "- preference", "- chosen", "---", ""]
+    project = manifest["project"]
+    lines += [
+        f"# {project['name']}: preference data ({manifest['format']})",
+        "",
+        f"Exported by Chosen from project {project['id']}.",
+        "",
+        "| split | rows |",
+        "|---|---|",
+    ]
+    lines += [f"| {split} | {n} |" for split, n in manifest["counts"].items()]
+    lines += ["", f"Mean agreement of the exported pairs: {manifest['mean_agreement']}", ""]
+    lines += ["## Label distribution (all judgments)", "", "| label | judgments |", "|---|---|"]
+    lines += [f"| {label or '(none)'} | {n} |" for label, n in manifest["labels"].items()]
+    lines += ["", "## Options", "", "```json", dumps(manifest["options"]), "```", ""]
+    models = ", ".join(manifest["models"]) or "none (imported or written by people)"
+    lines += [f"Generation models: {models}", ""]
+    if manifest["format"] == "axolotl":
+        files = ", ".join(e["name"] for e in data_files if e["name"].startswith("train"))
+        lines += ["## Axolotl", "", "```yaml", AXOLOTL_YAML.format(files=files), "```", ""]
+    lines += ["## Files", "", "| file | rows | sha256 |", "|---|---|---|"]
+    lines += [f"| {e['name']} | {e['rows']} | `{e['sha256']}` |" for e in manifest["files"]]
+    return "\n".join(lines) + "\n"

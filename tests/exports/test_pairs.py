@@ -22,9 +22,14 @@ from tests.tasks.test_prompt_import import jsonl, row, run
 pytestmark = pytest.mark.django_db
 
 
-def pairs(project, **options):
+def everything(project, **options):
     with scope(organization=project.organization):
         return list(extract(project, Options(**options)))
+
+
+def pairs(project, **options):
+    """The pairs (both-bad completions, which only the unpaired format takes, left out)."""
+    return [p for p in everything(project, **options) if p.chosen is not None]
 
 
 def rows(data, found) -> list[tuple]:
@@ -74,6 +79,16 @@ def test_each_aggregation_policy_gives_its_rows(voted):
     ]
     # adjudicated without any decision: the unanimous items
     assert rows(voted, pairs(project, policy="adjudicated")) == [(0, 0, 1, 1.0)]
+
+
+def test_both_bad_items_give_undesirable_completions(voted):
+    item, pair = voted.items[3]
+    for policy in ("unanimous", "majority", "adjudicated"):
+        bad = [p for p in everything(voted.project, policy=policy) if p.chosen is None]
+        assert sorted(p.rejected.pk for p in bad) == [pair[0].pk, pair[1].pk], policy
+        assert {(p.item_id, p.agreement) for p in bad} == {(item.pk, 1.0)}
+    bad = [p for p in everything(voted.project, policy="all") if p.chosen is None]
+    assert len(bad) == 4  # two judgments x two candidates
 
 
 def test_a_leads_decision_wins(voted, acme):

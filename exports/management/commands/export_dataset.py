@@ -3,8 +3,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django_scopes import scope
 
-from exports.formats import FORMATS
 from exports.pairs import POLICIES, RANKING_PAIRS, Options
+from exports.services import ALL_FORMATS as FORMATS
 from exports.services import export_to_folder
 from tasks.management.refs import project_from_ref
 
