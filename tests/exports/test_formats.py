@@ -7,11 +7,11 @@ import os
 
 import pytest
 import yaml
-from django_scopes import scope, scopes_disabled
+from django_scopes import scope
 
 from exports.pairs import Options
 from exports.services import export_to_folder
-from tests.exports.test_pairs import voted  # noqa: F401 (fixture)
+from tests.exports.test_pairs import voted, with_system_prompt  # noqa: F401 (fixture)
 
 # Nothing may reach the network: the loaders work from local files only.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -51,13 +51,7 @@ def tokenizer():
 def test_trl_standard_and_conversational_pass_trls_helpers(voted, tmp_path):  # noqa: F811
     from trl.data_utils import is_conversational, maybe_apply_chat_template
 
-    with scopes_disabled():
-        prompt = voted.items[0][0].prompt
-        prompt.messages = [
-            {"role": "system", "content": "Be terse."},
-            {"role": "user", "content": prompt.text},
-        ]
-        prompt.save()
+    with_system_prompt(voted, "Be terse.")
     export(voted.project, "trl", tmp_path / "std")
     export(voted.project, "trl-conversational", tmp_path / "conv")
     standard = load("json", tmp_path / "std" / "train.jsonl", tmp_path)

@@ -244,14 +244,20 @@ def test_files_are_byte_identical_across_runs_and_checksummed(voted, tmp_path):
     assert len(lines) == 7 and set(lines[0]) == {"prompt", "chosen", "rejected"}
 
 
-def test_conversational_keeps_the_system_prompt_and_csv_has_the_documented_header(voted, tmp_path):
+def with_system_prompt(data, system: str) -> None:
+    """Item 0's prompt becomes a conversation that starts with a system prompt."""
     with scopes_disabled():
-        prompt = voted.items[0][0].prompt
+        prompt = data.items[0][0].prompt
         prompt.messages = [
-            {"role": "system", "content": "You are terse."},
+            {"role": "system", "content": system},
             {"role": "user", "content": prompt.text},
         ]
         prompt.save()
+
+
+def test_conversational_keeps_the_system_prompt_and_csv_has_the_documented_header(voted, tmp_path):
+    with_system_prompt(voted, "You are terse.")
+    with scopes_disabled():
         Judgment.objects.filter(item=voted.items[0][0]).update(reasoning="=HYPERLINK(x)")
     with scope(organization=voted.project.organization):
         export_to_folder(
