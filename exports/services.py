@@ -70,6 +70,7 @@ def _write(project: Project, fmt: str, work: Path, options: Options) -> dict:
         "files": sorted(files, key=lambda e: e["name"]),
     }
     manifest["files"].append(_text_file(work / "README.md", dataset_card(manifest)))
+    manifest["files"].sort(key=lambda e: e["name"])
     (work / "manifest.json").write_text(dumps(manifest) + "\n", encoding="utf-8")
     return manifest
 
@@ -154,3 +155,98 @@ def dataset_card(manifest: dict) -> str:
     lines += ["## Files", "", "| file | rows | sha256 |", "|---|---|---|"]
     lines += [f"| {e['name']} | {e['rows']} | `{e['sha256']}` |" for e in manifest["files"]]
     return "\n".join(lines) + "\n"
+
+
+# --- export jobs -------------------------------------------------------------------------
+
+
+def folder_of(export) -> Path:
+    """MEDIA_ROOT/exports/<organization>/<project>/<export>: one folder per export, named by
+    ids only, so no user string reaches a path."""
+    from django.conf import settings
+
+    return (
+        Path(settings.MEDIA_ROOT)
+        / "exports"
+        / str(int(export.organization_id))
+        / str(int(export.project_id))
+        / str(int(export.pk))
+    )
+
+
+def options_from(data: dict) -> Options:
+    """Options from a request's or a form's values (unknown keys are refused)."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(Options)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown option(s): {', '.join(unknown)}")
+    values = dict(data)
+    for key in ("sources", "ratios"):
+        if key in values:
+            values[key] = tuple(values[key])
+    try:
+        options = Options(**values)
+    except TypeError as wrong:
+        raise ValueError(str(wrong)) from wrong
+    if options.problems():
+        raise ValueError("; ".join(options.problems()))
+    return options
+
+
+def request_export(project: Project, fmt: str, options: Options, created_by=None):
+    from exports.jobs import run_export
+    from exports.models import Export
+
+    if fmt not in ALL_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(ALL_FORMATS)}")
+    export = Export.objects.create(
+        organization=project.organization,
+        project=project,
+        created_by=created_by,
+        format=fmt,
+        options=asdict(options),
+    )
+    run_export.delay_on_commit(project.organization_id, export.pk)
+    return export
+
+
+def run_export(export_id: int):
+    import logging
+
+    from django.utils import timezone
+
+    from exports.models import Export
+
+    export = Export.objects.select_related("project").get(pk=export_id)
+    if export.finished:
+        return export
+    export.status, export.started_at = Export.Status.RUNNING, timezone.now()
+    export.save(update_fields=["status", "started_at"])
+    folder = folder_of(export)
+    shutil.rmtree(folder, ignore_errors=True)  # a retried job starts clean
+    try:
+        manifest = export_to_folder(
+            export.project, export.format, folder, options_from(export.options)
+        )
+        export.counts, export.files = manifest["counts"], manifest["files"]
+        export.status = Export.Status.SUCCEEDED
+    except Exception:
+        logging.getLogger(__name__).exception("export %s failed", export.pk)
+        export.status, export.error = Export.Status.FAILED, "The export could not be written."
+    export.finished_at = timezone.now()
+    export.save(update_fields=["counts", "files", "status", "error", "finished_at"])
+    return export
+
+
+def export_file(export, name: str) -> Path:
+    """The path of one of the export's files, if ``name`` is exactly one of them (a name
+    from the manifest, never a path): FileNotFoundError otherwise."""
+    names = {entry["name"] for entry in export.files} | {"manifest.json"}
+    if name not in names or "/" in name or "\\" in name or name.startswith("."):
+        raise FileNotFoundError(name)
+    path = folder_of(export) / name
+    if not path.is_file():
+        raise FileNotFoundError(name)
+    return path

@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("annotation.urls")),
     path("", include("qc.urls")),
+    path("", include("exports.urls")),
     path("", include("tasks.urls")),
 ]

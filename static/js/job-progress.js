@@ -1,4 +1,4 @@
-// Job pages (imports, candidate generation): follow the job's progress until it finishes,
+// Job pages (imports, candidate generation, exports): follow the job's progress until it finishes,
 // then reload to show the outcome.
 (function () {
   "use strict";
@@ -20,8 +20,10 @@
       const response = await fetch(box.dataset.statusUrl, { headers: { Accept: "application/json" } });
       if (response.ok) {
         const job = await response.json();
-        bar.value = job.progress.fraction;
-        text.textContent = describe(job.progress);
+        if (job.progress && bar) {  // exports have no count until they finish
+          bar.value = job.progress.fraction;
+          text.textContent = describe(job.progress);
+        }
         status.textContent = job.status;
         if (finished.includes(job.status)) {
           window.location.reload();

@@ -1,6 +1,7 @@
 from django.urls import re_path
 
 from annotation.api.views import ProjectJudgmentViewSet
+from exports.api.views import ExportViewSet, ProjectExportViewSet
 from qc.api.views import ProjectQCReportViewSet, QCReportViewSet
 from tasks.api.base import Router
 from tasks.api.views import (
@@ -16,6 +17,7 @@ router.register("imports", ImportJobViewSet, basename="importjob")
 router.register("generation-jobs", GenerationJobViewSet, basename="generationjob")
 router.register("llm-endpoints", LLMEndpointViewSet, basename="llmendpoint")
 router.register("qc-reports", QCReportViewSet, basename="qcreport")
+router.register("exports", ExportViewSet, basename="export")
 
 urlpatterns = [
     re_path(
@@ -27,6 +29,11 @@ urlpatterns = [
         r"^projects/(?P<project_id>\d+)/qc-report/?$",
         ProjectQCReportViewSet.as_view({"get": "latest", "post": "recompute"}),
         name="project-qc-report",
+    ),
+    re_path(
+        r"^projects/(?P<project_id>\d+)/exports/?$",
+        ProjectExportViewSet.as_view({"get": "list", "post": "create"}),
+        name="project-exports",
     ),
     *router.urls,
 ]

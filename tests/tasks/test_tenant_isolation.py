@@ -12,6 +12,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django_scopes import scope, scopes_disabled
 
+from exports.models import Export
 from tasks.models import (
     ApiToken,
     GenerationJob,
@@ -25,6 +26,13 @@ from tasks.models import (
 from tests.factories import PromptFactory, api_token
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    """Exports made here write their files under a temporary media root."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
 
 # Reachable without logging in, and why that is safe.
 PUBLIC = {
@@ -125,6 +133,22 @@ def judgment(tenant):
         )
 
 
+def export(tenant):
+    """A finished export of the tenant's project (run here, into MEDIA_ROOT; the isolation
+    tests point it at a temporary folder)."""
+    from exports.models import Export
+    from exports.pairs import Options
+    from exports.services import request_export, run_export
+
+    with scopes_disabled():
+        found = Export.objects.filter(project=tenant.project).first()
+    if found:
+        return found
+    with scope(organization=tenant.organization):
+        made = request_export(tenant.project, "trl", Options(policy="all"))
+        return run_export(made.pk)
+
+
 def discussed_item(tenant):
     """An item the tenant's annotator judged, in a project that shares its discussions."""
     item = judgment(tenant).item
@@ -158,6 +182,15 @@ OBJECT_URLS = {
         "item_id": discussed_item(t).pk,
     },
     "tasks:project_detail": lambda t: {"project_id": t.project.pk},
+    "project-exports": lambda t: {"project_id": t.project.pk},
+    "export-detail": lambda t: {"pk": export(t).pk},
+    "export-files": lambda t: {"pk": export(t).pk, "name": "README.md"},
+    "exports:page": lambda t: {"project_id": t.project.pk},
+    "exports:download": lambda t: {
+        "project_id": t.project.pk,
+        "export_id": export(t).pk,
+        "name": "README.md",
+    },
     "project-detail": lambda t: {"pk": t.project.pk},
     "project-imports": lambda t: {"pk": t.project.pk},
     "importjob-detail": lambda t: {"pk": import_job(t).pk},
@@ -186,6 +219,11 @@ OWN_RESPONSE = {
     "qc:download": ("get", {"lead": 200, "annotator": 403}),
     "annotation:undo": ("post", {"lead": 302, "annotator": 302}),
     "annotation:review": ("get", {"lead": 200, "annotator": 403}),
+    "project-exports": ("get", {"lead": 200, "annotator": 403}),
+    "export-detail": ("get", {"lead": 200, "annotator": 403}),
+    "export-files": ("get", {"lead": 200, "annotator": 403}),
+    "exports:page": ("get", {"lead": 200, "annotator": 403}),
+    "exports:download": ("get", {"lead": 200, "annotator": 403}),
     "annotation:review_item": ("get", {"lead": 200, "annotator": 403}),
     # the annotator's own assignment: an empty answer is a 400; a lead may not submit it (409)
     "annotation:submit": ("post", {"lead": 409, "annotator": 400}),
@@ -274,6 +312,7 @@ ADMIN_OBJECTS = {
     GenerationJob: generation_job,
     GenerationRecipe: recipe,
     Prompt: prompt,
+    Export: export,
 }
 UNSCOPED_SUPERUSER_ONLY = {"Organization", "LLMEndpoint"}
 

@@ -1,0 +1,119 @@
+from django.http import FileResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+
+from exports import services
+from exports.models import Export
+from tasks.api.base import OrganizationViewSet
+from tasks.api.permissions import ManagesOrganization
+from tasks.models import Project
+from tasks.tenancy import get_for_organization_or_404
+
+
+class ExportSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Export
+        fields = [
+            "id",
+            "project",
+            "format",
+            "options",
+            "status",
+            "counts",
+            "files",
+            "error",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=services.ALL_FORMATS)
+    options = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="exports.pairs.Options: policy, min_agreement, best_vs_all, ranking_pairs, "
+        "rubric_margin, dimension, sources, exclude_truncated, near_identical, "
+        "exclude_contradictory, ratios, seed",
+    )
+
+    def validate_options(self, value):
+        try:
+            return services.options_from(value)
+        except ValueError as wrong:
+            raise serializers.ValidationError(str(wrong)) from wrong
+
+
+class ProjectExportViewSet(OrganizationViewSet):
+    """A project's exports (GET), or a new one run by a job (POST: 202, then poll
+    /api/v1/exports/{id}). Leads, admins and organization tokens."""
+
+    queryset = Export.objects.none()
+    serializer_class = ExportSerializer
+    permission_classes = [ManagesOrganization]
+    filter_backends = []
+
+    def project(self) -> Project:
+        return get_for_organization_or_404(
+            Project.objects.all(), self.request, pk=self.kwargs["project_id"]
+        )
+
+    def get_organization_queryset(self):
+        return Export.objects.filter(project=self.project())
+
+    @extend_schema(responses={200: ExportSerializer(many=True)})
+    def list(self, request, project_id=None):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ExportSerializer(page, many=True).data)
+
+    @extend_schema(request=ExportRequestSerializer, responses={202: ExportSerializer})
+    def create(self, request, project_id=None):
+        project = self.project()
+        asked = ExportRequestSerializer(data=request.data)
+        asked.is_valid(raise_exception=True)
+        person = request.user if getattr(request.user, "pk", None) else None
+        export = services.request_export(
+            project, asked.validated_data["format"], asked.validated_data["options"], person
+        )
+        return Response(
+            ExportSerializer(export).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": f"/api/v1/exports/{export.pk}"},
+        )
+
+
+class ExportViewSet(mixins.RetrieveModelMixin, OrganizationViewSet):
+    """One export: its status while the job runs, then its counts and files; each file is
+    downloaded (streamed) from /api/v1/exports/{id}/files/{name}."""
+
+    queryset = Export.objects.none()
+    serializer_class = ExportSerializer
+    permission_classes = [ManagesOrganization]
+
+    def get_organization_queryset(self):
+        return Export.objects.all()
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @action(detail=True, methods=["get"], url_path=r"files/(?P<name>[^/]+)")
+    def files(self, request, pk=None, name=None):
+        return file_response(self.get_object(), name)
+
+
+def file_response(export: Export, name: str) -> FileResponse:
+    """One file of an export, streamed as a download (never rendered by the browser)."""
+    try:
+        path = services.export_file(export, name)
+    except FileNotFoundError as missing:
+        raise NotFound("No such file in this export.") from missing
+    response = FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=path.name,
+        content_type="application/octet-stream",
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
