@@ -30,6 +30,9 @@ def child(size: int) -> dict:
 
     from qc_report import fill, setup
 
+    # As a worker runs it: without DEBUG, whose query log (up to 9,000 statements) would be
+    # counted as memory that grows with the export.
+    os.environ["DJANGO_DEBUG"] = "false"
     setup()
     from django_scopes import scope
 
@@ -56,6 +59,10 @@ def child(size: int) -> dict:
     return results
 
 
+def _ok(passed: bool) -> str:
+    return "yes" if passed else "NO"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs=2, default=[10_000, 100_000])
@@ -79,16 +86,17 @@ def main() -> int:
     small, large = args.sizes
     rate = runs[large]["pairs"] / runs[large]["seconds"]
     growth = runs[large]["peak_mib"] / runs[small]["peak_mib"]
+    same = runs[large]["identical"]
     rows = [
         ("pairs exported", f"{runs[large]['pairs']:,}", "", ""),
         ("seconds", f"{runs[large]['seconds']:.2f}", "", ""),
-        ("pairs/s", f"{rate:,.0f}", f">= {TARGET_RATE:,}", "yes" if rate >= TARGET_RATE else "NO"),
+        ("pairs/s", f"{rate:,.0f}", f">= {TARGET_RATE:,}", _ok(rate >= TARGET_RATE)),
         (f"peak traced memory at {small:,} (MiB)", f"{runs[small]['peak_mib']:.1f}", "", ""),
         (f"peak traced memory at {large:,} (MiB)", f"{runs[large]['peak_mib']:.1f}", "", ""),
-        ("growth", f"{growth:.2f}x", f"<= {TARGET_MEMORY}x", "yes" if growth <= TARGET_MEMORY else "NO"),
+        ("growth", f"{growth:.2f}x", f"<= {TARGET_MEMORY}x", _ok(growth <= TARGET_MEMORY)),
         ("process peak RSS small / large (MiB)",
          f"{runs[small]['max_rss_mib']:.0f} / {runs[large]['max_rss_mib']:.0f}", "", ""),
-        ("two runs byte-identical", str(runs[large]["identical"]), "True", "yes" if runs[large]["identical"] else "NO"),
+        ("two runs byte-identical", str(runs[large]["identical"]), "True", _ok(same)),
     ]  # fmt: skip
     print("\nExport to TRL JSONL, 80/20 split by prompt, PostgreSQL, 2 cores")
     print(f"{'metric':<44}{'measured':>14}{'target':>12}  ok")

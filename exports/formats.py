@@ -37,8 +37,12 @@ CSV_HEADER = [
 PARQUET_ROWS = 10_000  # rows per Parquet row group (and per write)
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+
+
 def dumps(record) -> str:
-    return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    """Compact JSON with sorted keys: the same data always gives the same bytes."""
+    return _ENCODE(record)
 
 
 def messages_of(prompt) -> list[dict]:
