@@ -12,7 +12,7 @@ from django.urls import reverse
 from annotation import adjudication
 from annotation.models import Adjudication, ItemNote
 from annotation.rendering import render_markdown
-from annotation.views import _project
+from annotation.views import member_project
 from annotation.workspace import prompt_context
 from tasks.models import Item, Project
 from tasks.views import lead_project, membership_required
@@ -36,8 +36,13 @@ def queue(request, project_id: int):
     search = request.GET.get("q", "").strip()[:200]
     items = adjudication.review_queue(project, which, search)
     page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+    open_count = (
+        page.paginator.count
+        if which == "open" and not search
+        else adjudication.review_queue(project, "open").count()
+    )
     counts = {
-        "open": adjudication.review_queue(project, "open").count(),
+        "open": open_count,
         "decided": Adjudication.objects.filter(project=project).count(),
         "gold": Item.objects.filter(project=project, gold=True).count(),
     }
@@ -120,7 +125,7 @@ def _item_context(project: Project, item: Item, candidates) -> dict:
 def discussion(request, project_id: int, item_id: int):
     """The discussion and final decision of an item, read-only, for an annotator who judged
     it (when the project shares discussions) and for leads."""
-    project = _project(request, project_id)
+    project = member_project(request, project_id)
     item = _item(project, item_id)
     if not adjudication.may_read_discussion(request.membership, project, item, request.user):
         raise Http404("No discussion to show.")

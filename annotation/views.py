@@ -23,7 +23,7 @@ from tasks.models import Project
 from tasks.views import membership_required
 
 
-def _project(request, project_id: int) -> Project:
+def member_project(request, project_id: int) -> Project:
     """The project, if this member may work on it (the same rule as the project list);
     another organization's project is a 404."""
     project = Project.objects.get_for_member(request.membership, project_id)
@@ -62,13 +62,13 @@ def _respond(
 
 @membership_required
 def annotate(request, project_id: int):
-    return _respond(request, _project(request, project_id))
+    return _respond(request, member_project(request, project_id))
 
 
 def _act(request, project_id: int, assignment_id: int, action, done: str):
     """Run a submit or a skip and answer with the next item; a refused assignment (409) or
     answers that do not fit (400, the form kept as typed) say why."""
-    project = _project(request, project_id)
+    project = member_project(request, project_id)
     answers = answers_from_form(project, request.POST)
     try:
         action(project, answers)
@@ -127,7 +127,7 @@ def skip(request, project_id: int, assignment_id: int):
 @membership_required
 @require_POST
 def undo(request, project_id: int):
-    project = _project(request, project_id)
+    project = member_project(request, project_id)
     reopened = undo_last_submit(project=project, annotator=request.user)
     message = "Your last submit was undone." if reopened else "Nothing to undo."
     if not _wants_fragment(request):
@@ -137,7 +137,7 @@ def undo(request, project_id: int):
 
 @membership_required
 def history(request, project_id: int):
-    project = _project(request, project_id)
+    project = member_project(request, project_id)
     judgments = (
         Judgment.objects.filter(project=project, annotator=request.user)
         .select_related("item__prompt", "chosen", "rejected")
@@ -162,7 +162,7 @@ def _discussed(project: Project, judgments) -> set[int]:
 
 @membership_required
 def edit(request, project_id: int, judgment_id: int):
-    project = _project(request, project_id)
+    project = member_project(request, project_id)
     judgment = get_object_or_404(
         Judgment.objects.select_related("assignment__item__prompt", "assignment__project"),
         pk=judgment_id,

@@ -186,7 +186,6 @@ RECORDS = {
     "llama-factory": llama_factory,
     "parquet": parquet,
 }
-EXTENSION = {"csv": "csv", "parquet": "parquet"}
 
 
 class _File:
@@ -201,6 +200,46 @@ class _File:
         self.digest.update(text.encode("utf-8"))
 
 
+class _ParquetFile:
+    """A split's Parquet file, written a row group of PARQUET_ROWS records at a time."""
+
+    SCHEMA = (
+        ("prompt", "string"),
+        ("chosen", "string"),
+        ("rejected", "string"),
+        ("agreement", "float64"),
+        ("dimension", "string"),
+    )
+
+    def __init__(self, path: Path):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.path, self.pending, self.rows = path, [], 0
+        schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in self.SCHEMA])
+        self.writer = pq.ParquetWriter(path, schema)
+
+    def add(self, records: list[dict]) -> None:
+        self.pending.extend(records)
+        self.rows += len(records)
+        if len(self.pending) >= PARQUET_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self.pending:
+            table = pa.Table.from_pylist(self.pending, schema=self.writer.schema)
+            self.writer.write_table(table)
+            self.pending = []
+
+    def close(self) -> dict:
+        self._flush()
+        self.writer.close()
+        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return {"name": self.path.name, "rows": self.rows, "sha256": digest}
+
+
 class SplitWriter:
     """The files of one export: ``<split>.<ext>`` and ``<split>.provenance.jsonl`` for each
     split that gets a record, opened on first use, hashed as written."""
@@ -210,7 +249,7 @@ class SplitWriter:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}")
         self.folder, self.fmt = Path(folder), fmt
         self.files: dict[str, _File] = {}
-        self.parquet: dict[str, list] = {}  # split -> [ParquetWriter, path, pending rows, n]
+        self.parquet: dict[str, _ParquetFile] = {}
         self.counts: dict[str, int] = {}
         self.models: set[str] = set()
         self.agreement_sum = 0.0
@@ -262,34 +301,9 @@ class SplitWriter:
         return records
 
     def _parquet(self, split: str, records: list[dict]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         if split not in self.parquet:
-            path = self.folder / f"{split}.parquet"
-            schema = pa.schema(
-                [
-                    ("prompt", pa.string()),
-                    ("chosen", pa.string()),
-                    ("rejected", pa.string()),
-                    ("agreement", pa.float64()),
-                    ("dimension", pa.string()),
-                ]
-            )
-            self.parquet[split] = [pq.ParquetWriter(path, schema), path, [], 0]
-        entry = self.parquet[split]
-        entry[2].extend(records)
-        entry[3] += len(records)
-        if len(entry[2]) >= PARQUET_ROWS:
-            self._flush_parquet(entry)
-
-    @staticmethod
-    def _flush_parquet(entry) -> None:
-        import pyarrow as pa
-
-        if entry[2]:
-            entry[0].write_table(pa.Table.from_pylist(entry[2], schema=entry[0].schema))
-            entry[2] = []
+            self.parquet[split] = _ParquetFile(self.folder / f"{split}.parquet")
+        self.parquet[split].add(records)
 
     def close(self) -> list[dict]:
         """Close every file; their names, rows and sha256, sorted by name."""
@@ -299,11 +313,8 @@ class SplitWriter:
             manifest.append(
                 {"name": name, "rows": target.rows, "sha256": target.digest.hexdigest()}
             )
-        for entry in self.parquet.values():
-            self._flush_parquet(entry)
-            entry[0].close()
-            digest = hashlib.sha256(entry[1].read_bytes()).hexdigest()
-            manifest.append({"name": entry[1].name, "rows": entry[3], "sha256": digest})
+        for target in self.parquet.values():
+            manifest.append(target.close())
         return sorted(manifest, key=lambda e: e["name"])
 
 

@@ -95,9 +95,12 @@ def _raw_judgments(project: Project, path: Path) -> dict:
         "rubric_scores", "reasoning", "corrected_id", "time_spent_ms", "version",
         "assignment__display_order", "created_at", "updated_at",
     ]  # fmt: skip
-    names = [f.replace("item__prompt__external_id", "prompt_external_id") for f in fields]
-    names = [n.replace("annotator__email", "annotator") for n in names]
-    names = [n.replace("assignment__display_order", "display_order") for n in names]
+    renamed = {
+        "item__prompt__external_id": "prompt_external_id",
+        "annotator__email": "annotator",
+        "assignment__display_order": "display_order",
+    }
+    names = [renamed.get(f, f) for f in fields]
     query = Judgment.objects.filter(project=project).order_by("id").values_list(*fields)
     with path.open("w", encoding="utf-8", newline="") as handle:
         for values in query.iterator(chunk_size=2000):
