@@ -217,6 +217,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "tasks.api.errors.error_list_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Per API token (or per logged-in user): see tasks.api.throttling.
+    "DEFAULT_THROTTLE_CLASSES": ["tasks.api.throttling.CallerRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "token": env("CHOSEN_API_TOKEN_RATE", "1200/min"),
+        "user": env("CHOSEN_API_USER_RATE", "600/min"),
+    },
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -333,6 +339,13 @@ CHOSEN_IMPORT_MAX_FIELD_CHARS = int(env("CHOSEN_IMPORT_MAX_FIELD_CHARS", "100000
 # API uploads up to this size are imported during the request (201 or 400 with the
 # problems); larger ones run as a background job with progress.
 CHOSEN_IMPORT_SYNC_MAX_BYTES = int(env("CHOSEN_IMPORT_SYNC_MAX_BYTES", str(2 * 1024 * 1024)))
+# Abuse limits of one import: the uploaded files together, and the data rows they hold.
+# Beyond either the upload is refused with a 413/400 naming the limit, nothing stored.
+CHOSEN_IMPORT_MAX_BYTES = int(env("CHOSEN_IMPORT_MAX_BYTES", str(200 * 1024 * 1024)))
+CHOSEN_IMPORT_MAX_ROWS = int(env("CHOSEN_IMPORT_MAX_ROWS", "1000000"))
+# Django reads at most this many bytes of a non-file request body (JSON API calls, forms).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = 50
 
 # Candidate generation. A request that fails with a connection error, a timeout, a 5xx or
 # a malformed reply is tried again this many times, waiting BACKOFF, 2x, 4x … seconds.
