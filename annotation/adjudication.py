@@ -14,6 +14,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, TextField, Value
 from django.db.models.functions import Cast, Coalesce, Concat
 
 from annotation.models import Adjudication, ItemNote, Judgment
+from tasks.audit import Action, diff, record
 from tasks.models import Candidate, Item, Project
 
 Outcome = Judgment.Outcome
@@ -225,8 +226,29 @@ def decide(*, item: Item, lead, fields: dict) -> Adjudication:
         "note": fields["note"],
         "decided_by": lead,
     }
+    previous = Adjudication.objects.filter(item=item).first()
     adjudication, _ = Adjudication.objects.update_or_create(item=item, defaults=values)
+    record(
+        Action.ADJUDICATION_DECIDED,
+        organization=item.organization_id,
+        obj=item,
+        object_repr=f"item {item.pk}",
+        changes=diff(_decision(previous), _decision(adjudication)),
+        data={"project": item.project_id},
+    )
     return adjudication
+
+
+def _decision(adjudication: Adjudication | None) -> dict:
+    if adjudication is None:
+        return {}
+    return {
+        "outcome": adjudication.outcome,
+        "chosen": adjudication.chosen_id,
+        "rejected": adjudication.rejected_id,
+        "ranking": adjudication.ranking,
+        "note": adjudication.note,
+    }
 
 
 def add_note(*, item: Item, author, text: str) -> ItemNote:
@@ -259,6 +281,18 @@ def set_gold(item: Item, answer: str, candidates: list[Candidate]) -> None:
         outcome = Outcome.PREFERRED if item.mode == Project.Mode.PAIRWISE else Outcome.RANKED
         item.gold, item.gold_outcome, item.gold_chosen_id = True, outcome, chosen
     item.save(update_fields=["gold", "gold_outcome", "gold_chosen"])
+    record(
+        Action.GOLD_SET,
+        organization=item.organization_id,
+        obj=item,
+        object_repr=f"item {item.pk}",
+        data={
+            "project": item.project_id,
+            "gold": item.gold,
+            "outcome": item.gold_outcome,
+            "chosen": item.gold_chosen_id,
+        },
+    )
 
 
 def gold_correct(outcome: str, chosen_id, gold_outcome: str, gold_chosen_id) -> bool:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from annotation.allocator import release_items
 from annotation.models import Assignment, Judgment, JudgmentRevision
+from tasks.audit import Action, diff, record
 from tasks.importers.rows import content_hash
 from tasks.models import Candidate, Project
 
@@ -69,7 +70,19 @@ def submit_judgment(
     )
     assignment.status, assignment.finished_at = Assignment.Status.SUBMITTED, timezone.now()
     assignment.save(update_fields=["status", "finished_at"])
+    _audit(Action.JUDGMENT_CREATED, judgment, after=snapshot(judgment))
     return judgment
+
+
+def _audit(action: str, judgment: Judgment, *, before=None, after=None) -> None:
+    record(
+        action,
+        organization=judgment.organization_id,
+        obj=judgment,
+        object_repr=f"judgment {judgment.pk} of item {judgment.item_id}",
+        changes=diff(before or {}, after or {}),
+        data={"project": judgment.project_id, "item": judgment.item_id},
+    )
 
 
 @transaction.atomic
@@ -254,11 +267,12 @@ def update_judgment(*, judgment_id: int, annotator, answers: dict[str, Any]) -> 
     if judgment is None:
         raise AssignmentRefused("This judgment is not yours.")
     fields = resolve_answers(judgment.assignment, answers)
+    before = snapshot(judgment)
     JudgmentRevision.objects.create(
         organization_id=judgment.organization_id,
         judgment=judgment,
         version=judgment.version,
-        snapshot=snapshot(judgment),
+        snapshot=before,
     )
     # Start from a blank decision so nothing of the previous one lingers.
     judgment.chosen_id = judgment.rejected_id = judgment.strength = judgment.corrected = None
@@ -267,6 +281,7 @@ def update_judgment(*, judgment_id: int, annotator, answers: dict[str, Any]) -> 
         setattr(judgment, name, value)
     judgment.version += 1
     judgment.save()
+    _audit(Action.JUDGMENT_EDITED, judgment, before=before, after=snapshot(judgment))
     return judgment
 
 
@@ -307,7 +322,9 @@ def undo_last_submit(*, project: Project, annotator) -> Assignment | None:
     for assignment in current:
         release_items(Counter({assignment.item_id: 1}))
         assignment.delete()
-    Judgment.objects.filter(assignment=last).delete()
+    for judgment in Judgment.objects.filter(assignment=last):
+        _audit(Action.JUDGMENT_UNDONE, judgment, before=snapshot(judgment))
+        judgment.delete()
     last.status, last.finished_at = Assignment.Status.ACTIVE, None
     last.expires_at = timezone.now() + timedelta(minutes=project.assignment_timeout_minutes)
     last.save(update_fields=["status", "finished_at", "expires_at"])

@@ -24,6 +24,8 @@ import io
 import json
 from pathlib import Path
 
+from tasks.csvsafe import spreadsheet_cell
+
 FORMATS = ("trl", "trl-conversational", "kto", "axolotl", "llama-factory", "csv", "parquet")
 CSV_HEADER = [
     "prompt",
@@ -144,9 +146,7 @@ def csv_row(pair) -> list:
     ]
 
 
-def _cell(value: str) -> str:
-    """Spreadsheets run cells that start with = + - @ as formulas: not ours."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+_cell = spreadsheet_cell  # spreadsheets must not run a prompt as a formula
 
 
 def provenance(pair) -> dict:

@@ -556,6 +556,15 @@ def resume(job: GenerationJob) -> bool:
     if job.finished:
         return False
     start(job)
+    from tasks.audit import Action, record
+
+    record(
+        Action.GENERATION_RESUMED,
+        organization=job.organization_id,
+        obj=job,
+        object_type="generation",
+        data={"project": job.project_id},
+    )
     return True
 
 

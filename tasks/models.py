@@ -15,6 +15,10 @@ class Organization(models.Model):
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
+    require_mfa = models.BooleanField(
+        default=False,
+        help_text="Members must set up two-factor authentication before they can work here.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -427,10 +431,12 @@ class ApiToken(models.Model):
     # still used?" and keeps a busy pipeline from writing on every request.
     LAST_USED_RESOLUTION = timedelta(minutes=1)
 
-    def touch(self) -> None:
+    def touch(self) -> bool:
+        """Note the token's use; True when this call wrote it (at most once a minute)."""
         now = timezone.now()
         stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - self.LAST_USED_RESOLUTION)
-        ApiToken.objects.with_scopes_disabled().filter(stale, pk=self.pk).update(last_used_at=now)
+        tokens = ApiToken.objects.with_scopes_disabled().filter(stale, pk=self.pk)
+        return tokens.update(last_used_at=now) == 1
 
 
 class OrganizationJob(models.Model):
@@ -625,3 +631,80 @@ class GenerationFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.variant_name} for prompt {self.prompt_id}: {self.message}"
+
+
+class AuditTrailIsAppendOnly(Exception):
+    """Raised on any attempt to change or delete an audit event."""
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AuditTrailIsAppendOnly("Audit events cannot be changed.")
+
+    def delete(self):
+        raise AuditTrailIsAppendOnly("Audit events cannot be deleted.")
+
+    _raw_delete = delete
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, when and from where. Append-only: the model refuses
+    updates and deletes, and on PostgreSQL a trigger refuses them for any SQL too.
+
+    The organization and the actor are kept as plain ids (no database constraint, nothing
+    cascades): the trail outlives the people and objects it talks about, and deleting a
+    user or an organization never needs to rewrite it. ``actor_label`` keeps who it was
+    (an e-mail, ``token:chs_…`` or ``system``) as it was at the time."""
+
+    organization = models.ForeignKey(
+        Organization,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=254)
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=300, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    changes = models.JSONField(default=dict, blank=True, help_text="{field: [before, after]}")
+    data = models.JSONField(default=dict, blank=True)
+
+    objects = ScopedManager(
+        organization="organization",
+        _manager_class=models.Manager.from_queryset(AuditEventQuerySet),
+    )
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-at"], name="audit_org_at_idx"),
+            models.Index(fields=["organization", "action"], name="audit_org_action_idx"),
+            models.Index(
+                fields=["organization", "object_type", "object_id"], name="audit_org_object_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {self.object_repr}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AuditTrailIsAppendOnly("Audit events cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditTrailIsAppendOnly("Audit events cannot be deleted.")

@@ -38,7 +38,13 @@ def create_api_token(
 
 def revoke_api_tokens(*, tokens) -> int:
     """Revoke the given tokens (a queryset); already revoked ones keep their first date."""
-    return tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+    from tasks.audit import record_revocations
+
+    active = tokens.filter(revoked_at__isnull=True)
+    ids = list(active.values_list("pk", flat=True))
+    count = active.filter(pk__in=ids).update(revoked_at=timezone.now())
+    record_revocations(ids)
+    return count
 
 
 def grantable_roles(actor_membership: Membership | None, *, superuser: bool) -> list[str]:

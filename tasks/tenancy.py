@@ -90,13 +90,33 @@ class OrganizationMiddleware:
             if request.membership:
                 request.organization = request.membership.organization
 
-        if request.user.is_superuser and request.path.startswith("/admin/"):
-            with scopes_disabled():
+        from tasks.audit import request_context
+
+        if self._needs_second_factor(request):
+            return mfa_required_response(request)
+        with request_context(request):
+            if request.user.is_superuser and request.path.startswith("/admin/"):
+                with scopes_disabled():
+                    return self.get_response(request)
+            if request.organization is None:
                 return self.get_response(request)
-        if request.organization is None:
-            return self.get_response(request)
-        with scope(organization=request.organization):
-            return self.get_response(request)
+            with scope(organization=request.organization):
+                return self.get_response(request)
+
+    @staticmethod
+    def _needs_second_factor(request: HttpRequest) -> bool:
+        """A member of an organization that requires two-factor authentication, without
+        an authenticator yet, may only set one up (or log out, or switch organization)."""
+        membership = request.membership
+        if membership is None or not membership.organization.require_mfa:
+            return False
+        if request.path.startswith(MFA_EXEMPT_PATHS):
+            return False
+        from allauth.mfa.models import Authenticator
+
+        return not Authenticator.objects.filter(
+            user=request.user, type=Authenticator.Type.TOTP
+        ).exists()
 
     @staticmethod
     def _current(request: HttpRequest) -> Membership | None:
@@ -107,6 +127,28 @@ class OrganizationMiddleware:
             if membership.organization_id == chosen:
                 return membership
         return request.memberships[0]
+
+
+# Reachable without a second factor in an organization that requires one: allauth's pages
+# (log-out, two-factor set-up, password), static files, the health probe, switching.
+MFA_EXEMPT_PATHS = ("/accounts/", "/static/", "/healthz", "/organization/switch/")
+MFA_REQUIRED = (
+    "{organization} requires two-factor authentication. Set up an authenticator app "
+    "before you continue."
+)
+
+
+def mfa_required_response(request: HttpRequest) -> HttpResponse:
+    from django.contrib import messages
+    from django.http import JsonResponse
+    from django.shortcuts import redirect
+
+    message = MFA_REQUIRED.format(organization=request.organization.name)
+    if request.path.startswith("/api/"):
+        error = {"field": None, "message": message, "code": "mfa_required"}
+        return JsonResponse({"errors": [error]}, status=403)
+    messages.warning(request, message)
+    return redirect("mfa_activate_totp")
 
 
 def organization_context(request: HttpRequest) -> dict:

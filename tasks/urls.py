@@ -8,4 +8,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<int:project_id>/", views.project_detail, name="project_detail"),
     path("organization/switch/", views.switch_organization, name="switch_organization"),
+    path("organization/security/", views.organization_security, name="organization_security"),
+    path("audit/", views.audit_trail, name="audit"),
+    path("audit/export.csv", views.audit_export, {"fmt": "csv"}, name="audit_csv"),
+    path("audit/export.jsonl", views.audit_export, {"fmt": "jsonl"}, name="audit_jsonl"),
 ]

@@ -62,3 +62,113 @@ def switch_organization(request):
         organization_id = -1
     select_organization(request, organization_id)
     return redirect("tasks:home")
+
+
+def _audit_events(request):
+    """The organization's trail filtered by the request's query (leads and admins only),
+    and the filter with its form; unknown parameters play no part."""
+    from tasks.audit import event_filter
+    from tasks.models import AuditEvent
+
+    if not request.membership.manages:
+        raise PermissionDenied("The audit trail is for project leads and admins.")
+    events = AuditEvent.objects.filter(organization=request.organization)
+    filtered = event_filter()(request.GET, queryset=events)
+    return filtered
+
+
+@membership_required
+def audit_trail(request):
+    from django.core.paginator import Paginator
+
+    from tasks.audit import Action
+
+    filtered = _audit_events(request)
+    valid = filtered.is_valid()
+    events = filtered.qs if valid else filtered.queryset.none()
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    for event in page.object_list:
+        event.label = Action.LABELS.get(event.action, event.action)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "tasks/audit.html",
+        {
+            "filter": filtered,
+            "page": page,
+            "query": query.urlencode(),
+        },
+    )
+
+
+@membership_required
+def audit_export(request, fmt: str):
+    from django.http import StreamingHttpResponse
+    from django.utils import timezone
+
+    from tasks.audit import Action, export_lines, record
+
+    filtered = _audit_events(request)
+    if not filtered.is_valid():
+        return render(
+            request,
+            "tasks/audit.html",
+            {"filter": filtered, "page": None, "query": ""},
+            status=400,
+        )
+    events = filtered.qs.order_by("at", "id")
+    record(
+        Action.AUDIT_EXPORTED,
+        organization=request.organization,
+        object_type="audit",
+        data={"format": fmt, "filters": {k: v for k, v in request.GET.items() if v}},
+    )
+    content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
+    response = StreamingHttpResponse(export_lines(events, fmt), content_type=content_type)
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    filename = f"audit-{request.organization.slug}-{stamp}.{fmt}"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@membership_required
+def organization_security(request):
+    """Two-factor status of every member, and (for the organization's admins) the switch
+    that makes it required."""
+    from allauth.mfa.models import Authenticator
+    from django.contrib import messages
+
+    from tasks.models import Membership, Organization, Role
+
+    if not request.membership.manages:
+        raise PermissionDenied("This page is for project leads and admins.")
+    organization = request.organization
+    may_change = request.membership.role == Role.ADMIN
+    if request.method == "POST":
+        if not may_change:
+            raise PermissionDenied("Only the organization's admins may change this.")
+        organization = Organization.objects.get(pk=organization.pk)
+        organization.require_mfa = request.POST.get("require_mfa") == "on"
+        organization.save(update_fields=["require_mfa"])
+        state = "required" if organization.require_mfa else "no longer required"
+        messages.success(request, f"Two-factor authentication is {state} here.")
+        return redirect("tasks:organization_security")
+    members = list(Membership.objects.select_related("user").order_by("user__email"))
+    with_mfa = set(
+        Authenticator.objects.filter(
+            user__in=[m.user_id for m in members], type=Authenticator.Type.TOTP
+        ).values_list("user_id", flat=True)
+    )
+    rows = [(m, m.user_id in with_mfa) for m in members]
+    return render(
+        request,
+        "tasks/organization_security.html",
+        {
+            "organization": organization,
+            "rows": rows,
+            "may_change": may_change,
+            "missing": sum(1 for _, has in rows if not has),
+        },
+    )

@@ -9,6 +9,7 @@ from exports import services
 from exports.models import Export
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
+from tasks.audit import Action, record
 from tasks.models import Project
 from tasks.tenancy import get_for_organization_or_404
 
@@ -116,4 +117,11 @@ def file_response(export: Export, name: str) -> FileResponse:
         content_type="application/octet-stream",
     )
     response["X-Content-Type-Options"] = "nosniff"
+    record(
+        Action.EXPORT_DOWNLOADED,
+        organization=export.organization_id,
+        obj=export,
+        object_type="export",
+        data={"project": export.project_id, "file": path.name},
+    )
     return response

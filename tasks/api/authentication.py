@@ -1,6 +1,7 @@
 from django.contrib.auth.models import AnonymousUser
 from rest_framework import authentication, exceptions
 
+from tasks.audit import record_token_use
 from tasks.tenancy import TOKEN_KEYWORD
 
 
@@ -35,7 +36,9 @@ class OrganizationTokenAuthentication(authentication.BaseAuthentication):
             return None
         if token is False:
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
-        token.touch()
+        previous_use = token.last_used_at
+        if token.touch():
+            record_token_use(token, previous_use)
         return TokenUser(token), token
 
     def authenticate_header(self, request) -> str:

@@ -4,6 +4,7 @@ Kept apart from the viewsets: DRF imports its default throttle classes while
 rest_framework.views is still loading. Counts live in the (Redis) cache, so every web
 worker shares them."""
 
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 
@@ -14,6 +15,10 @@ class CallerRateThrottle(SimpleRateThrottle):
     they could count."""
 
     scope = "user"
+
+    def get_rate(self):
+        # Read at call time (DRF binds the rates at import), so a changed setting applies.
+        return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
 
     def allow_request(self, request, view):
         self.scope = "token" if request.auth is not None else "user"

@@ -3,6 +3,7 @@ from django.urls import re_path
 from annotation.api.views import ProjectJudgmentViewSet
 from exports.api.views import ExportViewSet, ProjectExportViewSet
 from qc.api.views import ProjectQCReportViewSet, QCReportViewSet
+from tasks.api.audit import AuditEventViewSet
 from tasks.api.base import Router
 from tasks.api.views import (
     GenerationJobViewSet,
@@ -18,6 +19,7 @@ router.register("generation-jobs", GenerationJobViewSet, basename="generationjob
 router.register("llm-endpoints", LLMEndpointViewSet, basename="llmendpoint")
 router.register("qc-reports", QCReportViewSet, basename="qcreport")
 router.register("exports", ExportViewSet, basename="export")
+router.register("audit-events", AuditEventViewSet, basename="auditevent")
 
 urlpatterns = [
     re_path(
