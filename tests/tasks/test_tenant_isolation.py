@@ -9,6 +9,7 @@ import re
 
 import pytest
 from django.contrib import admin
+from django.contrib.contenttypes.models import ContentType
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django_scopes import scope, scopes_disabled
 
@@ -43,14 +44,15 @@ PUBLIC = {
 }
 
 
-def iter_urls(patterns=None, namespace=""):
-    """(full name, pattern, kwarg names) of every named URL outside the admin."""
+def iter_urls(patterns=None, namespace="", admin=False):
+    """(full name, pattern, kwarg names) of every named URL outside the admin (or inside
+    it, given its patterns and ``admin=True``)."""
     for entry in get_resolver().url_patterns if patterns is None else patterns:
         if isinstance(entry, URLResolver):
-            if entry.app_name == "admin":
+            if entry.app_name == "admin" and not admin:
                 continue
             ns = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
-            yield from iter_urls(entry.url_patterns, ns)
+            yield from iter_urls(entry.url_patterns, ns, admin)
         elif isinstance(entry, URLPattern) and entry.name:
             module = getattr(entry.callback, "__module__", "")
             yield f"{namespace}{entry.name}", entry, sorted(entry.pattern.regex.groupindex), module
@@ -245,13 +247,44 @@ def test_every_url_with_an_object_is_listed_here():
     assert unlisted == [], f"add these to OBJECT_URLS after checking their scoping: {unlisted}"
 
 
-@pytest.mark.parametrize("name", sorted(OBJECT_URLS))
-@pytest.mark.parametrize("role", ["lead", "annotator"])
+def caller(tenant, role: str, as_user):
+    """A client acting in the tenant's organization as one role: its lead, annotator, an
+    admin of the organization, or an organization API token (API URLs only)."""
+    from django.test import Client
+
+    from tasks.models import Role
+    from tests.factories import member
+
+    if role == "token":
+        return Client(HTTP_AUTHORIZATION=f"Bearer {api_token(tenant.organization)[1]}")
+    if role == "admin":
+        return as_user(member(tenant.organization, Role.ADMIN))
+    return as_user(getattr(tenant, role))
+
+
+ROLES = ["lead", "annotator", "admin", "token"]
+
+
+def role_cases():
+    for name in sorted(OBJECT_URLS):
+        for role in ROLES:
+            # a token authenticates API calls only; pages want a person's session
+            if role != "token" or reverse_is_api(name):
+                yield name, role
+
+
+def reverse_is_api(name: str) -> bool:
+    return "-" in name and ":" not in name  # the API router's names: "project-detail", …
+
+
+@pytest.mark.parametrize(("name", "role"), list(role_cases()))
 def test_other_organizations_object_is_404_for_every_url(name, role, acme, globex, as_user):
     url = reverse(name, kwargs=OBJECT_URLS[name](globex))
     own = reverse(name, kwargs=OBJECT_URLS[name](acme))
-    client = as_user(getattr(acme, role))
+    client = caller(acme, role, as_user)
     method, expected = OWN_RESPONSE.get(name, ("get", {}))
+    # an organization's admin and its token manage it as its leads do
+    role = "lead" if role in ("admin", "token") else role
     call = getattr(client, method)
     assert call(own).status_code == expected.get(role, 200)
     # Refused by role before the lookup (403) is fine; otherwise another org's object is 404.
@@ -332,6 +365,90 @@ def scoped_admins():
 
 def test_every_admin_of_ours_is_listed_here():
     assert {m for m, _ in scoped_admins()} == set(ADMIN_OBJECTS)
+
+
+# Admin URLs taking an object beyond each model's change/delete/history, and how to name
+# the tenant's object in them.
+ADMIN_OBJECT_URLS = {
+    "admin:tasks_project_import": lambda t: {"object_id": t.project.pk},
+    "admin:tasks_generationjob_control": lambda t: {
+        "object_id": generation_job(t).pk,
+        "verb": "cancel",
+    },
+    "admin:view_on_site": lambda t: {
+        "content_type_id": ContentType.objects.get_for_model(Project).pk,
+        "object_id": t.project.pk,
+    },
+}
+# Admin URLs with an argument that is not a tenant's object.
+ADMIN_NOT_AN_OBJECT = {"admin:app_list": "an app label"}
+# Further admin URLs of the superuser-only models (checked below).
+SUPERUSER_ONLY_URLS = {"admin:auth_user_password_change"}
+# Models of the admin that only superusers reach: people and their authenticators are
+# managed by each organization through memberships.
+SUPERUSER_ONLY_MODELS = {"Group", "User", "EmailAddress", "Authenticator", "Organization"}
+
+
+def admin_urls_with_arguments():
+    admin_resolver = next(
+        e
+        for e in get_resolver().url_patterns
+        if isinstance(e, URLResolver) and e.app_name == "admin"
+    )
+    for entry in iter_urls(admin_resolver.url_patterns, "admin:", admin=True):
+        name, _, kwargs, _ = entry
+        if kwargs:
+            yield name
+
+
+def test_every_admin_url_with_an_object_is_covered():
+    registered = {
+        f"admin:{m._meta.app_label}_{m._meta.model_name}_{action}": m.__name__
+        for m in admin.site._registry
+        for action in ("change", "delete", "history")
+    }
+    uncovered = [
+        name
+        for name in admin_urls_with_arguments()
+        if name not in ADMIN_OBJECT_URLS
+        and name not in ADMIN_NOT_AN_OBJECT
+        and name not in SUPERUSER_ONLY_URLS
+        and registered.get(name)
+        not in {m.__name__ for m in ADMIN_OBJECTS} | SUPERUSER_ONLY_MODELS | UNSCOPED_SUPERUSER_ONLY
+    ]
+    assert uncovered == [], f"check these admin URLs' scoping and list them: {uncovered}"
+
+
+@pytest.mark.parametrize("name", sorted(ADMIN_OBJECT_URLS))
+@pytest.mark.parametrize("role", ["lead", "admin"])
+def test_admin_urls_with_another_organizations_object_are_404(name, role, acme, globex, as_user):
+    client = caller(acme, role, as_user)
+    theirs = reverse(name, kwargs=ADMIN_OBJECT_URLS[name](globex))
+    method = client.post if name.endswith("_control") else client.get
+    assert method(theirs).status_code == 404
+    with scopes_disabled():
+        assert GenerationJob.objects.get(pk=generation_job(globex).pk).status == "queued"
+
+
+@pytest.mark.parametrize("role", ["lead", "admin", "annotator"])
+def test_people_and_authenticators_of_any_organization_are_superuser_only(
+    role, acme, globex, as_user
+):
+    from allauth.account.models import EmailAddress
+
+    client = caller(acme, role, as_user)
+    for user in (globex.lead, acme.annotator):
+        address, _ = EmailAddress.objects.get_or_create(user=user, email=user.email)
+        for url in (
+            reverse("admin:auth_user_change", args=[user.pk]),
+            reverse("admin:auth_user_delete", args=[user.pk]),
+            reverse("admin:auth_user_password_change", args=[user.pk]),
+            reverse("admin:auth_user_changelist"),
+            reverse("admin:account_emailaddress_change", args=[address.pk]),
+            reverse("admin:mfa_authenticator_changelist"),
+        ):
+            assert client.get(url).status_code == 403, url
+        assert client.post(reverse("admin:auth_user_change", args=[user.pk]), {}).status_code == 403
 
 
 def admin_url(obj, action):
