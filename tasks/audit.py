@@ -544,6 +544,9 @@ def event_filter():
     """The FilterSet of the trail (built on first use: django-filter must not load while
     the app registry is still being populated)."""
     import django_filters
+    from django import forms
+
+    DATE = forms.DateInput(attrs={"type": "date"})
 
     class AuditEventFilter(django_filters.FilterSet):
         actor = django_filters.CharFilter(
@@ -552,8 +555,12 @@ def event_filter():
         action = django_filters.ChoiceFilter(choices=action_choices(), label="Action")
         object_type = django_filters.CharFilter(label="Object type")
         object_id = django_filters.CharFilter(label="Object id")
-        since = django_filters.DateFilter(field_name="at", lookup_expr="date__gte", label="From")
-        until = django_filters.DateFilter(field_name="at", lookup_expr="date__lte", label="Until")
+        since = django_filters.DateFilter(
+            field_name="at", lookup_expr="date__gte", label="From", widget=DATE
+        )
+        until = django_filters.DateFilter(
+            field_name="at", lookup_expr="date__lte", label="Until", widget=DATE
+        )
 
         class Meta:
             model = AuditEvent
