@@ -4,20 +4,32 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import Http404
+from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
 from tasks import services
 from tasks.admin_site import manages_current_organization
+from tasks.importers.limits import ImportTooLarge
 from tasks.imports import (
     check_config_upload,
     check_data_uploads,
+    check_upload_size,
     create_import_job,
     enqueue,
+    limit_upload,
     progress_of,
 )
-from tasks.models import ApiToken, ImportJob, Membership, Organization, Project, Role
+from tasks.models import (
+    ApiToken,
+    AuditEvent,
+    ImportJob,
+    Membership,
+    Organization,
+    Project,
+    Role,
+)
 
 User = get_user_model()
 
@@ -68,6 +80,30 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         if request.user.is_superuser:
             filters.append("organization")
         return filters
+
+    # What Django's own list filters and date hierarchy put after a field's path.
+    FILTER_TAILS = frozenset({"exact", "isnull", "gte", "lt", "id__exact", "year", "month", "day"})
+
+    def lookup_allowed(self, lookup, value, request) -> bool:
+        """Only the lookups this list's filters and date hierarchy make.
+
+        Django's default accepts any lookup on the model's own fields, so a lead could
+        filter API tokens by ?key_digest__startswith=… and learn a digest a character at a
+        time (CVE-2023-47117); a lookup the page does not offer is a 400 (Django's
+        DisallowedModelAdminLookup), whatever its value."""
+        paths = [self.date_hierarchy] if self.date_hierarchy else []
+        for item in self.get_list_filter(request):
+            if isinstance(item, str):
+                paths.append(item)
+            elif isinstance(item, (tuple, list)):
+                paths.append(item[0])
+            elif lookup == getattr(item, "parameter_name", None):
+                return True
+        return any(
+            lookup == path
+            or (lookup.startswith(f"{path}__") and lookup[len(path) + 2 :] in self.FILTER_TAILS)
+            for path in paths
+        )
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if not request.user.is_superuser:
@@ -135,7 +171,9 @@ class ImportPromptsForm(forms.Form):
     )
 
     def clean_files(self):
-        return check_data_uploads(self.cleaned_data["files"])
+        files = check_data_uploads(self.cleaned_data["files"])
+        _check_size(files)
+        return files
 
 
 class ImportPotatoForm(forms.Form):
@@ -145,6 +183,44 @@ class ImportPotatoForm(forms.Form):
 
     def clean_config(self):
         return check_config_upload(self.cleaned_data["config"])
+
+    def clean_data(self):
+        return check_data_uploads(self.cleaned_data["data"])
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("config"):
+            _check_size([cleaned["config"], *cleaned.get("data", [])])
+        return cleaned
+
+
+def _check_size(uploads) -> None:
+    try:
+        check_upload_size(uploads)
+    except ImportTooLarge as exc:
+        raise forms.ValidationError(str(exc), code="too_large") from None
+
+
+def _bind_import_form(request, form_class):
+    """The import form bound to the request, or a response that ends it (CSRF refused).
+
+    The import views are csrf_exempt so that CsrfViewMiddleware does not read the body
+    before ImportUploadLimit is in place; the same CSRF check is made here, after it. An
+    upload over the limit is stopped while it arrives and shown as the form's error."""
+    limit_upload(request)
+    try:
+        refused = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+        if refused is not None:
+            return None, refused
+        form = form_class(request.POST or None, request.FILES or None)
+    except ImportTooLarge as exc:
+        # The body was not read to its end, so there is nothing to bind: an empty form
+        # carrying the refusal (add_error needs a cleaned form).
+        form = form_class()
+        form.errors[forms.forms.NON_FIELD_ERRORS] = form.error_class(
+            [str(exc)], error_class="nonfield"
+        )
+    return form, None
 
 
 PROJECT_FIELDSETS = [
@@ -258,8 +334,10 @@ class ProjectAdmin(OrganizationScopedAdmin):
         if not self.has_change_permission(request):
             raise PermissionDenied
         project = self.get_object(request, object_id)
-        form = ImportPromptsForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
+        form, refused = _bind_import_form(request, ImportPromptsForm)
+        if refused:
+            return refused
+        if form.is_bound and form.is_valid():
             job = create_import_job(
                 organization=project.organization,
                 kind=ImportJob.Kind.PROMPTS,
@@ -276,8 +354,10 @@ class ProjectAdmin(OrganizationScopedAdmin):
     def import_potato_view(self, request):
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = ImportPotatoForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
+        form, refused = _bind_import_form(request, ImportPotatoForm)
+        if refused:
+            return refused
+        if form.is_bound and form.is_valid():
             if request.user.is_superuser and request.organization is None:
                 raise PermissionDenied("Choose an organization first.")
             job = create_import_job(
@@ -290,6 +370,9 @@ class ProjectAdmin(OrganizationScopedAdmin):
             enqueue(job)
             return redirect("admin:tasks_importjob_change", job.pk)
         return self._upload_page(request, form, "Import a Potato config", None)
+
+    import_prompts_view.csrf_exempt = True  # checked in _bind_import_form, see there
+    import_potato_view.csrf_exempt = True
 
     def _upload_page(self, request, form, title, project):
         context = {
@@ -499,6 +582,28 @@ class ApiTokenAdmin(OrganizationScopedAdmin):
     def revoke(self, request, queryset):
         count = services.revoke_api_tokens(tokens=queryset)
         self.message_user(request, f"{count} token(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(OrganizationScopedAdmin):
+    """The trail, read-only for everyone (superusers included): no add, change or delete,
+    no bulk action. Leads read their organization's; the full page with filters and
+    downloads is /audit/."""
+
+    list_display = ["at", "actor_label", "action", "object_type", "object_id", "object_repr", "ip"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["actor_label", "object_repr", "object_id"]
+    date_hierarchy = "at"
+    actions = None
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 # Candidate generation's admin (endpoints, recipes, jobs, prompts) registers itself.

@@ -1,6 +1,7 @@
 """Import jobs: uploads stored, imported by a Celery job (or during the request for small
 API uploads), progress and outcome reported. The importing itself is in tasks/importers/."""
 
+import logging
 import uuid
 from pathlib import PurePath
 
@@ -8,28 +9,79 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
+from django.core.files.uploadhandler import FileUploadHandler
 from django.utils import timezone
 
+from tasks.importers.limits import (
+    MAX_CONFIG_BYTES,
+    ImportTooLarge,
+    check_total_bytes,
+    config_too_large_message,
+    max_bytes,
+)
 from tasks.importers.potato import PotatoImportFailed, import_potato_project
 from tasks.importers.prompts import ImportFailed, import_prompts
 from tasks.models import ImportJob, Organization
+
+logger = logging.getLogger(__name__)
 
 PROGRESS_KEY = "chosen:import-progress:{}"
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
 
 
 def check_data_uploads(uploads) -> list:
-    """Refuse, by name, an uploaded data file that is not JSON, JSONL or CSV."""
+    """Refuse, by name, an uploaded data file that is not JSON, JSONL or CSV, and two files
+    of one name (the import knows its files by name: one would hide the other)."""
+    seen = set()
     for upload in uploads:
         if not upload.name.lower().endswith(DATA_SUFFIXES):
             raise ValidationError(f"{upload.name}: use .json, .jsonl or .csv")
+        name = PurePath(upload.name).name
+        if name in seen:
+            raise ValidationError(f"{name}: two files have this name; rename one")
+        seen.add(name)
     return uploads
 
 
 def check_config_upload(upload):
     if not upload.name.lower().endswith((".yaml", ".yml")):
         raise ValidationError(f"{upload.name}: the config must be a .yaml file")
+    if upload.size > MAX_CONFIG_BYTES:
+        raise ValidationError(f"{upload.name}: {config_too_large_message(upload.size)}")
     return upload
+
+
+def check_upload_size(uploads) -> None:
+    """Raise ImportTooLarge when the uploads together exceed CHOSEN_IMPORT_MAX_BYTES."""
+    check_total_bytes(upload.size for upload in uploads)
+
+
+class ImportUploadLimit(FileUploadHandler):
+    """Counts an import's file bytes as the request body arrives and stops the request at
+    CHOSEN_IMPORT_MAX_BYTES, so an oversized upload is refused before it is spooled to disk
+    (Django's own limits leave file parts unbounded). Raises ImportTooLarge."""
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        # Besides the files an import form holds a few flags, which Django bounds with
+        # DATA_UPLOAD_MAX_MEMORY_SIZE: a body larger than both together cannot be accepted.
+        if content_length > max_bytes() + settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            raise ImportTooLarge(content_length, max_bytes())
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received += len(raw_data)
+        if self.received > max_bytes():
+            raise ImportTooLarge(None, max_bytes())
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None  # the next handler makes the file
+
+
+def limit_upload(request) -> None:
+    """Put ImportUploadLimit first on a Django request whose body is not read yet."""
+    if not hasattr(request, "_files"):
+        request.upload_handlers.insert(0, ImportUploadLimit(request))
 
 
 def store_uploads(organization: Organization, uploads) -> list[dict]:
@@ -53,6 +105,9 @@ def create_import_job(
     allow_duplicates=False,
     created_by=None,
 ) -> ImportJob:
+    """Store the uploads and record the job; raises ImportTooLarge, storing nothing, when
+    they exceed CHOSEN_IMPORT_MAX_BYTES."""
+    check_upload_size(uploads)
     files = store_uploads(organization, uploads)
     return ImportJob.objects.create(
         organization=organization,
@@ -141,24 +196,45 @@ def run_import_job(job_id: int) -> ImportJob:
         job.status = ImportJob.Status.FAILED
         job.errors = [
             {
-                "file": None,
+                "file": config if isinstance(exc, UnicodeDecodeError) else None,
                 "where": None,
                 "key": None,
                 "id": None,
                 "message": "a Potato import needs one UTF-8 .yaml config"
                 if isinstance(exc, StopIteration)
-                else f"the config is not UTF-8 ({exc})",
+                else f"the config is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                f"position {exc.start}); save it as UTF-8",
             }
         ]
+    except Exception:
+        # A bug, not the file: leave the job failed rather than running for ever, and let
+        # the error be seen (500 / the worker's log). The import's transaction rolled back.
+        logger.exception("import job %s failed unexpectedly", job.pk)
+        job.status = ImportJob.Status.FAILED
+        job.errors = [
+            {
+                "file": None,
+                "where": None,
+                "key": None,
+                "id": None,
+                "message": "the import stopped on an unexpected error; nothing was imported",
+            }
+        ]
+        _finish(job)
+        raise
     finally:
         for stream in streams.values():
             stream.close()
+    _finish(job)
+    return job
+
+
+def _finish(job: ImportJob) -> None:
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "report", "errors", "project", "finished_at"])
     cache.delete(PROGRESS_KEY.format(job.pk))
     for f in job.files:  # the uploads have served their purpose
         default_storage.delete(f["path"])
-    return job
 
 
 def run_now_or_enqueue(job: ImportJob) -> bool:

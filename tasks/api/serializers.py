@@ -63,6 +63,9 @@ class PotatoUploadSerializer(serializers.Serializer):
     def validate_config(self, upload):
         return check_config_upload(upload)
 
+    def validate_data(self, files):
+        return check_data_uploads(files)
+
 
 class ImportJobSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()

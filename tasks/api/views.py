@@ -1,6 +1,8 @@
 import django_filters
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status
+from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -16,7 +18,8 @@ from tasks.api.serializers import (
     PotatoUploadSerializer,
     ProjectSerializer,
 )
-from tasks.imports import create_import_job, run_now_or_enqueue
+from tasks.importers.limits import ImportTooLarge
+from tasks.imports import create_import_job, limit_upload, run_now_or_enqueue
 from tasks.models import GenerationJob, ImportJob, LLMEndpoint, Membership, Project
 
 
@@ -27,6 +30,29 @@ class ProjectFilter(django_filters.FilterSet):
     class Meta:
         model = Project
         fields = ["status", "name"]
+
+
+class UploadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
+IMPORT_ACTIONS = ("imports", "import_potato")
+
+
+def _upload_refusal(exc: Exception) -> Exception:
+    """Django's and the import's refusals of a request body, as API errors (Django would
+    answer them with an HTML page)."""
+    if isinstance(exc, ImportTooLarge):
+        return UploadTooLarge(str(exc))
+    if isinstance(exc, RequestDataTooBig):
+        return UploadTooLarge("The form fields of this request are too large.")
+    if isinstance(exc, TooManyFilesSent):
+        return exceptions.ValidationError(
+            {"file": [f"Send at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files at once."]},
+            code="too_many_files",
+        )
+    return exc
 
 
 def _job_response(job: ImportJob, ran: bool, request) -> Response:
@@ -61,6 +87,15 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
     filterset_class = ProjectFilter
     ordering_fields = ["name", "created_at", "updated_at"]
 
+    def initialize_request(self, request, *args, **kwargs):
+        drf_request = super().initialize_request(request, *args, **kwargs)
+        if self.action in IMPORT_ACTIONS:  # count the upload before anything reads the body
+            limit_upload(request)
+        return drf_request
+
+    def handle_exception(self, exc):
+        return super().handle_exception(_upload_refusal(exc))
+
     def get_organization_queryset(self):
         membership: Membership | None = self.caller_membership
         if self.request.auth is not None:  # a token reads as its organization's lead would
@@ -82,7 +117,9 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
     def imports(self, request, pk=None):
         """Import prompts from JSON, JSONL or CSV files. Small uploads are imported at once
         (201, or 400 listing every problem with nothing written); large ones become a job
-        (202; follow its progress at /api/v1/imports/{id})."""
+        (202; follow its progress at /api/v1/imports/{id}). Files over
+        CHOSEN_IMPORT_MAX_BYTES together are a 413, more rows than CHOSEN_IMPORT_MAX_ROWS a
+        400 (or a failed job)."""
         project = self.get_object()
         upload = ImportUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)

@@ -16,6 +16,12 @@ from typing import IO, Any
 
 from django.db import transaction
 
+from tasks.importers.limits import (
+    MAX_CONFIG_BYTES,
+    ImportTooLarge,
+    check_total_bytes,
+    config_too_large_message,
+)
 from tasks.importers.prompts import ImportFailed, ImportReport, import_prompts
 from tasks.importers.rows import RowProblem
 from tasks.importers.yaml_positions import YamlProblem, load_with_lines
@@ -206,6 +212,9 @@ class _Config:
 
 def parse_config(text: str, *, name: str = "config.yaml") -> PotatoConfig:
     """Read a Potato config; raise PotatoImportFailed listing every problem."""
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_CONFIG_BYTES:
+        raise PotatoImportFailed([config_problem(name, None, None, config_too_large_message(size))])
     try:
         data, lines = load_with_lines(text)
     except YamlProblem as exc:
@@ -615,6 +624,16 @@ def import_potato_project(
     nothing is written. Returns (project, created, report, warnings)."""
     config = parse_config(config_text, name=config_name)
     streams, problems = _open_data_files(config, data_files, base_dir)
+    if data_files is None and not problems:  # read from disk: the uploads' limit applies too
+        try:
+            check_total_bytes(
+                [
+                    len(config_text.encode()),
+                    *(Path(stream.name).stat().st_size for stream in streams.values()),
+                ]
+            )
+        except ImportTooLarge as exc:
+            problems.append(config_problem(config_name, None, "data_files", str(exc)))
     if problems:
         _close(streams)
         raise PotatoImportFailed(problems)

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from tasks.importers import bulk
+from tasks.importers.limits import too_many_rows_message
 from tasks.importers.rows import (
     FileProblem,
     PromptRow,
@@ -88,6 +89,11 @@ class ImportFailed(Exception):
         super().__init__(f"{report.problem_count} problem(s); nothing was imported")
 
 
+class _TooManyRows(Exception):
+    def __init__(self, problem: RowProblem):
+        self.problem = problem
+
+
 Progress = Callable[[int, int], None]  # (rows read, bytes read)
 
 
@@ -103,16 +109,25 @@ def import_prompts(
     """Import rows from (name, binary stream) pairs into ``project``.
 
     Returns the report; raises ImportFailed (and writes nothing) when any row or file has a
-    problem and ``skip_invalid`` is false.
+    problem and ``skip_invalid`` is false, or when the files hold more than
+    CHOSEN_IMPORT_MAX_ROWS rows (whatever ``skip_invalid`` says).
     """
     report = ImportReport()
-    with transaction.atomic():
-        run = _Import(project, report, allow_duplicates, progress, batch_size)
-        for name, stream in files:
-            run.read_file(name, stream, stop_writing=lambda: report.problems and not skip_invalid)
-        run.flush()
-        if report.problem_count and not skip_invalid:
-            raise ImportFailed(report)
+    try:
+        with transaction.atomic():
+            run = _Import(project, report, allow_duplicates, progress, batch_size)
+            for name, stream in files:
+                run.read_file(
+                    name, stream, stop_writing=lambda: report.problems and not skip_invalid
+                )
+            run.flush()
+            if report.problem_count and not skip_invalid:
+                raise ImportFailed(report)
+    except _TooManyRows as exc:
+        # Rolled back: the counts of what was written so far no longer hold.
+        raise ImportFailed(
+            ImportReport(rows_read=report.rows_read, problems=[exc.problem])
+        ) from None
     return report
 
 
@@ -125,6 +140,8 @@ class _Import:
             batch_size,
         )
         self.limit = settings.CHOSEN_IMPORT_MAX_FIELD_CHARS
+        self.max_rows = settings.CHOSEN_IMPORT_MAX_ROWS
+        self.rows_seen = 0  # rows read, the unreadable ones included
         self.seen_ids: dict[str, str] = {}  # id → where it was first seen in this import
         self.pending: list[PromptRow] = []
         self.writing = True
@@ -137,6 +154,11 @@ class _Import:
             for entry in read_rows(
                 stream, name=name, id_key=project.id_key, text_key=project.text_key
             ):
+                self.rows_seen += 1
+                if self.rows_seen > self.max_rows:
+                    raise _TooManyRows(
+                        RowProblem(name, entry.where, too_many_rows_message(self.max_rows))
+                    )
                 self.report.rows_read += isinstance(entry, RawRow)
                 if isinstance(entry, RawRow):
                     entry = normalize_row(

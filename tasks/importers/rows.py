@@ -5,12 +5,15 @@ CSV line by line, so a file of any size needs memory for one row. Bytes are deco
 ``surrogateescape``: a byte that is not UTF-8 becomes a marker that ``normalize_row``
 reports for the row and key it is in, and the rows around it still import.
 
-Every problem is a ``RowProblem`` naming the file, the line or row, and the key.
+Every problem is a ``RowProblem`` naming the file, the line or row, and the key. Hostile
+input (nesting deep enough to exhaust the stack, NaN, lone surrogates, control characters,
+an archive uploaded under a data name) is a problem like any other, never an exception.
 """
 
 import csv
 import io
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -21,8 +24,29 @@ from typing import IO, Any
 CHUNK = 256 * 1024
 MAX_ROW_CHARS = 8 * 1024 * 1024  # one JSON row may not exceed this (bounded buffer)
 FORMATS = ("json", "jsonl", "csv")
-_BAD_BYTE = re.compile("[\udc80-\udcff]")
+# Any surrogate: the markers surrogateescape makes of bytes that are not UTF-8, and the
+# lone ones a JSON escape such as \ud83d makes; PostgreSQL (UTF-8) can store neither.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# C0 controls other than tab, line feed, vertical tab (Word's line break), form feed and
+# carriage return: invisible to annotators, and in practice a sign of binary data.
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f]")
+# An id is one visible line: no control character at all, no byte-order mark.
+_ID_CONTROL = re.compile("[\x00-\x1f\x7f\ufeff]")
 ROLES = ("system", "user", "assistant")
+
+# The csv module refuses fields over 128 KiB by default, below what a prompt may hold; the
+# per-field limit (CHOSEN_IMPORT_MAX_FIELD_CHARS) is applied afterwards with a clear message.
+csv.field_size_limit(MAX_ROW_CHARS)
+
+# What a file that is not text starts with: name it rather than report its bytes as rows.
+_SIGNATURES = (
+    (b"PK\x03\x04", "a ZIP archive; unpack it and upload the files inside"),
+    (b"\x1f\x8b", "a gzip archive; unpack it and upload the file inside"),
+    (b"\xff\xfe\x00\x00", "UTF-32 text; save it as UTF-8"),
+    (b"\xff\xfe", "UTF-16 text; save it as UTF-8"),
+    (b"\xfe\xff", "UTF-16 text; save it as UTF-8"),
+    (b"%PDF", "a PDF document"),
+)
 
 
 @dataclass
@@ -111,6 +135,7 @@ def read_rows(
     """Yield each row of a binary stream as a RawRow, or a RowProblem for a row that cannot
     be parsed. Raises FileProblem when the file cannot be read any further."""
     fmt = fmt or detect_format(name)
+    _check_is_text(stream, name, fmt)
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
     if fmt == "jsonl":
         yield from _jsonl(text, name)
@@ -122,18 +147,80 @@ def read_rows(
         raise FileProblem(RowProblem(name, "file", f"unknown format {fmt!r}"))
 
 
+def _check_is_text(stream: IO[bytes], name: str, fmt: str) -> None:
+    """Refuse an archive, a PDF or UTF-16 text by name: read as UTF-8 it would be a page of
+    meaningless row errors. Nothing is decompressed, so a zip bomb stays a small file."""
+    try:
+        start = stream.tell()
+        head = stream.read(4096)
+        stream.seek(start)
+    except (OSError, ValueError, AttributeError):
+        return  # not seekable: the rows will tell
+    what = next((what for magic, what in _SIGNATURES if head.startswith(magic)), None)
+    # UTF-16 without a byte-order mark: every other byte of ASCII text is NUL.
+    if what is None and len(head) >= 16 and head.count(b"\x00") * 3 > len(head):
+        what = "UTF-16 text or binary data; save it as UTF-8"
+    if what:
+        raise FileProblem(
+            RowProblem(name, "file", f"this is not {fmt.upper()} text: the file is {what}")
+        )
+
+
+class _BadJson(Exception):
+    def __init__(self, message: str, column: int | None = None):
+        self.message, self.column = message, column
+
+
+def _decode_json(decode, *args):
+    """Run a json decode call; every way it can fail on hostile input is a _BadJson."""
+    try:
+        return decode(*args)
+    except json.JSONDecodeError as exc:
+        if exc.msg.startswith("Unexpected UTF-8 BOM"):
+            raise _BadJson(_MID_BOM) from None
+        raise _BadJson(exc.msg, exc.colno) from None
+    except (RecursionError, ValueError) as exc:
+        raise _BadJson(_hostile_json(exc)) from None
+
+
+def _hostile_json(exc: Exception) -> str:
+    """What the decoder's non-JSONDecodeError failures mean to the person with the file."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    # ValueError: Python refuses integers of more than 4,300 digits.
+    return "a number has too many digits"
+
+
+_MID_BOM = "a byte-order mark (U+FEFF) in the middle of the file: were two files joined? remove it"
+
+
 def _jsonl(text: IO[str], name: str) -> Iterator[RawRow | RowProblem]:
     loads = json.loads
-    for number, line in enumerate(text, start=1):
-        if number == 1 and line.startswith("\ufeff"):
+    number = 0
+    while True:
+        # Read a bounded line: one row of the limit's size, not a file-sized line, in memory.
+        line = text.readline(MAX_ROW_CHARS + 1)
+        if not line:
+            return
+        number += 1
+        where = f"line {number}"
+        if len(line) > MAX_ROW_CHARS and not line.endswith(("\n", "\r")):
+            while (rest := text.readline(CHUNK)) and not rest.endswith(("\n", "\r")):
+                pass
+            yield RowProblem(name, where, f"the line is longer than {MAX_ROW_CHARS:,} characters")
+            continue
+        if line.startswith("\ufeff"):
+            if number > 1:
+                yield RowProblem(name, where, _MID_BOM)
+                continue
             line = line[1:]
         if not line.strip():
             continue
-        where = f"line {number}"
         try:
-            data = loads(line)
-        except json.JSONDecodeError as exc:
-            yield RowProblem(name, where, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            data = _decode_json(loads, line)
+        except _BadJson as exc:
+            at = f" at column {exc.column}" if exc.column else ""
+            yield RowProblem(name, where, f"not valid JSON ({exc.message}{at})")
             continue
         if not isinstance(data, dict):
             yield RowProblem(name, where, "a row must be a JSON object")
@@ -207,6 +294,14 @@ def _json_array(text: IO[str], name: str) -> Iterator[RawRow | RowProblem]:
                         f"not valid JSON ({exc.msg}) in item {index}",
                     )
                 ) from None
+            except (RecursionError, ValueError) as exc:
+                raise FileProblem(
+                    RowProblem(
+                        name,
+                        f"line {line_at(pos)}",
+                        f"not valid JSON ({_hostile_json(exc)}) in item {index}",
+                    )
+                ) from None
         where = f"item {index} (line {line_at(pos)})"
         pos = end
         if isinstance(data, dict):
@@ -223,29 +318,35 @@ def _json_array(text: IO[str], name: str) -> Iterator[RawRow | RowProblem]:
 
 
 def _csv(text: IO[str], name: str, *, id_key: str, text_key: str) -> Iterator[RawRow | RowProblem]:
-    reader = csv.reader(text)
+    # strict: a quote left open runs to the end of the file, which must be an error naming
+    # the row where it opened, not one giant value.
+    reader = csv.reader(text, strict=True)
     try:
         header = next(reader)
     except StopIteration:
         raise FileProblem(RowProblem(name, "line 1", "the file is empty")) from None
     except csv.Error as exc:
-        raise FileProblem(RowProblem(name, "line 1", f"not valid CSV ({exc})")) from None
+        raise FileProblem(RowProblem(name, "line 1", _csv_error(exc))) from None
     header = [h.lstrip("\ufeff").strip() for h in header]
     if len(set(header)) != len(header):
         raise FileProblem(RowProblem(name, "line 1", f"the header repeats a column: {header}"))
     check_csv_header(header, id_key=id_key, text_key=text_key, name=name)
     while True:
+        first_line = reader.line_num + 1
         try:
             values = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            raise FileProblem(
-                RowProblem(name, f"line {reader.line_num}", f"not valid CSV ({exc})")
-            ) from None
+            raise FileProblem(RowProblem(name, f"line {first_line}", _csv_error(exc))) from None
         if not any(v.strip() for v in values):
             continue
         where = f"line {reader.line_num}"
+        if [v.lstrip("\ufeff").strip() for v in values] == header:
+            yield RowProblem(
+                name, where, "the header row appears again here: were two files joined? remove it"
+            )
+            continue
         if len(values) != len(header):
             yield RowProblem(name, where, f"{len(values)} values for {len(header)} columns")
             continue
@@ -254,12 +355,23 @@ def _csv(text: IO[str], name: str, *, id_key: str, text_key: str) -> Iterator[Ra
         for key in ("messages", "metadata", "responses", "candidates"):
             if row.get(key, "").strip().startswith(("[", "{")):
                 try:
-                    row[key] = json.loads(row[key])
-                except json.JSONDecodeError as exc:
-                    yield RowProblem(name, where, f"not valid JSON ({exc.msg})", key=key)
+                    row[key] = _decode_json(json.loads, row[key])
+                except _BadJson as exc:
+                    yield RowProblem(name, where, f"not valid JSON ({exc.message})", key=key)
                     break
         else:
             yield RawRow(name, where, row)
+
+
+def _csv_error(exc: csv.Error) -> str:
+    message = str(exc)
+    if message == "unexpected end of data":
+        return 'a quoted value opened in this row is never closed (a missing ")'
+    if message.startswith("field larger than field limit"):
+        return f"a value is longer than {MAX_ROW_CHARS:,} characters"
+    if "expected after" in message:
+        return f'not valid CSV ({message}): a quote inside a quoted value must be doubled ("")'
+    return f"not valid CSV ({message})"
 
 
 def check_csv_header(header: list[str], *, id_key: str, text_key: str, name: str) -> None:
@@ -294,21 +406,60 @@ class _Invalid(Exception):
         self.message, self.key = message, key
 
 
-def _check_text(value: Any, key: str, limit: int, *, allow_empty: bool = False) -> str:
+def _check_text(
+    value: Any, key: str, limit: int, *, allow_empty: bool = False, is_id: bool = False
+) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
         raise _Invalid(f"must be text, not {type(value).__name__}", key)
-    if _BAD_BYTE.search(value):
-        bad = _BAD_BYTE.search(value).group()
-        raise _Invalid(f"not valid UTF-8 (byte 0x{ord(bad) - 0xDC00:02x})", key)
-    if "\x00" in value:
-        raise _Invalid("contains a NUL character", key)
+    problem = _unstorable_text(value)
+    if problem:
+        raise _Invalid(problem, key)
+    control = (_ID_CONTROL if is_id else _CONTROL).search(value)
+    if control:
+        raise _Invalid(
+            f"contains the invisible character U+{ord(control.group()):04X}; remove it", key
+        )
     if not allow_empty and not value.strip():
         raise _Invalid("is empty", key)
     if len(value) > limit:
         raise _Invalid(f"is {len(value):,} characters; the limit is {limit:,}", key)
     return value
+
+
+def _unstorable_text(value: str) -> str | None:
+    """Why PostgreSQL could not store this text, in the words of the person who has the file."""
+    surrogate = _SURROGATE.search(value)
+    if surrogate:
+        code = ord(surrogate.group())
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (see read_rows)
+            return f"not valid UTF-8 (byte 0x{code - 0xDC00:02x}); save the file as UTF-8"
+        return f"holds a lone surrogate (\\u{code:04x}), which is not valid Unicode"
+    if "\x00" in value:
+        return "contains a NUL character"
+    return None
+
+
+def _unstorable_json(value: Any) -> str | None:
+    """The first reason a JSON value (metadata, generation parameters) cannot be stored:
+    text PostgreSQL refuses anywhere in it, or NaN / Infinity, which JSON does not have.
+    Walked with a stack, not recursion: the decoder already allowed ~1,000 levels."""
+    stack = [value]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            problem = _unstorable_text(value)
+            if problem:
+                return problem
+        elif isinstance(value, float) and not math.isfinite(value):
+            return "holds NaN or Infinity, which JSON does not allow"
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
 
 
 _RESPONSE_KEY = re.compile(r"^(response|candidate|completion)_[A-Za-z0-9]+$")
@@ -328,7 +479,7 @@ def normalize_row(
     try:
         if id_key not in data or data[id_key] in (None, ""):
             raise _Invalid("missing", id_key)
-        row_id = _check_text(data[id_key], id_key, 200).strip()
+        row_id = _check_text(data[id_key], id_key, 200, is_id=True).strip()
         messages = None
         prompt = data.get(text_key)
         if prompt is None and "messages" in data:
@@ -364,8 +515,9 @@ def normalize_row(
         extra = {k: v for k, v in data.items() if k not in used}
         if extra:
             metadata = {**extra, **metadata}
-        if _BAD_BYTE.search(json.dumps(metadata, ensure_ascii=False)):
-            raise _Invalid("not valid UTF-8", "metadata")
+        problem = _unstorable_json(metadata)
+        if problem:
+            raise _Invalid(problem, "metadata")
     except _Invalid as problem:
         return RowProblem(raw.file, raw.where, problem.message, key=problem.key, row_id=row_id)
     return PromptRow(
@@ -404,6 +556,9 @@ def _list_candidate(entry: Any, key: str, limit: int) -> CandidateRow:
     parameters = entry.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise _Invalid("must be an object", f"{key}.parameters")
+    problem = _unstorable_json(parameters)
+    if problem:
+        raise _Invalid(problem, f"{key}.parameters")
     return CandidateRow(
         text=_check_text(entry.get("text"), f"{key}.text", limit),
         source_key=key,

@@ -184,3 +184,223 @@ def test_job_list_is_the_organizations(acme, globex, as_user):
     jobs = as_user(acme.lead).get("/api/v1/imports/").json()["results"]
     assert [j["project"] for j in jobs] == [acme.project.pk]
     assert json.dumps(jobs).count("d.jsonl") == 1
+
+
+# --- abuse limits (CHOSEN_IMPORT_MAX_BYTES, CHOSEN_IMPORT_MAX_ROWS) -------------------------
+
+
+def stored_uploads(settings) -> list:
+    return [p for p in (settings.MEDIA_ROOT / "imports").rglob("*") if p.is_file()]
+
+
+def job_count() -> int:
+    with scopes_disabled():
+        return ImportJob.objects.count()
+
+
+def over_one_megabyte() -> bytes:
+    rows = jsonl(*(row(n, text=f"Prompt number {n}? " + "x" * 2000) for n in range(600)))
+    assert len(rows) > 2**20
+    return rows
+
+
+def test_upload_over_the_byte_limit_is_a_413_and_nothing_is_stored(acme, as_user, settings):
+    settings.CHOSEN_IMPORT_MAX_BYTES = 2**20
+    response = post_import(as_user(acme.lead), acme.project, upload("d.jsonl", over_one_megabyte()))
+    assert response.status_code == 413
+    assert response.json() == {
+        "errors": [
+            {
+                "field": None,
+                "message": "The files of one import may total at most 1 MB "
+                "(CHOSEN_IMPORT_MAX_BYTES). Split the data into several imports.",
+                "code": "too_large",
+            }
+        ]
+    }
+    assert (prompt_count(acme.project), job_count(), stored_uploads(settings)) == (0, 0, [])
+
+
+def test_byte_limit_counts_all_files_of_one_import_together(acme, as_user, settings):
+    first, second = jsonl(row(1)), jsonl(row(2))
+    settings.CHOSEN_IMPORT_MAX_BYTES = len(first) + len(second) - 1
+    response = post_import(
+        as_user(acme.lead), acme.project, upload("a.jsonl", first), upload("b.jsonl", second)
+    )
+    assert response.status_code == 413
+    assert "at most" in response.json()["errors"][0]["message"]
+    assert (prompt_count(acme.project), job_count()) == (0, 0)
+
+
+def test_byte_limit_holds_when_the_csrf_check_reads_the_body_first(acme, settings):
+    """A browser session's POST is read by the CSRF check before the view runs: the limit
+    must already be counting then."""
+    from django.test import Client
+
+    settings.CHOSEN_IMPORT_MAX_BYTES = 2**20
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(acme.lead)
+    token = "a" * 32
+    client.cookies["csrftoken"] = token
+    response = client.post(
+        f"/api/v1/projects/{acme.project.pk}/imports",
+        {"file": [upload("d.jsonl", over_one_megabyte())]},
+        HTTP_X_CSRFTOKEN=token,
+    )
+    assert response.status_code == 413
+    message = response.json()["errors"][0]["message"]
+    # Stopped while arriving: the size checked after reading would be named ("these are").
+    assert "1 MB (CHOSEN_IMPORT_MAX_BYTES)" in message and "these are" not in message
+    small = client.post(
+        f"/api/v1/projects/{acme.project.pk}/imports",
+        {"file": [upload("d.jsonl", jsonl(row(1)))]},
+        HTTP_X_CSRFTOKEN=token,
+    )
+    assert small.status_code == 201, small.content
+    assert prompt_count(acme.project) == 1
+
+
+def test_potato_upload_over_the_byte_limit_is_a_413(acme, as_user, settings):
+    settings.CHOSEN_IMPORT_MAX_BYTES = 1000
+    response = as_user(acme.lead).post(
+        "/api/v1/projects/import-potato",
+        {
+            "config": upload("config.yaml", (SEED_DIR / "config.yaml").read_bytes()),
+            "data": [upload("sample-data.json", (SEED_DIR / "sample-data.json").read_bytes())],
+        },
+    )
+    assert response.status_code == 413
+    assert "0.001 MB (CHOSEN_IMPORT_MAX_BYTES)" in response.json()["errors"][0]["message"]
+    with scopes_disabled():
+        assert not Project.objects.filter(name="DPO Preference Data Collection").exists()
+    assert job_count() == 0
+
+
+def test_too_many_rows_is_a_400_even_when_skipping_invalid_rows(acme, as_user, settings):
+    settings.CHOSEN_IMPORT_MAX_ROWS = 3
+    response = post_import(
+        as_user(acme.lead),
+        acme.project,
+        upload("d.jsonl", jsonl(*(row(n) for n in range(5)))),
+        skip_invalid="true",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["message"] == (
+        "d.jsonl, line 4: the import holds more than 3 data rows, the limit of one import "
+        "(CHOSEN_IMPORT_MAX_ROWS); split the data into several imports"
+    )
+    assert prompt_count(acme.project) == 0
+
+
+def test_row_limit_counts_all_files_of_one_import_together(acme, as_user, settings):
+    settings.CHOSEN_IMPORT_MAX_ROWS = 3
+    response = post_import(
+        as_user(acme.lead),
+        acme.project,
+        upload("a.jsonl", jsonl(row(1), row(2))),
+        upload("b.csv", b"id,text,response_a,response_b\np3,Q3?,x,y\np4,Q4?,x,y\n"),
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["message"].startswith("b.csv, line 3: the import holds")
+    assert prompt_count(acme.project) == 0
+
+
+def test_a_large_import_over_the_row_limit_fails_its_job(
+    acme, as_user, settings, django_capture_on_commit_callbacks
+):
+    settings.CHOSEN_IMPORT_SYNC_MAX_BYTES = 10
+    settings.CHOSEN_IMPORT_MAX_ROWS = 40
+    client = as_user(acme.lead)
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post_import(
+                client, acme.project, upload("d.jsonl", jsonl(*(row(n) for n in range(50))))
+            )
+    finally:
+        celery_app.conf.task_always_eager = False
+    assert response.status_code == 202
+    job = client.get(response["Location"]).json()
+    assert job["status"] == "failed"
+    assert "more than 40 data rows" in job["errors"][0]["message"]
+    assert prompt_count(acme.project) == 0
+
+
+def test_two_files_of_one_name_are_refused(acme, as_user):
+    response = post_import(
+        as_user(acme.lead),
+        acme.project,
+        upload("d.jsonl", jsonl(row(1))),
+        upload("d.jsonl", jsonl(row(2))),
+    )
+    assert response.status_code == 400
+    assert (
+        response.json()["errors"][0]["message"] == "d.jsonl: two files have this name; rename one"
+    )
+    assert job_count() == 0
+
+
+def test_too_many_files_is_a_400_in_the_api_error_shape(acme, as_user, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    files = [upload(f"d{n}.jsonl", jsonl(row(n))) for n in range(3)]
+    response = post_import(as_user(acme.lead), acme.project, *files)
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "file", "message": "Send at most 2 files at once.", "code": "too_many_files"}
+    ]
+    assert job_count() == 0
+
+
+# --- the lead's admin pages ------------------------------------------------------------------
+
+
+def test_admin_import_over_the_byte_limit_is_a_form_error(acme, as_user, settings):
+    from django.urls import reverse
+
+    settings.CHOSEN_IMPORT_MAX_BYTES = 2**20
+    page = as_user(acme.lead).post(
+        reverse("admin:tasks_project_import", args=[acme.project.pk]),
+        {"files": [upload("d.jsonl", over_one_megabyte())]},
+    )
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "may total at most 1 MB (CHOSEN_IMPORT_MAX_BYTES)" in html
+    assert "these are" not in html  # stopped while arriving, not after being spooled
+    assert (prompt_count(acme.project), job_count(), stored_uploads(settings)) == (0, 0, [])
+
+
+def test_admin_potato_import_over_the_byte_limit_is_a_form_error(acme, as_user, settings):
+    from django.urls import reverse
+
+    settings.CHOSEN_IMPORT_MAX_BYTES = 1000
+    page = as_user(acme.lead).post(
+        reverse("admin:tasks_project_import_potato"),
+        {
+            "config": upload("config.yaml", (SEED_DIR / "config.yaml").read_bytes()),
+            "data": [upload("sample-data.json", (SEED_DIR / "sample-data.json").read_bytes())],
+        },
+    )
+    assert page.status_code == 200
+    assert "may total at most 0.001 MB (CHOSEN_IMPORT_MAX_BYTES)" in page.content.decode()
+    assert (job_count(), stored_uploads(settings)) == (0, [])
+
+
+def test_admin_import_still_checks_csrf(acme):
+    """The import pages read the body themselves (to count it), so they make the CSRF
+    check themselves: a forged form post is still refused."""
+    from django.test import Client
+    from django.urls import reverse
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(acme.lead)
+    url = reverse("admin:tasks_project_import", args=[acme.project.pk])
+    forged = client.post(url, {"files": [upload("d.jsonl", jsonl(row(1)))]})
+    assert forged.status_code == 403
+    assert job_count() == 0
+    client.get(url)  # the form sets the CSRF cookie
+    token = client.cookies["csrftoken"].value
+    sent = client.post(
+        url, {"files": [upload("d.jsonl", jsonl(row(1)))], "csrfmiddlewaretoken": token}
+    )
+    assert sent.status_code == 302
+    assert job_count() == 1

@@ -305,6 +305,40 @@ def test_import_project_command(acme, capsys):
 
 
 @pytest.mark.django_db
+def test_import_project_command_refuses_files_over_the_byte_limit(acme, capsys, settings):
+    settings.CHOSEN_IMPORT_MAX_BYTES = 1000  # the seed's config and data are larger
+    with pytest.raises(CommandError, match="Nothing was imported"):
+        call_command("import_project", str(SEED_CONFIG), organization=acme.organization.slug)
+    assert (
+        "key 'data_files': The files of one import may total at most 0.001 MB "
+        "(CHOSEN_IMPORT_MAX_BYTES)" in capsys.readouterr().err
+    )
+    with scopes_disabled():
+        assert not Project.objects.filter(name="DPO Preference Data Collection").exists()
+
+
+@pytest.mark.django_db
+def test_import_project_command_refuses_rows_over_the_row_limit(acme, capsys, settings):
+    settings.CHOSEN_IMPORT_MAX_ROWS = 9  # the seed's data has 10
+    with pytest.raises(CommandError, match="Nothing was imported"):
+        call_command("import_project", str(SEED_CONFIG), organization=acme.organization.slug)
+    assert "the import holds more than 9 data rows" in capsys.readouterr().err
+    with scopes_disabled():
+        assert not Project.objects.filter(name="DPO Preference Data Collection").exists()
+        assert not Prompt.objects.exists()
+
+
+def test_a_config_bigger_than_a_config_can_be_is_refused_unread():
+    text = "annotation_task_name: Big\nannotation_instructions: " + "x" * 2**21 + "\n"
+    with pytest.raises(PotatoImportFailed) as info:
+        parse_config(text)
+    assert str(info.value) == (
+        "config.yaml: the config is 2 MB; a Potato config may be at most 1 MB "
+        "(was a data file uploaded as the config?)"
+    )
+
+
+@pytest.mark.django_db
 def test_import_prompts_command_exits_1_naming_the_problem(acme, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "p1", "text": "Hi", "response_a": ""}\n')

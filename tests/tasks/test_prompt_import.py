@@ -201,7 +201,7 @@ def test_non_utf8_bytes(project):
         jsonl(row(1)) + b'{"id": "p2", "text": "caf\xe9", "response_a": "x", "response_b": "y"}\n'
     )
     assert failure(project, {"d.jsonl": data}) == [
-        "d.jsonl, line 2 (id 'p2'), key 'text': not valid UTF-8 (byte 0xe9)"
+        "d.jsonl, line 2 (id 'p2'), key 'text': not valid UTF-8 (byte 0xe9); save the file as UTF-8"
     ]
 
 

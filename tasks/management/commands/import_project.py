@@ -29,7 +29,10 @@ class Command(BaseCommand):
         except FileNotFoundError:
             raise CommandError(f"{config}: file not found") from None
         except UnicodeDecodeError as exc:
-            raise CommandError(f"{config}: not valid UTF-8 (byte {exc.start})") from None
+            raise CommandError(
+                f"{config}: the config is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                f"at position {exc.start}); save it as UTF-8"
+            ) from None
         with scope(organization=org):
             try:
                 project, created, report, warnings = import_potato_project(

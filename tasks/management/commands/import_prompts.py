@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django_scopes import scope
 
+from tasks.importers.limits import ImportTooLarge, check_total_bytes
 from tasks.importers.prompts import ImportFailed, import_prompts
 from tasks.management.refs import project_from_ref
 
@@ -59,6 +60,10 @@ class Command(BaseCommand):
             missing = [str(f) for f in files if not f.is_file()]
             if missing:
                 raise CommandError(f"File not found: {', '.join(missing)}")
+            try:
+                check_total_bytes(f.stat().st_size for f in files)
+            except ImportTooLarge as exc:
+                raise CommandError(f"{exc} Nothing was imported.") from None
             streams = [(str(f), f.open("rb")) for f in files]
             try:
                 report = import_prompts(
