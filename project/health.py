@@ -1,5 +1,9 @@
-"""/healthz: is this process able to serve? Database and broker, each with its status."""
+"""/healthz: is this process able to serve? Database and broker, each with its status.
 
+The page is public (probes do not log in), so a failure is named by its type only; the
+message, which can hold host names, user names and addresses, goes to the server log."""
+
+import logging
 import time
 
 from django.conf import settings
@@ -7,6 +11,13 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+log = logging.getLogger(__name__)
+
+
+def _failure(check: str, exc: Exception, **extra) -> dict:
+    log.warning("healthz: %s check failed", check, exc_info=exc)
+    return {"ok": False, **extra, "error": type(exc).__name__}
 
 
 def _check_database() -> dict:
@@ -16,7 +27,7 @@ def _check_database() -> dict:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:  # any failure means "not healthy"; say which
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return _failure("database", exc)
     return {"ok": True, "vendor": connection.vendor, "ms": _ms_since(started)}
 
 
@@ -32,7 +43,7 @@ def _check_broker() -> dict:
         )
         client.ping()
     except Exception as exc:  # any failure means "not healthy"; say which
-        return {"ok": False, "mode": "redis", "error": f"{type(exc).__name__}: {exc}"}
+        return _failure("broker", exc, mode="redis")
     return {"ok": True, "mode": "redis", "ms": _ms_since(started)}
 
 

@@ -46,7 +46,14 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "" if PRODUCTION else "localhos
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 if PRODUCTION:
-    if not SECRET_KEY or SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50:
+    # Django's own deploy check (security.W009): 50+ characters, 5+ distinct ones.
+    if (
+        not SECRET_KEY
+        or SECRET_KEY == _DEV_SECRET_KEY
+        or len(SECRET_KEY) < 50
+        or len(set(SECRET_KEY)) < 5
+        or SECRET_KEY.startswith("django-insecure-")
+    ):
         raise ImproperlyConfigured(
             "DJANGO_ENV=production needs DJANGO_SECRET_KEY: a random value of 50+ characters "
             "(python -c 'import secrets; print(secrets.token_urlsafe(64))')."

@@ -17,7 +17,35 @@ class _Server(ThreadingHTTPServer):
         pass  # a client that hung up (timed out, or its worker was killed) is the point here
 
 
-class FakeLLM:
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that logs nothing and answers with ``_send``."""
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, body: bytes, content_type="application/json"):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class LocalServer:
+    """A real HTTP server on a free port of 127.0.0.1, in a thread; ``url`` is its /v1."""
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = _Server(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeLLM(LocalServer):
     """``mode``: "ok", "timeout" (sleeps ``hang`` seconds), "500", "malformed" (broken
     JSON), "shapeless" (JSON of another shape), "empty" (a blank completion); ``delay``
     slows every answer. ``requests`` counts chat completions received."""
@@ -28,17 +56,7 @@ class FakeLLM:
         self.lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, body: bytes, content_type="application/json"):
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/models"):
                     body = {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
@@ -82,11 +100,4 @@ class FakeLLM:
                 }
                 return self._send(200, json.dumps(body).encode())
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)

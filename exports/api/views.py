@@ -56,7 +56,7 @@ class ProjectExportViewSet(OrganizationViewSet):
     queryset = Export.objects.none()
     serializer_class = ExportSerializer
     permission_classes = [ManagesOrganization]
-    filter_backends = []
+    ordering_fields = ["created_at"]
 
     def project(self) -> Project:
         return get_for_organization_or_404(
@@ -68,7 +68,7 @@ class ProjectExportViewSet(OrganizationViewSet):
 
     @extend_schema(responses={200: ExportSerializer(many=True)})
     def list(self, request, project_id=None):
-        page = self.paginate_queryset(self.get_queryset())
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(ExportSerializer(page, many=True).data)
 
     @extend_schema(request=ExportRequestSerializer, responses={202: ExportSerializer})

@@ -21,6 +21,8 @@ def test_healthz_is_503_when_the_broker_is_unreachable(client):
     assert response.status_code == 503
     broker = response.json()["checks"]["broker"]
     assert broker["ok"] is False and "Connection" in broker["error"]
+    # Public page: the error's type, never its message (addresses, ports, user names).
+    assert "127.0.0.1" not in response.content.decode()
 
 
 def test_healthz_without_broker_reports_eager_mode(client):

@@ -51,12 +51,23 @@ def test_password_reset_mails_a_working_link(client, acme):
 
 
 def test_repeated_failed_logins_are_rate_limited(client, acme):
+    """Five wrong passwords lock the account for a while: the sixth attempt is refused even
+    with the right password, from this browser or a fresh one (the limit is per account,
+    not per session); another account logging in from the same address is unaffected."""
+    from django.test import Client
+
     for _ in range(5):
-        assert log_in(client, acme.lead.email, "wrong password").status_code == 200
-    blocked = log_in(client, acme.lead.email, PASSWORD)  # even the right one, for a while
-    assert blocked.status_code in (200, 429)
-    assert "_auth_user_id" not in client.session
-    assert "Too many failed login attempts" in blocked.content.decode()
+        failed = log_in(client, acme.lead.email, "wrong password")
+        assert failed.status_code == 200 and "_auth_user_id" not in client.session
+    for browser in (client, Client()):
+        blocked = log_in(browser, acme.lead.email, PASSWORD)
+        assert blocked.status_code in (200, 429)
+        assert "Too many failed login attempts" in blocked.content.decode()
+        assert "_auth_user_id" not in browser.session
+        assert browser.get("/")["Location"].startswith(reverse("account_login"))
+    other = Client()
+    assert log_in(other, acme.annotator.email).status_code == 302
+    assert other.session["_auth_user_id"] == str(acme.annotator.pk)
 
 
 def test_totp_two_factor_is_asked_after_the_password(client):
