@@ -292,6 +292,56 @@ def test_other_organizations_object_is_404_for_every_url(name, role, acme, globe
     assert call(url).status_code == (403 if refused_anyway else 404)
 
 
+# Rows that change because the caller is active, not because another organization's data
+# was touched: its session, the trail of its own requests, its token's last use.
+CALLERS_OWN_TRACES = {"sessions.session", "tasks.auditevent"}
+CALLERS_OWN_FIELDS = {"last_used_at", "last_login"}
+# What a write carries: every field a project, judgment, job, export or token could take.
+HOSTILE_BODY = {
+    "name": "taken over",
+    "status": "archived",
+    "guidelines": "taken over",
+    "choice": "A",
+    "revoked": True,
+    "format": "trl",
+}
+
+
+def database_snapshot() -> dict[str, list[tuple]]:
+    """Every row of every table, but the caller's own traces."""
+    from django.apps import apps
+
+    snapshot = {}
+    with scopes_disabled():
+        for model in apps.get_models():
+            label = model._meta.label_lower
+            if label in CALLERS_OWN_TRACES or model._meta.proxy or not model._meta.managed:
+                continue
+            fields = [
+                f.attname for f in model._meta.concrete_fields if f.name not in CALLERS_OWN_FIELDS
+            ]
+            rows = model._default_manager.order_by("pk").values_list(*fields)
+            snapshot[label] = list(rows)
+    return snapshot
+
+
+@pytest.mark.parametrize(("name", "role"), list(role_cases()))
+def test_writes_to_another_organizations_object_change_nothing(name, role, acme, globex, as_user):
+    """Update and delete as well as read: every write method, sent to another organization's
+    object through every URL that takes one, is refused (404; 403 or 405 when the role or
+    the method is refused first) and leaves every row of the database as it was."""
+    url = reverse(name, kwargs=OBJECT_URLS[name](globex))
+    client = caller(acme, role, as_user)
+    before = database_snapshot()
+    for method in ("post", "put", "patch", "delete"):
+        if url.startswith("/api/"):
+            response = getattr(client, method)(url, HOSTILE_BODY, content_type="application/json")
+        else:
+            response = getattr(client, method)(url, HOSTILE_BODY)
+        assert response.status_code in (403, 404, 405), (method, response.status_code)
+    assert database_snapshot() == before
+
+
 def test_every_page_needs_a_login_unless_declared_public(client, acme):
     for name, kwargs, module in [(n, kw, m) for n, _, kw, m in iter_urls()]:
         if module.startswith("allauth") or name in PUBLIC:
