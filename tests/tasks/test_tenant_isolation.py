@@ -545,6 +545,19 @@ def test_lead_admin_cannot_post_changes_to_other_organization(acme, globex, as_u
         assert Project.objects.get(pk=globex.project.pk).name == "Globex project"
 
 
+@pytest.mark.parametrize("model", list(ADMIN_OBJECTS), ids=lambda m: m.__name__)
+@pytest.mark.parametrize("role", ["lead", "admin"])
+def test_admin_change_and_delete_of_another_organizations_object_change_nothing(
+    model, role, acme, globex, as_user
+):
+    theirs = ADMIN_OBJECTS[model](globex)
+    client = caller(acme, role, as_user)
+    before = database_snapshot()
+    assert client.post(admin_url(theirs, "change"), HOSTILE_BODY).status_code in (403, 404)
+    assert client.post(admin_url(theirs, "delete"), {"post": "yes"}).status_code in (403, 404)
+    assert database_snapshot() == before
+
+
 def test_lead_admin_foreign_key_choices_are_own_organization_only(acme, globex, as_user):
     html = as_user(acme.lead).get(reverse("admin:tasks_project_add")).content.decode()
     assert acme.organization.name in html
