@@ -7,6 +7,13 @@ from tests.factories import OrganizationFactory, ProjectFactory, member
 
 
 @pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """What a test stores (uploads, exports) goes under its own temporary media root, never
+    the checkout's; a worker started by a test is given the same root."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """allauth's rate limits and TOTP replay protection live in the (Redis) cache."""
     cache.clear()

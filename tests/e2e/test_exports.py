@@ -20,8 +20,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-results"
 
 
 @pytest.fixture
-def eager(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
+def eager():
     celery_app.conf.task_always_eager = True  # the export job runs in the request
     yield
     celery_app.conf.task_always_eager = False

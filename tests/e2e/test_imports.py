@@ -11,11 +11,6 @@ from tests.tasks.test_prompt_import import jsonl, row
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def upload_in_admin(page, project, name: str, content: bytes):
     page.goto(f"/admin/tasks/project/{project.pk}/change/")
     page.get_by_role("link", name="Import prompts").click()

@@ -20,7 +20,6 @@ pytestmark = pytest.mark.django_db
 def jobs_here(settings, tmp_path, django_capture_on_commit_callbacks):
     """Export jobs run in the test as soon as the request commits (a real worker runs other
     jobs in tests/integration), writing under a temporary media root."""
-    settings.MEDIA_ROOT = tmp_path / "media"
     celery_app.conf.task_always_eager = True
 
     class Jobs:

@@ -65,7 +65,6 @@ class Worker:
 @pytest.fixture
 def start_worker(transactional_db, settings, tmp_path):
     """Start Celery workers against the test database; all are stopped at the end."""
-    settings.MEDIA_ROOT = tmp_path / "media"
     celery_app.control.purge()
     db = connection.settings_dict
     env = {

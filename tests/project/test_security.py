@@ -50,12 +50,6 @@ from tests.tasks.test_tenant_isolation import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    """Uploads and exports made here are stored under a temporary media root."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def stored_files(settings) -> list[Path]:
     root = Path(settings.MEDIA_ROOT)
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []

@@ -41,11 +41,6 @@ def _params():
     return params
 
 
-@pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def row_counts() -> dict[str, int]:
     with scopes_disabled():
         return {

@@ -30,12 +30,6 @@ from tests.factories import PromptFactory, api_token
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    """Exports made here write their files under a temporary media root."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 # Reachable without logging in, and why that is safe.
 PUBLIC = {
     "healthz": "database/broker status for probes; no tenant data",
