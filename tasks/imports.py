@@ -194,32 +194,22 @@ def run_import_job(job_id: int) -> ImportJob:
         job.errors = exc.as_list()
     except (UnicodeDecodeError, StopIteration) as exc:
         job.status = ImportJob.Status.FAILED
-        job.errors = [
-            {
-                "file": config if isinstance(exc, UnicodeDecodeError) else None,
-                "where": None,
-                "key": None,
-                "id": None,
-                "message": "a Potato import needs one UTF-8 .yaml config"
-                if isinstance(exc, StopIteration)
-                else f"the config is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
-                f"position {exc.start}); save it as UTF-8",
-            }
-        ]
+        if isinstance(exc, StopIteration):
+            job.errors = [_job_error("a Potato import needs one UTF-8 .yaml config")]
+        else:
+            job.errors = [
+                _job_error(
+                    f"the config is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                    f"position {exc.start}); save it as UTF-8",
+                    file=config,
+                )
+            ]
     except Exception:
         # A bug, not the file: leave the job failed rather than running for ever, and let
         # the error be seen (500 / the worker's log). The import's transaction rolled back.
         logger.exception("import job %s failed unexpectedly", job.pk)
         job.status = ImportJob.Status.FAILED
-        job.errors = [
-            {
-                "file": None,
-                "where": None,
-                "key": None,
-                "id": None,
-                "message": "the import stopped on an unexpected error; nothing was imported",
-            }
-        ]
+        job.errors = [_job_error("the import stopped on an unexpected error; nothing was imported")]
         _finish(job)
         raise
     finally:
@@ -227,6 +217,11 @@ def run_import_job(job_id: int) -> ImportJob:
             stream.close()
     _finish(job)
     return job
+
+
+def _job_error(message: str, file: str | None = None) -> dict:
+    """An error of the whole job, in the shape of a row's problem (RowProblem.as_dict)."""
+    return {"file": file, "where": None, "key": None, "id": None, "message": message}
 
 
 def _finish(job: ImportJob) -> None:
