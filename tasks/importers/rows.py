@@ -167,8 +167,11 @@ def _check_is_text(stream: IO[bytes], name: str, fmt: str) -> None:
 
 
 class _BadJson(Exception):
-    def __init__(self, message: str, column: int | None = None):
-        self.message, self.column = message, column
+    """``pos`` and ``column`` are set for a syntax error (which, in a buffer, may only mean
+    the text was cut), not for input the decoder cannot take at all."""
+
+    def __init__(self, message: str, column: int | None = None, pos: int | None = None):
+        self.message, self.column, self.pos = message, column, pos
 
 
 def _decode_json(decode, *args):
@@ -178,7 +181,7 @@ def _decode_json(decode, *args):
     except json.JSONDecodeError as exc:
         if exc.msg.startswith("Unexpected UTF-8 BOM"):
             raise _BadJson(_MID_BOM) from None
-        raise _BadJson(exc.msg, exc.colno) from None
+        raise _BadJson(exc.msg, exc.colno, exc.pos) from None
     except (RecursionError, ValueError) as exc:
         raise _BadJson(_hostile_json(exc)) from None
 
@@ -281,25 +284,17 @@ def _json_array(text: IO[str], name: str) -> Iterator[RawRow | RowProblem]:
         index += 1
         while True:
             try:
-                data, end = decoder.raw_decode(buf, pos)
+                data, end = _decode_json(decoder.raw_decode, buf, pos)
                 break
-            except json.JSONDecodeError as exc:
-                # Probably cut at the end of the buffer: read on, within a bound.
-                if len(buf) - pos < MAX_ROW_CHARS and fill():
+            except _BadJson as exc:
+                # A syntax error may only mean the buffer cut the item: read on, within a bound.
+                if exc.pos is not None and len(buf) - pos < MAX_ROW_CHARS and fill():
                     continue
                 raise FileProblem(
                     RowProblem(
                         name,
-                        f"line {line_at(exc.pos)}",
-                        f"not valid JSON ({exc.msg}) in item {index}",
-                    )
-                ) from None
-            except (RecursionError, ValueError) as exc:
-                raise FileProblem(
-                    RowProblem(
-                        name,
-                        f"line {line_at(pos)}",
-                        f"not valid JSON ({_hostile_json(exc)}) in item {index}",
+                        f"line {line_at(pos if exc.pos is None else exc.pos)}",
+                        f"not valid JSON ({exc.message}) in item {index}",
                     )
                 ) from None
         where = f"item {index} (line {line_at(pos)})"
