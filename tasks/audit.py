@@ -337,6 +337,11 @@ def _before(sender, instance, fields) -> dict | None:
     return _values(old, fields) if old is not None else None
 
 
+def _changes(instance, fields) -> dict:
+    """What changed in ``fields`` since the pre_save receiver read the row (_before)."""
+    return diff(getattr(instance, "_audit_before", None) or {}, _values(instance, fields))
+
+
 @receiver(pre_save, sender=Project)
 def _project_before(sender, instance, **kwargs):
     instance._audit_before = _before(sender, instance, PROJECT_FIELDS)
@@ -352,9 +357,7 @@ def _project_saved(sender, instance, created, **kwargs):
             changes=diff({}, _values(instance, PROJECT_FIELDS)),
         )
         return
-    changes = diff(
-        getattr(instance, "_audit_before", None) or {}, _values(instance, PROJECT_FIELDS)
-    )
+    changes = _changes(instance, PROJECT_FIELDS)
     if changes:
         schema = bool(SCHEMA_FIELDS & set(changes))
         action = Action.PROJECT_SCHEMA_CHANGED if schema else Action.PROJECT_UPDATED
@@ -376,9 +379,7 @@ def _organization_before(sender, instance, **kwargs):
 
 @receiver(post_save, sender=Organization)
 def _organization_saved(sender, instance, created, **kwargs):
-    changes = diff(
-        getattr(instance, "_audit_before", None) or {}, _values(instance, ORGANIZATION_FIELDS)
-    )
+    changes = _changes(instance, ORGANIZATION_FIELDS)
     if not created and changes:
         record(Action.ORGANIZATION_UPDATED, organization=instance, obj=instance, changes=changes)
 
@@ -403,7 +404,7 @@ def _membership_saved(sender, instance, created, **kwargs):
             changes={"role": [None, instance.role]},
         )
         return
-    changes = diff(getattr(instance, "_audit_before", None) or {}, {"role": instance.role})
+    changes = _changes(instance, ("role",))
     if changes:
         record(
             Action.MEMBER_ROLE_CHANGED,
