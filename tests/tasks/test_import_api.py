@@ -109,19 +109,25 @@ def test_another_organizations_import_job_is_404(acme, globex, as_user):
     assert as_user(globex.lead).get(f"/api/v1/imports/{job_id}").status_code == 200
 
 
+def post_fifty_rows_as_a_job(client, project, capture_on_commit):
+    """50 rows posted over CHOSEN_IMPORT_SYNC_MAX_BYTES (set low by the caller): a job, run
+    here once the request commits (the worker's own test is tests/integration)."""
+    celery_app.conf.task_always_eager = True
+    try:
+        with capture_on_commit(execute=True):
+            return post_import(
+                client, project, upload("d.jsonl", jsonl(*(row(n) for n in range(50))))
+            )
+    finally:
+        celery_app.conf.task_always_eager = False
+
+
 def test_large_upload_becomes_a_job_with_progress(
     acme, as_user, settings, django_capture_on_commit_callbacks
 ):
     settings.CHOSEN_IMPORT_SYNC_MAX_BYTES = 10
     client = as_user(acme.lead)
-    celery_app.conf.task_always_eager = True  # the worker's own test is tests/integration
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = post_import(
-                client, acme.project, upload("d.jsonl", jsonl(*(row(n) for n in range(50))))
-            )
-    finally:
-        celery_app.conf.task_always_eager = False
+    response = post_fifty_rows_as_a_job(client, acme.project, django_capture_on_commit_callbacks)
     assert response.status_code == 202
     assert response["Location"] == f"/api/v1/imports/{response.json()['id']}"
     job = client.get(response["Location"]).json()
@@ -306,14 +312,7 @@ def test_a_large_import_over_the_row_limit_fails_its_job(
     settings.CHOSEN_IMPORT_SYNC_MAX_BYTES = 10
     settings.CHOSEN_IMPORT_MAX_ROWS = 40
     client = as_user(acme.lead)
-    celery_app.conf.task_always_eager = True
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = post_import(
-                client, acme.project, upload("d.jsonl", jsonl(*(row(n) for n in range(50))))
-            )
-    finally:
-        celery_app.conf.task_always_eager = False
+    response = post_fifty_rows_as_a_job(client, acme.project, django_capture_on_commit_callbacks)
     assert response.status_code == 202
     job = client.get(response["Location"]).json()
     assert job["status"] == "failed"
