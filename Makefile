@@ -13,7 +13,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@localhost:5432/chosen)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://localhost:6379/15)
 
-.PHONY: run test install install-test test-tools lint format demo clean
+.PHONY: run reset test install install-test test-tools lint format clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -38,20 +38,14 @@ test-tools:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_TOOLS) >/dev/null; \
 	fi
 
-demo: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py load_demo
+# Without DATABASE_URL / REDIS_URL: private PostgreSQL and Redis under var/, then migrations,
+# the demo, the web server, a Celery worker and beat (project/embedded.py). Ctrl+C stops all.
+run: install
+	@$(BIN)/python -m project.embedded --host $(HOST) --port $(PORT)
 
-run: demo
-	@echo "Chosen on http://localhost:$(PORT)/  (admin: /admin/, API docs: /api/docs/)"
-	@if [ -n "$$REDIS_URL" ]; then \
-	  echo "REDIS_URL is set: starting a Celery worker beside the server"; \
-	  $(BIN)/celery -A project worker --loglevel=INFO --concurrency=2 & worker=$$!; \
-	  trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
-	  $(BIN)/python manage.py runserver $(HOST):$(PORT); \
-	else \
-	  $(BIN)/python manage.py runserver $(HOST):$(PORT); \
-	fi
+# Deletes the private servers' data (database, queue, uploads, exports) for a fresh demo.
+reset:
+	@$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m project.embedded --reset
 
 lint: install-test
 	$(BIN)/ruff check .

@@ -19,7 +19,6 @@ items, in an order that differs per annotator.
 """
 
 import functools
-import random
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -27,13 +26,11 @@ from datetime import timedelta
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from annotation.models import Assignment
 from tasks.models import Item, Project, Prompt
-
-_shuffle = random.SystemRandom().shuffle
 
 
 @dataclass
@@ -88,12 +85,11 @@ def next_assignment(*, project: Project, annotator) -> Allocation:
 
 
 def _allocate(project: Project, annotator) -> Allocation:
-    take = _take if connection.vendor == "postgresql" else _take_portable
     assignment = None
     if project.gold_rate_percent and gold_due(project, annotator):
-        assignment = take(project, annotator, gold=True)  # None: no unseen gold item left
+        assignment = _take(project, annotator, gold=True)  # None: no unseen gold item left
     if assignment is None:
-        assignment = take(project, annotator)
+        assignment = _take(project, annotator)
     if assignment is not None:
         return Allocation(assignment)
     return Allocation(None, "quota" if _over_quota(project, annotator) else "done")
@@ -128,44 +124,8 @@ def _over_quota(project: Project, annotator) -> bool:
     return quota is not None and _taken(project, annotator).count() >= quota
 
 
-def _take_portable(project: Project, annotator, *, gold: bool = False) -> Assignment | None:
-    """The ORM form of ``_take`` for the embedded SQLite database (one writer at a time, so
-    no row locks are needed there)."""
-    with transaction.atomic():
-        return _take_portable_locked(project, annotator, gold)
-
-
-def _take_portable_locked(project: Project, annotator, gold: bool) -> Assignment | None:
-    mine = Assignment.objects.filter(project=project, annotator=annotator)
-    current = mine.filter(status=Assignment.Status.ACTIVE).select_related("item__prompt").first()
-    if current is not None or _over_quota(project, annotator):
-        return current
-    had = Assignment.objects.filter(item=OuterRef("pk"), annotator=annotator)
-    items = Item.objects.select_related("prompt").filter(project=project, gold=gold)
-    if gold:
-        items = items.order_by("random_order", "id")
-    else:
-        items = items.filter(assignment_count__lt=F("target_annotations")).order_by(
-            "assignment_count", "random_order", "id"
-        )
-    item = items.filter(~Exists(had)).first()
-    if item is None:
-        return None
-    order = [int(pk) for pk in item.candidate_key.split("-")]  # the item's candidates
-    _shuffle(order)
-    Item.objects.filter(pk=item.pk).update(assignment_count=F("assignment_count") + 1)
-    return Assignment.objects.create(
-        organization_id=project.organization_id,
-        project=project,
-        item=item,
-        annotator=annotator,
-        display_order=order,
-        expires_at=_deadline(project),
-    )
-
-
 def _take(project: Project, annotator, *, gold: bool = False) -> Assignment | None:
-    """The open assignment, or a new one, in one statement on PostgreSQL (``_take_sql``)."""
+    """The open assignment, or a new one, in one statement (``_take_sql``)."""
     with connection.cursor() as cursor:
         cursor.execute(
             _take_sql(gold),

@@ -32,8 +32,6 @@ def _check_database() -> dict:
 
 
 def _check_broker() -> dict:
-    if not settings.REDIS_URL:
-        return {"ok": True, "mode": "eager", "detail": "no broker configured; jobs run in-process"}
     import redis
 
     started = time.perf_counter()

@@ -1,10 +1,10 @@
 """Chosen's one settings module.
 
 Everything that differs between a laptop and an on-prem deployment comes from environment
-variables (listed in README.md and .env.example). Without any, Chosen runs embedded: a
-SQLite file, Celery tasks executed eagerly in-process, e-mail printed to the console.
-``DJANGO_ENV=production`` switches on the hardened settings and refuses to start without
-its own SECRET_KEY and ALLOWED_HOSTS.
+variables (listed in README.md and .env.example). Without any, Chosen uses the private
+PostgreSQL and Redis that `make run` starts under var/ (project/embedded.py) and prints
+e-mail to the console. ``DJANGO_ENV=production`` switches on the hardened settings and
+refuses to start without its own SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
 """
 
 import os
@@ -13,6 +13,8 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+
+from project import embedded
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -125,34 +127,38 @@ TEMPLATES = [
 ]
 
 # --- data stores ---------------------------------------------------------------------------
+# One database everywhere: PostgreSQL. Without DATABASE_URL / REDIS_URL, the private servers
+# that `make run` starts (project/embedded.py), through their sockets under var/.
 DATABASE_URL = env("DATABASE_URL")
-if DATABASE_URL is None:  # embedded mode: a SQLite file in var/ (made on first use)
-    (BASE_DIR / "var").mkdir(exist_ok=True)
-    DATABASE_URL = f"sqlite:///{BASE_DIR / 'var' / 'chosen.sqlite3'}"
+REDIS_URL = env("REDIS_URL")
+if PRODUCTION and not (DATABASE_URL and REDIS_URL):
+    raise ImproperlyConfigured(
+        "DJANGO_ENV=production needs DATABASE_URL (PostgreSQL) and REDIS_URL (Redis)."
+    )
+DATABASE_URL = DATABASE_URL or embedded.database_url(BASE_DIR)
+REDIS_URL = REDIS_URL or embedded.redis_url(BASE_DIR)
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
 }
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must name a PostgreSQL database (postgres://…).")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env("REDIS_URL")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env("CACHE_KEY_PREFIX", "chosen"),
-        }
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env("CACHE_KEY_PREFIX", "chosen"),
     }
-    # Sessions read from Redis, written through to the database (one query less per request).
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+}
+# Sessions read from Redis, written through to the database (one query less per request).
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
-# Celery: Redis as broker when REDIS_URL is set; otherwise jobs run eagerly in-process so the
-# embedded mode needs no broker.
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Celery with Redis as broker, always: jobs run in a worker, as in production. (Unit tests
+# switch on eager execution for themselves.)
+CELERY_BROKER_URL = embedded.broker_url(REDIS_URL)
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

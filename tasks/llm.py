@@ -11,7 +11,6 @@ it may come from an internal service the tenant should learn nothing about.
 
 import contextlib
 import random
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -160,8 +159,7 @@ def list_models(endpoint: LLMEndpoint) -> list[str]:
 
 # At most max_concurrent_requests requests in flight per endpoint, across every worker and
 # job: a Redis sorted set of slot holders scored by when their claim lapses, so the slot of
-# a worker killed mid-request frees itself. Without Redis (embedded mode, jobs run in
-# process) a semaphore per endpoint does the same.
+# a worker killed mid-request frees itself.
 _CLAIM = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
@@ -173,8 +171,6 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
 end
 return 0
 """
-_local_slots: dict[int, threading.BoundedSemaphore] = {}
-_local_lock = threading.Lock()
 _redis = None
 
 
@@ -193,12 +189,6 @@ def _redis_client():
 def endpoint_slot(endpoint: LLMEndpoint):
     """Hold one of the endpoint's request slots for the duration of one request."""
     limit = max(1, endpoint.max_concurrent_requests)
-    if not settings.REDIS_URL:
-        with _local_lock:
-            slots = _local_slots.setdefault(endpoint.pk, threading.BoundedSemaphore(limit))
-        with slots:
-            yield
-        return
     import redis
 
     client, key, token = _redis_client(), f"chosen:llm-slots:{endpoint.pk}", uuid.uuid4().hex

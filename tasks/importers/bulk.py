@@ -3,7 +3,7 @@ first so the caller can link rows (prompt → candidates → items) without read
 
 Building a Django model instance per row costs more than the database does (measured in
 bench/import_prompts.py: model __init__ and bulk_create's value preparation were ~60% of
-an import). Other databases (the embedded SQLite) use bulk_create.
+an import).
 """
 
 import json
@@ -26,10 +26,6 @@ def insert(
     """
     if not rows:
         return []
-    if connection.vendor != "postgresql":
-        objects = [model(**dict(zip(columns, row, strict=True))) for row in rows]
-        model.objects.bulk_create(objects)
-        return [obj.pk for obj in objects]
     table = model._meta.db_table
     json_at = [columns.index(c) for c in json_columns]
     with connection.cursor() as cursor:

@@ -26,13 +26,11 @@ DROP FUNCTION IF EXISTS chosen_audit_append_only();
 
 
 def append_only(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(APPEND_ONLY, params=None)
+    schema_editor.execute(APPEND_ONLY, params=None)
 
 
 def drop_append_only(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP_APPEND_ONLY)
+    schema_editor.execute(DROP_APPEND_ONLY)
 
 
 class Migration(migrations.Migration):

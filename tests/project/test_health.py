@@ -25,12 +25,6 @@ def test_healthz_is_503_when_the_broker_is_unreachable(client):
     assert "127.0.0.1" not in response.content.decode()
 
 
-def test_healthz_without_broker_reports_eager_mode(client):
-    with override_settings(REDIS_URL=None):
-        body = client.get("/healthz").json()
-    assert body["checks"]["broker"]["mode"] == "eager"
-
-
 def test_pages_carry_an_enforced_content_security_policy(client):
     response = client.get("/accounts/login/")
     policy = response["Content-Security-Policy"]
