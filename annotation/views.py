@@ -3,6 +3,7 @@
 Submit is one round trip: the form posts, and the answer is the next item (a fragment for
 the page's script, or a redirect without JavaScript)."""
 
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -37,9 +38,18 @@ def _wants_fragment(request: HttpRequest) -> bool:
 
 
 def _respond(
-    request, project, *, assignment=None, status=200, message="", answers=None, errors=None
+    request,
+    project,
+    *,
+    assignment=None,
+    status=200,
+    message="",
+    level="info",
+    answers=None,
+    errors=None,
 ):
-    """The annotate page, or its workspace fragment as JSON for the page's script."""
+    """The annotate page, or its workspace fragment as JSON for the page's script.
+    ``level`` styles the message as Django's message tags do: success, info or error."""
     if assignment is None:
         allocation = next_assignment(project=project, annotator=request.user)
         assignment, reason = allocation.assignment, allocation.reason
@@ -49,6 +59,7 @@ def _respond(
         "project": project,
         "progress": progress(project, request.user),
         "message": message,
+        "message_level": level,
         "reason": reason,
     }
     if assignment is not None:
@@ -73,7 +84,7 @@ def _act(request, project_id: int, assignment_id: int, action, done: str):
     try:
         action(project, answers)
     except AssignmentRefused as refused:
-        return _respond(request, project, status=409, message=str(refused))
+        return _respond(request, project, status=409, message=str(refused), level="error")
     except ValidationError as invalid:
         assignment = get_object_or_404(Assignment, pk=assignment_id, annotator=request.user)
         return _respond(
@@ -81,12 +92,13 @@ def _act(request, project_id: int, assignment_id: int, action, done: str):
             project,
             assignment=assignment,
             status=400,
+            level="error",
             answers=answers,
             errors=invalid.message_dict,
         )
     if not _wants_fragment(request):
         return redirect("annotation:annotate", project_id=project.pk)
-    return _respond(request, project, message=done)
+    return _respond(request, project, message=done, level="success")
 
 
 @membership_required
@@ -132,7 +144,8 @@ def undo(request, project_id: int):
     message = "Your last submit was undone." if reopened else "Nothing to undo."
     if not _wants_fragment(request):
         return redirect("annotation:annotate", project_id=project.pk)
-    return _respond(request, project, assignment=reopened, message=message)
+    level = "success" if reopened else "info"
+    return _respond(request, project, assignment=reopened, message=message, level=level)
 
 
 @membership_required
@@ -174,6 +187,7 @@ def edit(request, project_id: int, judgment_id: int):
         answers = answers_from_form(project, request.POST)
         try:
             update_judgment(judgment_id=judgment.pk, annotator=request.user, answers=answers)
+            messages.success(request, "Your changes were saved.")
             return redirect("annotation:history", project_id=project.pk)
         except ValidationError as invalid:
             errors, status = invalid.message_dict, 400

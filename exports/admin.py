@@ -3,27 +3,23 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from exports.models import Export
-from tasks.admin import OrganizationScopedAdmin
+from tasks.admin import OrganizationJobAdmin
 
 
 @admin.register(Export)
-class ExportAdmin(OrganizationScopedAdmin):
+class ExportAdmin(OrganizationJobAdmin):
     """Exports are listed here with their counts and checksums; they are made from the
     project's Exports page or the API, not edited."""
 
-    list_display = ["__str__", "project", "format", "status", "created_by", "finished_at"]
+    list_display = ["__str__", "project", "format", "state", "created_by", "finished_at"]
     list_filter = ["status", "format"]
-    fields = ["project", "format", "options", "status", "counts", "downloads", "error"]
+    fields = ["project", "format", "options", "state", "counts", "downloads"]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Files")
     def downloads(self, obj):
+        if obj.failure:
+            return obj.failure
         return format_html_join(
             "",
             '<div><a href="{}">{}</a> {} rows, sha256 <code>{}</code></div>',

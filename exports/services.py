@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from django.db import transaction
 from django.db.models import Count
 
 from annotation.models import Judgment
@@ -230,14 +231,18 @@ def run_export(export_id: int):
     folder = folder_of(export)
     shutil.rmtree(folder, ignore_errors=True)  # a retried job starts clean
     try:
-        manifest = export_to_folder(
-            export.project, export.format, folder, options_from(export.options)
-        )
+        # A savepoint: a query the database refuses must not abort the transaction that
+        # the failure is then written in (the caller may hold one).
+        with transaction.atomic():
+            manifest = export_to_folder(
+                export.project, export.format, folder, options_from(export.options)
+            )
         export.counts, export.files = manifest["counts"], manifest["files"]
         export.status = Export.Status.SUCCEEDED
-    except Exception:
+    except Exception as error:
         logging.getLogger(__name__).exception("export %s failed", export.pk)
-        export.status, export.error = Export.Status.FAILED, "The export could not be written."
+        export.status = Export.Status.FAILED
+        export.error = Export.reason_for(error, "The export could not be written")
     export.finished_at = timezone.now()
     export.save(update_fields=["counts", "files", "status", "error", "finished_at"])
     return export

@@ -1,8 +1,10 @@
 """Making QC reports: queued, computed by a job, stored."""
 
 import logging
+from dataclasses import dataclass
 
-from django.db.models import Max
+from django.db import transaction
+from django.db.models import F, Max
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
@@ -25,26 +27,61 @@ def request_report(project: Project, created_by=None) -> QCReport:
 
 
 def run_report(report_id: int) -> QCReport:
+    """Compute a queued report and store its numbers, or its failure and why."""
     report = QCReport.objects.select_related("project").get(pk=report_id)
     report.status, report.started_at = QCReport.Status.RUNNING, timezone.now()
     report.save(update_fields=["status", "started_at"])
     try:
-        report.data = compute_report(report.project)
+        # A savepoint: a query the database refuses must not abort the transaction that
+        # the failure is then written in (the caller may hold one).
+        with transaction.atomic():
+            report.data = compute_report(report.project)
         report.status = QCReport.Status.SUCCEEDED
-    except Exception:
+    except Exception as error:
         logger.exception("QC report %s failed", report.pk)
-        report.status, report.error = QCReport.Status.FAILED, "The report could not be computed."
+        report.status = QCReport.Status.FAILED
+        report.error = QCReport.reason_for(error, "The report could not be computed")
     report.finished_at = timezone.now()
     report.save(update_fields=["data", "status", "error", "finished_at"])
     return report
 
 
 def latest(project: Project) -> QCReport | None:
+    """The project's newest successful report: the figures the dashboard shows."""
     return (
         QCReport.objects.filter(project=project, status=QCReport.Status.SUCCEEDED)
         .order_by("-finished_at")
         .first()
     )
+
+
+@dataclass
+class Reports:
+    """Where a project's reports stand: the figures to show (``shown``), the newest
+    finished attempt if it failed (``failed``), and one being computed (``pending``)."""
+
+    shown: QCReport | None
+    failed: QCReport | None
+    pending: QCReport | None
+
+
+def reports_of(project: Project) -> Reports:
+    """The project's reports as its dashboard and API show them: the newest finished one
+    decides whether the last attempt failed; the figures are always a successful one's."""
+    reports = QCReport.objects.filter(project=project)
+    finished = (
+        reports.filter(status__in=[QCReport.Status.SUCCEEDED, QCReport.Status.FAILED])
+        .order_by(F("finished_at").desc(nulls_last=True), "-pk")
+        .first()
+    )
+    pending = (
+        reports.filter(status__in=[QCReport.Status.QUEUED, QCReport.Status.RUNNING])
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if finished is not None and finished.status == QCReport.Status.FAILED:
+        return Reports(shown=latest(project), failed=finished, pending=pending)
+    return Reports(shown=finished, failed=None, pending=pending)
 
 
 def refresh_all() -> int:

@@ -9,20 +9,20 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from qc import charts, services
-from qc.models import QCReport
 from tasks.views import lead_project, membership_required
 
 
 @membership_required
 def dashboard(request, project_id: int):
     project = lead_project(request, project_id)
-    report = services.latest(project)
-    pending = (
-        QCReport.objects.filter(project=project, status__in=["queued", "running"])
-        .order_by("-created_at")
-        .first()
-    )
-    context = {"project": project, "report": report, "pending": pending}
+    reports = services.reports_of(project)
+    report = reports.shown
+    context = {
+        "project": project,
+        "report": report,
+        "failed": reports.failed,
+        "pending": reports.pending,
+    }
     if report is not None:
         data = report.data
         context.update(

@@ -121,6 +121,22 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         return _by_email(super().formfield_for_manytomany(db_field, request, **kwargs))
 
 
+class OrganizationJobAdmin(OrganizationScopedAdmin):
+    """The base of the admins of background jobs (tasks.models.OrganizationJob). Jobs are
+    started from their pages or the API, not added or edited here; a failed one reads
+    "Failed: <reason>" in the list and on its page, never just "failed"."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Status", ordering="status")
+    def state(self, job) -> str:
+        return job.failure or job.get_status_display()
+
+
 def _by_email(field):
     """People are known by their e-mail address in Chosen, not by a username."""
     queryset = getattr(field, "queryset", None)
@@ -386,18 +402,14 @@ class ProjectAdmin(OrganizationScopedAdmin):
 
 
 @admin.register(ImportJob)
-class ImportJobAdmin(OrganizationScopedAdmin):
-    list_display = ["__str__", "project", "status", "created_by", "created_at", "finished_at"]
+class ImportJobAdmin(OrganizationJobAdmin):
+    """Jobs start from a project's Import button or the API."""
+
+    list_display = ["__str__", "project", "state", "created_by", "created_at", "finished_at"]
     list_filter = ["status", "kind"]
     change_form_template = "admin/tasks/importjob/change_form.html"
-    fields = ["kind", "project", "status", "created_by", "created_at", "started_at", "finished_at"]
+    fields = ["kind", "project", "state", "created_by", "created_at", "started_at", "finished_at"]
     readonly_fields = fields
-
-    def has_add_permission(self, request) -> bool:
-        return False  # jobs start from a project's Import button or the API
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def render_change_form(self, request, context, *args, **kwargs):
         job = context.get("original")

@@ -11,7 +11,7 @@ from django.urls import re_path, reverse
 from django.utils.text import Truncator
 
 from tasks import generation, llm
-from tasks.admin import OrganizationScopedAdmin
+from tasks.admin import OrganizationJobAdmin, OrganizationScopedAdmin
 from tasks.models import GenerationJob, GenerationRecipe, LLMEndpoint, Project, Prompt
 
 
@@ -228,8 +228,10 @@ class PromptAdmin(OrganizationScopedAdmin):
 
 
 @admin.register(GenerationJob)
-class GenerationJobAdmin(OrganizationScopedAdmin):
-    list_display = ["__str__", "project", "status", "done", "failed", "total", "created_at"]
+class GenerationJobAdmin(OrganizationJobAdmin):
+    """Jobs start from projects or prompts (actions) or the API."""
+
+    list_display = ["__str__", "project", "state", "done", "failed", "total", "created_at"]
     list_filter = ["status"]
     list_select_related = ["project"]
     change_form_template = "admin/tasks/generationjob/change_form.html"
@@ -238,11 +240,10 @@ class GenerationJobAdmin(OrganizationScopedAdmin):
         "endpoint",
         "model",
         "recipe_name",
-        "status",
+        "state",
         "total",
         "done",
         "failed",
-        "error",
         "created_by",
         "created_at",
         "started_at",
@@ -250,9 +251,6 @@ class GenerationJobAdmin(OrganizationScopedAdmin):
     ]
     readonly_fields = fields
     actions = ["cancel_jobs", "resume_jobs"]
-
-    def has_add_permission(self, request) -> bool:
-        return False  # started from projects or prompts (actions) or the API
 
     @admin.action(description="Cancel the selected jobs")
     def cancel_jobs(self, request, queryset):
@@ -264,9 +262,6 @@ class GenerationJobAdmin(OrganizationScopedAdmin):
     def resume_jobs(self, request, queryset):
         resumed = sum(generation.resume(job) for job in queryset)
         self.message_user(request, f"{resumed} unfinished job(s) resumed.")
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # its candidates point at it in their parameters

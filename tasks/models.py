@@ -4,7 +4,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
-from django.db import models
+from django.db import DatabaseError, models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django_scopes import ScopedManager
@@ -457,6 +457,34 @@ class OrganizationJob(models.Model):
         abstract = True
         ordering = ["-created_at"]
 
+    @property
+    def failure(self) -> str:
+        """For a failed job, "Failed: <reason>" (empty otherwise): what its page, the
+        admin and the API show where the job's result would be, so that a failure is never
+        mistaken for a result still to come."""
+        if self.status != "failed":
+            return ""
+        return f"Failed: {self.failure_reason() or 'no reason was recorded.'}"
+
+    def failure_reason(self) -> str:
+        """Why the job failed, in words for the person who started it (no traceback: the
+        worker's log has that)."""
+        return self.error
+
+    @staticmethod
+    def reason_for(error: Exception, outcome: str) -> str:
+        """What a job stores as its ``error`` when ``error`` stopped it: ``outcome`` ("The
+        export could not be written") and the kind of fault, for the person who started it
+        and the operator who fixes it; never the traceback or the data, which the worker's
+        log has."""
+        if isinstance(error, DatabaseError):
+            cause = "the database refused one of its queries"
+        elif isinstance(error, OSError) and error.strerror:
+            cause = f'the server\'s file system said "{error.strerror}"'
+        else:
+            cause = "an unexpected error"
+        return f"{outcome}: {cause} (the worker's log has the details)."
+
 
 class ImportJob(OrganizationJob):
     """An upload being imported in the background: prompts into a project, or a Potato
@@ -495,6 +523,20 @@ class ImportJob(OrganizationJob):
     @property
     def finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    def failure_reason(self) -> str:
+        """The first problem, and how many more there are (the admin lists them all)."""
+        if not self.errors:
+            return ""
+        first = self.errors[0]
+        place = ", ".join(str(first[k]) for k in ("file", "where") if first.get(k))
+        if first.get("key"):
+            place += f", key '{first['key']}'"
+        problem = f"{place}: {first['message']}" if place else first["message"]
+        count = len(self.errors) + self.report.get("problems_not_listed", 0)
+        if count == 1:
+            return problem
+        return f"{count} problems, nothing was imported; the first: {problem}"
 
 
 class LLMEndpoint(models.Model):

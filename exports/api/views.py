@@ -15,6 +15,10 @@ from tasks.tenancy import get_for_organization_or_404
 
 
 class ExportSerializer(serializers.ModelSerializer):
+    failure = serializers.CharField(
+        read_only=True, help_text='"Failed: <reason>" when the job failed, else empty.'
+    )
+
     class Meta:
         model = Export
         fields = [
@@ -23,6 +27,7 @@ class ExportSerializer(serializers.ModelSerializer):
             "format",
             "options",
             "status",
+            "failure",
             "counts",
             "files",
             "error",

@@ -12,16 +12,47 @@ from tasks.tenancy import get_for_organization_or_404
 
 
 class QCReportSerializer(serializers.ModelSerializer):
+    failure = serializers.CharField(
+        read_only=True, help_text='"Failed: <reason>" when the report failed, else empty.'
+    )
+
     class Meta:
         model = QCReport
-        fields = ["id", "project", "status", "error", "data", "created_at", "finished_at"]
+        fields = [
+            "id",
+            "project",
+            "status",
+            "failure",
+            "error",
+            "data",
+            "created_at",
+            "finished_at",
+        ]
         read_only_fields = fields
 
 
+class LatestQCReportSerializer(QCReportSerializer):
+    last_succeeded = serializers.SerializerMethodField(
+        help_text="When the newest report failed: the address of the last one that "
+        "succeeded (null if none did)."
+    )
+
+    class Meta(QCReportSerializer.Meta):
+        fields = [*QCReportSerializer.Meta.fields, "last_succeeded"]
+        read_only_fields = fields
+
+    def get_last_succeeded(self, report) -> str | None:
+        shown = self.context.get("shown")
+        if report.status != QCReport.Status.FAILED or shown is None:
+            return None
+        return f"/api/v1/qc-reports/{shown.pk}"
+
+
 class ProjectQCReportViewSet(OrganizationViewSet):
-    """A project's latest QC report (GET), or a fresh one computed by a job (POST: 202 with
-    the report to follow at /api/v1/qc-reports/{id}). Leads, admins and tokens only: the
-    report compares annotators."""
+    """A project's newest finished QC report (GET: its numbers, or, if it failed, its
+    "Failed: <reason>" and where the last successful one is), or a fresh one computed by a
+    job (POST: 202 with the report to follow at /api/v1/qc-reports/{id}). Leads, admins and
+    tokens only: the report compares annotators."""
 
     queryset = QCReport.objects.none()
     serializer_class = QCReportSerializer
@@ -34,12 +65,18 @@ class ProjectQCReportViewSet(OrganizationViewSet):
             Project.objects.all(), self.request, pk=self.kwargs["project_id"]
         )
 
-    @extend_schema(responses={200: QCReportSerializer})
+    @extend_schema(responses={200: LatestQCReportSerializer})
     def latest(self, request, project_id=None):
-        report = services.latest(self.project())
+        reports = services.reports_of(self.project())
+        report = reports.failed or reports.shown
+        if report is None and reports.pending is not None:
+            raise NotFound(
+                "No QC report yet: one is being computed at "
+                f"/api/v1/qc-reports/{reports.pending.pk}."
+            )
         if report is None:
             raise NotFound("No QC report yet: POST to this address to compute one.")
-        return Response(QCReportSerializer(report).data)
+        return Response(LatestQCReportSerializer(report, context={"shown": reports.shown}).data)
 
     @extend_schema(request=None, responses={202: QCReportSerializer})
     def recompute(self, request, project_id=None):

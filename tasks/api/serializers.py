@@ -70,6 +70,9 @@ class PotatoUploadSerializer(serializers.Serializer):
 class ImportJobSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     files = serializers.SerializerMethodField()
+    failure = serializers.CharField(
+        read_only=True, help_text='"Failed: <reason>" when the job failed, else empty.'
+    )
 
     class Meta:
         model = ImportJob
@@ -77,6 +80,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "id",
             "kind",
             "status",
+            "failure",
             "project",
             "files",
             "progress",
@@ -113,6 +117,9 @@ class GenerationJobSerializer(serializers.ModelSerializer):
     prompts_selected = serializers.SerializerMethodField(
         help_text="How many prompts were selected; null: every prompt of the project."
     )
+    failure = serializers.CharField(
+        read_only=True, help_text='"Failed: <reason>" when the job failed, else empty.'
+    )
 
     class Meta:
         model = GenerationJob
@@ -125,6 +132,7 @@ class GenerationJobSerializer(serializers.ModelSerializer):
             "variants",
             "prompts_selected",
             "status",
+            "failure",
             "progress",
             "error",
             "failures",

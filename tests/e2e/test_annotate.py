@@ -1,5 +1,6 @@
 """An annotator's session in the real browser, keyboard only."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,9 @@ def test_annotator_judges_skips_and_edits_with_the_keyboard(page, acme):
         expect(page.locator("#judge-form")).not_to_have_attribute(
             "data-assignment", str(screen["assignment"])
         )
+        # a confirmation, drawn as one (not in the error colour)
+        expect(page.locator("#flash")).to_have_text("Saved.")
+        expect(page.locator("#flash")).to_have_class(re.compile(r"\bsuccess\b"))
         judged.append((screen, means, dimension))
     expect(page.locator("#progress-text")).to_have_text("3 of 10")
 
@@ -74,6 +78,7 @@ def test_annotator_judges_skips_and_edits_with_the_keyboard(page, acme):
     page.keyboard.press("x")  # Both Bad
     page.keyboard.press("Enter")
     expect(page.locator("#history")).to_be_visible()
+    expect(page.locator(".messages .message.success")).to_have_text("Your changes were saved.")
     with scopes_disabled():
         edited.refresh_from_db()
         assert (edited.outcome, edited.version, edited.chosen_id) == ("both_bad", 2, None)

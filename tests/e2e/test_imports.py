@@ -42,6 +42,9 @@ def test_a_bad_file_shows_every_problem_in_the_admin(page, acme):
     with scope(organization=acme.organization):
         run_import_job(ImportJob.objects.get().pk)
     expect(page.locator("#job-status")).to_have_text("Failed", timeout=10_000)
+    expect(page.locator("#job-failure")).to_have_text(
+        "Failed: bad.jsonl, line 2, key 'response_b': is empty"
+    )
     expect(page.get_by_text("1 problem: nothing was imported")).to_be_visible()
     expect(page.locator("#import-errors")).to_contain_text("response_b")
     expect(page.locator("#import-errors")).to_contain_text("is empty")

@@ -1,5 +1,6 @@
 """A lead computes a project's QC report in the browser and reads the dashboard."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from project.celery import app as celery_app
 from tasks.models import Role
 from tests.conftest import log_in_through_the_form
 from tests.factories import PASSWORD, member
+from tests.qc.test_failed_report import break_display_orders
 from tests.qc.test_report import Data
 
 pytestmark = pytest.mark.e2e
@@ -38,9 +40,34 @@ def test_lead_computes_the_report_and_sees_the_charts(page, acme, eager):
     expect(page.locator("#qc-summary")).to_contain_text("30")
     expect(page.locator("#qc-kappa svg rect")).to_have_count(9)
     expect(page.locator("#qc-agreement")).to_contain_text("preference")
+    # each statistic under a header of its own, the last two never run together
+    headers = page.locator("#qc-agreement thead th")
+    expect(headers).to_have_count(7)
+    assert headers.all_inner_texts()[-2:] == ["Gwet's AC1", "Krippendorff's α (ordinal)"]
+    padding = "th => parseFloat(getComputedStyle(th).paddingLeft)"
+    assert headers.nth(6).evaluate(padding) >= 8  # a gap between the two header texts
     expect(page.locator("#qc-annotators")).to_contain_text("ann2@x.org")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "qc-dashboard.png"), full_page=True)
     with page.expect_download() as download:
         page.get_by_role("link", name="CSV").click()
     assert download.value.suggested_filename.endswith(".csv")
+
+
+def test_a_report_that_fails_says_failed_and_why_where_the_figures_would_be(page, acme, eager):
+    data = Data(acme.organization, 2)
+    people = [member(acme.organization, Role.ANNOTATOR, email=f"ann{n}@x.org") for n in range(2)]
+    for n in range(2):
+        data.judge(people[0], n, 0)
+        data.judge(people[1], n, 1)
+    break_display_orders(data.project)
+    log_in_through_the_form(page, acme.lead.email, PASSWORD)
+    page.goto(f"/projects/{data.project.pk}/qc/")
+    page.get_by_role("button", name="Compute a fresh report").click()
+    expect(page.locator("#qc-failed")).to_contain_text(
+        "Failed: The report could not be computed: the database refused one of its queries"
+    )
+    expect(page.locator("#qc-failed")).to_have_class(re.compile(r"\bmessage error\b"))
+    expect(page.get_by_text("No report yet")).to_have_count(0)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "qc-failed.png"), full_page=True)

@@ -128,3 +128,35 @@ def test_the_lead_exports_from_the_project_page(voted, acme, as_user, jobs_here)
         bad.status_code == 400 and "min_agreement must be between 0 and 1" in bad.content.decode()
     )
     assert as_user(acme.annotator).get(page).status_code == 403
+
+
+def test_a_failed_export_says_failed_and_why_on_the_page_in_the_admin_and_the_api(
+    voted,  # noqa: F811
+    acme,
+    as_user,
+    jobs_here,
+    settings,
+    tmp_path,
+):
+    # A media root the worker cannot make folders in (a file where the folder should be):
+    # the fault a full or read-only disk gives, with the operating system's own words.
+    settings.MEDIA_ROOT = tmp_path / "not-a-folder"
+    settings.MEDIA_ROOT.write_text("")
+    client = as_user(acme.lead)
+    page = reverse("exports:page", args=[voted.project.pk])
+    with jobs_here.run():
+        client.post(page, {"format": "trl", "policy": "all", "split": "80/20"})
+    with scopes_disabled():
+        export = Export.objects.get()
+    failure = (
+        "Failed: The export could not be written: the server's file system said \"Not a "
+        "directory\" (the worker's log has the details)."
+    )
+    assert export.failure == failure
+    shown = failure.replace("'", "&#x27;").replace('"', "&quot;")
+    assert f'<strong class="failed">{shown}</strong>' in client.get(page).content.decode()
+    listing = client.get(reverse("admin:exports_export_changelist")).content.decode()
+    assert shown in listing
+    detail = client.get(reverse("admin:exports_export_change", args=[export.pk])).content.decode()
+    assert detail.count(shown) == 2  # the status, and where the files would be
+    assert client.get(f"/api/v1/exports/{export.pk}").json()["failure"] == failure

@@ -277,6 +277,23 @@ def test_api_starts_a_job_and_reports_its_progress(acme, as_user, fake):
     assert client.post(f"{response['Location']}/resume").status_code == 409
 
 
+def test_a_failed_job_says_failed_and_why_in_the_api_and_the_admin(eager, acme, as_user):
+    # Nothing listens on the endpoint's port: every request is refused, as by a server
+    # that is down.
+    project = ProjectFactory(organization=acme.organization)
+    prompts(project, 2)
+    job = run_job(project, f"http://127.0.0.1:{free_port()}/v1")
+    failure = "Failed: No candidate was generated; see the failures for why."
+    assert job.failure == failure
+    client = as_user(acme.lead)
+    assert client.get(f"/api/v1/generation-jobs/{job.pk}").json()["failure"] == failure
+    listing = client.get(reverse("admin:tasks_generationjob_changelist")).content.decode()
+    assert failure in listing
+    page = client.get(reverse("admin:tasks_generationjob_change", args=[job.pk])).content.decode()
+    assert f'<p class="errornote" id="job-failure">{failure}</p>' in page
+    assert 'id="job-failures"' in page  # and the refused requests, each with its reason
+
+
 @pytest.mark.parametrize(
     "body, field, message",
     [

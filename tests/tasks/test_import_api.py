@@ -5,6 +5,7 @@ import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 from django_scopes import scopes_disabled
 
 from project.celery import app as celery_app
@@ -318,6 +319,22 @@ def test_a_large_import_over_the_row_limit_fails_its_job(
     assert job["status"] == "failed"
     assert "more than 40 data rows" in job["errors"][0]["message"]
     assert prompt_count(acme.project) == 0
+
+
+def test_a_failed_import_job_says_failed_and_why_in_the_api_and_the_admin(
+    acme, as_user, settings, django_capture_on_commit_callbacks
+):
+    settings.CHOSEN_IMPORT_SYNC_MAX_BYTES = 10
+    settings.CHOSEN_IMPORT_MAX_ROWS = 40
+    client = as_user(acme.lead)
+    response = post_fifty_rows_as_a_job(client, acme.project, django_capture_on_commit_callbacks)
+    job = client.get(response["Location"]).json()
+    assert job["failure"].startswith("Failed: d.jsonl, line 41: the import holds more than 40")
+    shown = job["failure"].replace("'", "&#x27;")
+    assert shown in client.get(reverse("admin:tasks_importjob_changelist")).content.decode()
+    page = client.get(reverse("admin:tasks_importjob_change", args=[job["id"]])).content.decode()
+    assert f'<p class="errornote" id="job-failure">{shown}</p>' in page
+    assert "No report yet" not in page
 
 
 def test_two_files_of_one_name_are_refused(acme, as_user):

@@ -14,6 +14,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django_scopes import scope, scopes_disabled
 
 from exports.models import Export
+from qc.models import QCReport
 from tasks.models import (
     ApiToken,
     AuditEvent,
@@ -75,7 +76,6 @@ def generation_job(tenant):
 
 
 def qc_report(tenant):
-    from qc.models import QCReport
     from qc.report import compute_report
 
     with scope(organization=tenant.organization):
@@ -391,6 +391,7 @@ ADMIN_OBJECTS = {
     GenerationRecipe: recipe,
     Prompt: prompt,
     Export: export,
+    QCReport: qc_report,
     AuditEvent: lambda t: (
         AuditEvent.objects.with_scopes_disabled().filter(organization=t.organization).first()
     ),
