@@ -1,5 +1,6 @@
-"""The demo organization that `make run` loads: a lead, two annotators and the seed's DPO
-project (its Potato config with ten sample items).
+"""The demo organization that `make run` loads: a lead, three annotators, the seed's DPO
+project (its Potato config with ten sample items, left fresh for annotating) and a finished
+study (tasks/demo_study.py: judged, reviewed, with a QC report and an export).
 Idempotent; refuses to run under DJANGO_ENV=production (its passwords are public)."""
 
 from dataclasses import dataclass
@@ -12,6 +13,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django_scopes import scope, scopes_disabled
 
+# The study's name is one of the demo's names, with the log-ins: importable from here.
+from tasks.demo_study import STUDY_PROJECT_NAME as STUDY_PROJECT_NAME
+from tasks.demo_study import build_study
 from tasks.importers.potato import import_potato_project
 from tasks.models import Membership, Organization, Role
 
@@ -29,6 +33,7 @@ DEMO_LOGINS = [
     DemoLogin("lead@demo.chosen.local", "demo-lead-pass", Role.LEAD),
     DemoLogin("annotator1@demo.chosen.local", "demo-annotator-pass", Role.ANNOTATOR),
     DemoLogin("annotator2@demo.chosen.local", "demo-annotator-pass", Role.ANNOTATOR),
+    DemoLogin("annotator3@demo.chosen.local", "demo-annotator-pass", Role.ANNOTATOR),
 ]
 
 
@@ -37,6 +42,7 @@ def load_demo() -> list[DemoLogin]:
     if settings.PRODUCTION:
         raise ImproperlyConfigured("The demo (public passwords) is not loaded in production.")
     User = get_user_model()
+    users = {}
     with scopes_disabled():
         organization, _ = Organization.objects.get_or_create(
             slug="demo", defaults={"name": "Demo Lab"}
@@ -48,6 +54,7 @@ def load_demo() -> list[DemoLogin]:
             user.email = login.email
             user.set_password(login.password)
             user.save()
+            users[login.email] = user
             EmailAddress.objects.update_or_create(
                 user=user, email=login.email, defaults={"primary": True, "verified": True}
             )
@@ -61,5 +68,12 @@ def load_demo() -> list[DemoLogin]:
             config_text=SEED_PROJECT.read_text(encoding="utf-8"),
             config_name=SEED_PROJECT.name,
             base_dir=SEED_PROJECT.parent,
+        )
+        # The finished study, judged by the annotators; the lead marks gold and decides.
+        by_role = {role: [users[x.email] for x in DEMO_LOGINS if x.role == role] for role in Role}
+        build_study(
+            organization=organization,
+            lead=by_role[Role.LEAD][0],
+            annotators=by_role[Role.ANNOTATOR],
         )
     return DEMO_LOGINS
