@@ -209,7 +209,8 @@ def test_make_run_serves_the_whole_demo_and_stops_everything(make_run, browser, 
     expect(page.locator("#qc-agreement")).to_contain_text("α")
 
     # …and a TRL export, written by the worker, downloaded from the Exports page.
-    page.get_by_role("link", name="Exports").first.click()
+    page.goto(f"/projects/{project_id}/")
+    page.get_by_role("link", name="Exports").click()
     page.get_by_label("Format").select_option("trl")
     page.get_by_role("button", name="Export").click()
     row = page.locator("#exports tbody tr").first
