@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 
 from annotation.models import Assignment, Judgment
 from annotation.rendering import render_layout, render_markdown
@@ -45,7 +45,9 @@ def item_totals(project_ids: list[int]) -> dict[int, dict]:
         for row in (
             Item.objects.filter(project_id__in=missing)
             .values("project_id")
-            .annotate(items=Count("id"), wanted=Sum("target_annotations"))
+            # Gold items are served to everyone as checks, beyond any target: the project's
+            # progress counts the dataset's items only.
+            .annotate(items=Count("id"), wanted=Sum("target_annotations", filter=Q(gold=False)))
         ):
             totals[row["project_id"]] = {"items": row["items"], "wanted": row["wanted"] or 0}
         for pk in missing:
@@ -139,7 +141,7 @@ def project_rows(projects, annotator) -> list[dict]:
         .annotate(n=Count("id"))
     )
     done = dict(
-        Judgment.objects.filter(project_id__in=ids)
+        Judgment.objects.filter(project_id__in=ids, item__gold=False)
         .values_list("project_id")
         .annotate(n=Count("id"))
     )

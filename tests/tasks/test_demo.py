@@ -134,6 +134,19 @@ def test_the_lead_finds_the_finished_study_on_the_project_list(demo):
     assert f'<a href="{study}">{STUDY_PROJECT_NAME}</a>' in page
 
 
+def test_the_finished_study_shows_as_complete_not_over_complete(demo):
+    """Gold items go to every annotator as checks; the project's progress counts the
+    dataset's items, so a finished study reads 100%, never more."""
+    page = client_for(demo.lead).get(reverse("tasks:home")).content.decode()
+    with scopes_disabled():
+        wanted = sum(
+            Item.objects.filter(project=demo.study, gold=False).values_list(
+                "target_annotations", flat=True
+            )
+        )
+    assert f"100% ({wanted} of {wanted} judgments)" in page
+
+
 def test_the_leads_quality_dashboard_shows_agreement_figures(demo):
     page = client_for(demo.lead).get(reverse("qc:dashboard", args=[demo.study.pk]))
     html = page.content.decode()
