@@ -234,8 +234,10 @@ def test_make_run_serves_the_whole_demo_and_stops_everything(make_run, browser, 
     assert "Stopped." in run.output()
 
 
-def test_a_second_make_run_keeps_the_data_of_the_first(tmp_path):
-    """The private database outlives a stop: judgments made before are there after."""
+def test_a_second_make_run_keeps_the_data_and_a_dead_part_stops_the_rest(tmp_path):
+    """The private database outlives a stop: what the first run stored, the second finds.
+    When a part dies (here the Celery worker, SIGKILLed as the OOM killer would), `make
+    run` says which, stops the rest and fails, leaving nothing running."""
     checkout = fresh_clone(tmp_path)
     env = new_users_environment()
     first = MakeRun(checkout, tmp_path / "first.log", env)
@@ -253,9 +255,23 @@ def test_a_second_make_run_keeps_the_data_of_the_first(tmp_path):
         assert "Creating the private PostgreSQL database" not in second.output()
         with psycopg.connect(**_private_db(checkout)) as conn:
             assert conn.execute("SELECT n FROM kept_across_runs").fetchone() == (42,)
+        os.kill(_worker_pid(checkout), signal.SIGKILL)
+        assert second.process.wait(timeout=120) != 0
     finally:
         second.stop(signal.SIGINT)
+    assert "Celery worker exited" in second.output()
     assert processes_of(checkout) == [], second.output()
+
+
+def _worker_pid(checkout: Path) -> int:
+    """The Celery worker's main process: the one whose parent is `make run`'s supervisor."""
+    for line in processes_of(checkout):
+        pid = line.split(":")[0]
+        if " worker " in line:
+            parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            if b"project.embedded" in Path(f"/proc/{parent}/cmdline").read_bytes():
+                return int(pid)
+    raise AssertionError("no Celery worker is running")
 
 
 def _private_db(checkout: Path) -> dict:
