@@ -12,9 +12,11 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-cache
 COPY . .
 # Static files are collected at build time (manifest + compression for whitenoise); the
-# placeholder secret exists only for this step and is refused at run time.
+# placeholder secret and server addresses exist only for this step (nothing is connected to);
+# the secret is refused at run time.
 RUN DJANGO_ENV=production DJANGO_ALLOWED_HOSTS=build \
     DJANGO_SECRET_KEY=collectstatic-only-placeholder-never-used-to-serve-0123456789 \
+    DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput \
  && useradd --system --home /app chosen && mkdir -p /app/var/media && chown -R chosen /app/var
 USER chosen

@@ -27,6 +27,28 @@ def import_settings(**env):
     return run(["-c", "import project.settings"], **env)
 
 
+@pytest.mark.parametrize("missing", ["DATABASE_URL", "REDIS_URL"])
+def test_production_refuses_to_start_without_its_database_or_redis(missing):
+    """`make run`'s private servers are for a laptop; production names its own."""
+    env = {
+        "DJANGO_ENV": "production",
+        "DJANGO_SECRET_KEY": GOOD_KEY,
+        "DJANGO_ALLOWED_HOSTS": "chosen.internal",
+        "DATABASE_URL": "postgres://chosen@db:5432/chosen",
+        "REDIS_URL": "redis://redis:6379/0",
+    }
+    env[missing] = ""
+    result = import_settings(**env)
+    assert result.returncode != 0
+    assert "needs DATABASE_URL (PostgreSQL) and REDIS_URL" in result.stderr
+
+
+def test_any_database_but_postgresql_is_refused():
+    result = import_settings(DATABASE_URL="sqlite:///var/chosen.sqlite3")
+    assert result.returncode != 0
+    assert "DATABASE_URL must name a PostgreSQL database" in result.stderr
+
+
 def test_production_refuses_to_start_without_a_secret_key():
     result = import_settings(DJANGO_ENV="production", DJANGO_ALLOWED_HOSTS="chosen.internal")
     assert result.returncode != 0
