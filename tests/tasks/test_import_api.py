@@ -307,28 +307,27 @@ def test_row_limit_counts_all_files_of_one_import_together(acme, as_user, settin
     assert prompt_count(acme.project) == 0
 
 
-def test_a_large_import_over_the_row_limit_fails_its_job(
-    acme, as_user, settings, django_capture_on_commit_callbacks
-):
+@pytest.fixture
+def over_the_row_limit(acme, as_user, settings, django_capture_on_commit_callbacks):
+    """Fifty rows posted as a background job against a limit of forty: the lead's client
+    and the job as the API shows it."""
     settings.CHOSEN_IMPORT_SYNC_MAX_BYTES = 10
     settings.CHOSEN_IMPORT_MAX_ROWS = 40
     client = as_user(acme.lead)
     response = post_fifty_rows_as_a_job(client, acme.project, django_capture_on_commit_callbacks)
     assert response.status_code == 202
-    job = client.get(response["Location"]).json()
+    return client, client.get(response["Location"]).json()
+
+
+def test_a_large_import_over_the_row_limit_fails_its_job(acme, over_the_row_limit):
+    _, job = over_the_row_limit
     assert job["status"] == "failed"
     assert "more than 40 data rows" in job["errors"][0]["message"]
     assert prompt_count(acme.project) == 0
 
 
-def test_a_failed_import_job_says_failed_and_why_in_the_api_and_the_admin(
-    acme, as_user, settings, django_capture_on_commit_callbacks
-):
-    settings.CHOSEN_IMPORT_SYNC_MAX_BYTES = 10
-    settings.CHOSEN_IMPORT_MAX_ROWS = 40
-    client = as_user(acme.lead)
-    response = post_fifty_rows_as_a_job(client, acme.project, django_capture_on_commit_callbacks)
-    job = client.get(response["Location"]).json()
+def test_a_failed_import_job_says_failed_and_why_in_the_api_and_the_admin(over_the_row_limit):
+    client, job = over_the_row_limit
     assert job["failure"].startswith("Failed: d.jsonl, line 41: the import holds more than 40")
     shown = job["failure"].replace("'", "&#x27;")
     assert shown in client.get(reverse("admin:tasks_importjob_changelist")).content.decode()
