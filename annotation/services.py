@@ -13,7 +13,7 @@ from django.utils import timezone
 from annotation.allocator import release_items
 from annotation.models import Assignment, Judgment, JudgmentRevision
 from tasks.audit import Action, diff, record
-from tasks.importers.rows import content_hash
+from tasks.importers.rows import candidate_hash
 from tasks.models import Candidate, Project
 
 
@@ -243,12 +243,15 @@ def _rating(question: dict, value: Any, order: list[int]) -> dict[int, int]:
 
 def _correction(assignment: Assignment, text: str) -> Candidate:
     prompt_id = assignment.item.prompt_id
+    # A correction that only repeats a candidate of the prompt (as the importer and the
+    # generator compare texts: ``candidate_hash``) is that candidate, not a new one.
+    text = text.strip()
     candidate, _ = Candidate.objects.get_or_create(
         prompt_id=prompt_id,
-        content_hash=content_hash(text),
+        content_hash=candidate_hash(text),
         defaults={
             "organization_id": assignment.organization_id,
-            "text": text.strip(),
+            "text": text,
             "source": Candidate.Source.CORRECTED,
         },
     )

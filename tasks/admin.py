@@ -183,7 +183,10 @@ class ImportPromptsForm(forms.Form):
         "Without it, any problem stops the import and nothing is written.",
     )
     allow_duplicates = forms.BooleanField(
-        required=False, help_text="Keep prompts whose text repeats another prompt's."
+        required=False,
+        help_text="Keep prompts whose text repeats another prompt's (ignoring case, Unicode "
+        "form and spacing). Candidates of one prompt are compared as written: only an exact "
+        "copy (line endings and trailing whitespace aside) is skipped.",
     )
 
     def clean_files(self):

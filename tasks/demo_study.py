@@ -37,7 +37,7 @@ from qc.models import QCReport
 from qc.services import run_report
 from tasks.audit import acting_as
 from tasks.importers.prompts import import_prompts
-from tasks.importers.rows import content_hash
+from tasks.importers.rows import candidate_hash
 from tasks.models import Candidate, Item, Organization, Project
 from tasks.schema import validate_questions
 
@@ -320,7 +320,7 @@ class Truth:
     def of(cls, project: Project, specs: list[PromptSpec]) -> "Truth":
         # The importer stores a candidate with the hash of its text: the study file's key.
         by_hash = {
-            (spec.id, content_hash(r.text)): (spec, r) for spec in specs for r in spec.responses
+            (spec.id, candidate_hash(r.text)): (spec, r) for spec in specs for r in spec.responses
         }
         truth = cls(response={}, prompt={})
         rows = Candidate.objects.filter(prompt__project=project).values_list(
@@ -458,13 +458,14 @@ def _compute_report(project: Project, lead) -> QCReport:
 
 
 def _export(project: Project, lead) -> Export:
-    """A TRL export (the default options: adjudicated or unanimous pairs, 80/20 split by
-    prompt), written under MEDIA_ROOT by the service the export job runs."""
+    """A TRL conversational export (the format for chat models: the study's system prompts
+    and earlier turns stay in the prompt), default options (adjudicated or unanimous pairs,
+    80/20 split by prompt), written under MEDIA_ROOT by the service the export job runs."""
     export = Export.objects.create(
         organization=project.organization,
         project=project,
         created_by=lead,
-        format="trl",
+        format="trl-conversational",
         options=asdict(Options()),
     )
     export = run_export(export.pk)

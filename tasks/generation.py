@@ -31,7 +31,7 @@ from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from tasks import llm
-from tasks.importers.rows import content_hash
+from tasks.importers.rows import candidate_hash
 from tasks.items import build_items
 from tasks.models import (
     Candidate,
@@ -465,7 +465,7 @@ def _store(job: GenerationJob, prompt: Prompt, variant: dict, completion) -> Non
                 model=completion.model,
                 parameters=parameters,
                 finish_reason=completion.finish_reason,
-                content_hash=content_hash(completion.text),
+                content_hash=candidate_hash(completion.text),
             )
     except IntegrityError:
         # Either this variant's candidate is there already (a chunk delivered twice), or the

@@ -276,7 +276,11 @@ class Candidate(models.Model):
     model = models.CharField(max_length=200, blank=True)
     parameters = models.JSONField(default=dict, blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)
-    content_hash = models.CharField(max_length=64)
+    content_hash = models.CharField(
+        max_length=64,
+        help_text="SHA-256 of the text with LF line endings and no trailing whitespace "
+        "(tasks.importers.rows.candidate_hash); the text itself is stored as received.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ScopedManager(organization="organization")
@@ -284,7 +288,8 @@ class Candidate(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            # The same response twice for one prompt is a duplicate, whatever its source.
+            # The same response twice for one prompt is a duplicate, whatever its source;
+            # "the same" is candidate_hash: case, Unicode form and inner spacing count.
             models.UniqueConstraint(fields=["prompt", "content_hash"], name="candidate_once"),
             # One generated candidate per prompt and variant (model + exact parameters),
             # however often a generation job is re-run or resumed.

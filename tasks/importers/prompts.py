@@ -3,7 +3,10 @@
 All or nothing by default: every row is checked, every problem is reported with its file,
 line and key, and if there is any, nothing is written. With ``skip_invalid`` the valid rows
 go in and the rejected ones are reported. Re-importing a file adds nothing twice: a prompt
-is known by its id, a candidate by its (normalized) text within its prompt.
+is known by its id, a candidate by its text within its prompt (``candidate_hash``: as
+written, only line endings and trailing whitespace aside). A prompt whose text is another's
+with a different case, Unicode form or spacing is a duplicate prompt (``content_hash``); two
+candidates that differ only that way are both kept, and QC reports near-identical pairs.
 """
 
 from collections.abc import Callable, Iterable
@@ -21,7 +24,7 @@ from tasks.importers.rows import (
     PromptRow,
     RawRow,
     RowProblem,
-    content_hash,
+    candidate_hash,
     normalize_row,
     read_rows,
 )
@@ -288,7 +291,7 @@ class _Import:
         for prompt_id, row, stored in entries:
             seen: set[str] = set()
             for candidate in row.candidates:
-                digest = content_hash(candidate.text)
+                digest = candidate_hash(candidate.text)
                 if digest in stored:
                     self.report.candidates_already_present += 1
                     continue

@@ -393,7 +393,30 @@ def normalize_text(text: str) -> str:
 
 
 def content_hash(text: str) -> str:
+    """A prompt's identity in its project (``Prompt.content_hash``): SHA-256 of
+    ``normalize_text``. For prompts only; a candidate is known by ``candidate_hash``."""
     return sha256(normalize_text(text).encode("utf-8")).hexdigest()
+
+
+def candidate_text(text: str) -> str:
+    """What counts as the same candidate of one prompt: the text as written, with line
+    endings as LF and without trailing whitespace at its very end. Nothing else is folded:
+    case, Unicode form (𝔘𝔫𝔦𝔠𝔬𝔡𝔢 is not UNICODE), tabs and inner spaces are the response a
+    model is trained on. The stored text is never rewritten; this only decides equality.
+
+    Why not compare exactly: a file re-saved on Windows or exported from a spreadsheet
+    comes back with CRLF, a browser sends a textarea's corrections with CRLF, and an editor
+    adds or drops a final newline. Those copies would otherwise come in as new candidates
+    on a re-import, and an annotator would be shown two responses that look the same.
+    Responses that differ in anything else are kept; QC reports near-identical pairs.
+    """
+    return text.replace("\r\n", "\n").replace("\r", "\n").rstrip()
+
+
+def candidate_hash(text: str) -> str:
+    """A candidate's identity within its prompt (``Candidate.content_hash``, unique per
+    prompt): SHA-256 of ``candidate_text``."""
+    return sha256(candidate_text(text).encode("utf-8")).hexdigest()
 
 
 class _Invalid(Exception):

@@ -257,6 +257,33 @@ def test_correction_becomes_a_corrected_candidate(acme, as_user):
         assert judgment.corrected.text == "A better, corrected answer."
 
 
+def submit_correction(acme, as_user, fix: str) -> Judgment:
+    questions = [*acme.project.questions, {"name": "fix", "kind": "correction"}]
+    project = ProjectFactory(organization=acme.organization, questions=questions)
+    run(project, {"d.jsonl": jsonl(row(1, response_b="Line one.\nLine two."))})
+    client = as_user(acme.annotator)
+    page(client, project)
+    a = current(acme.annotator)
+    client.post(
+        f"/projects/{project.pk}/annotate/{a.pk}/submit/",
+        {"preference": "Response A is better", "fix": fix},
+    )
+    with scopes_disabled():
+        return Judgment.objects.select_related("corrected").get()
+
+
+def test_a_correction_that_repeats_a_response_in_crlf_is_that_response(acme, as_user):
+    judgment = submit_correction(acme, as_user, "Line one.\r\nLine two.\r\n")
+    assert judgment.corrected.source == Candidate.Source.IMPORTED
+    assert judgment.corrected.text == "Line one.\nLine two."
+
+
+def test_a_correction_that_changes_only_the_case_is_a_new_candidate(acme, as_user):
+    judgment = submit_correction(acme, as_user, "LINE ONE.\nLINE TWO.")
+    assert judgment.corrected.source == Candidate.Source.CORRECTED
+    assert judgment.corrected.text == "LINE ONE.\nLINE TWO."
+
+
 def test_project_list_shows_own_and_overall_progress(acme, as_user):
     with_items(acme.project)
     client = as_user(acme.annotator)

@@ -165,7 +165,7 @@ def test_duplicates_can_be_kept_on_request(project):
 
 
 def test_identical_candidate_of_one_prompt_is_skipped(project):
-    report = run(project, {"d.jsonl": jsonl(row(1, response_b="answer ONE to 1."))})
+    report = run(project, {"d.jsonl": jsonl(row(1, response_b="Answer one to 1."))})
     assert report.candidates_skipped_identical == 1
     assert counts(project) == (1, 1, 0)  # one candidate: nothing to compare yet
 

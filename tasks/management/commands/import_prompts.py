@@ -43,7 +43,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--allow-duplicates",
             action="store_true",
-            help="keep prompts whose text repeats another prompt's",
+            help="keep prompts whose text repeats another prompt's (ignoring case, Unicode "
+            "form and spacing); candidates are never folded: only an exact copy (line endings "
+            "and trailing whitespace aside) is skipped",
         )
 
     def handle(
