@@ -2,18 +2,31 @@
 writing a split's records to files, streamed and deterministic (sorted keys, fixed
 separators, "\\n" line ends), with the sha256 of every file.
 
+Texts are written exactly as stored: no separator, template or whitespace is added, except
+where a row below says so.
+
+- ``trl-conversational`` (lossless): TRL's conversational preference format: "prompt" is
+  the message list (system prompt and earlier turns kept), "chosen" / "rejected" one
+  assistant message each. TRL applies the model's chat template; use it for chat models.
+- ``llama-factory`` (lossless): LLaMA-Factory's ranking data in the alpaca layout
+  (instruction = the last user turn, input, chosen, rejected, system, history = the
+  earlier [user, assistant] turns) and its ``dataset_info.json``.
+- ``axolotl`` (lossless): the record Axolotl's ``chat_template.default`` DPO type reads:
+  "messages" (the whole conversation, system prompt included), "chosen" / "rejected" as
+  assistant messages (the dataset card has the YAML that loads the local files).
+- ``parquet`` (lossless): prompt (the last user turn), prompt_messages (the whole
+  conversation), chosen, rejected, agreement, dimension.
 - ``trl``: TRL's standard preference format, {"prompt", "chosen", "rejected"} strings.
-- ``trl-conversational``: TRL's conversational preference format: "prompt" is the message
-  list (system prompt and earlier turns kept), "chosen" / "rejected" one assistant message.
-- ``kto``: TRL's unpaired preference format {"prompt", "completion", "label"}: a pair gives
-  its chosen (true) and rejected (false) completions, a both-bad item each of its
-  candidates (false); each completion once per item.
-- ``axolotl``: the fields Axolotl's ``chatml.intel`` DPO type reads: system, question,
-  chosen, rejected (the dataset card has the YAML to use).
-- ``llama-factory``: LLaMA-Factory's ranking data in the alpaca layout (instruction, input,
-  chosen, rejected, system, history) and its ``dataset_info.json``.
-- ``csv``: prompt, better_response, weaker_response, diagnosis, scores, dimension, agreement.
-- ``parquet``: the TRL standard columns plus agreement and dimension, in Parquet.
+- ``kto``: TRL's unpaired format {"prompt", "completion", "label"}: each distinct completion
+  of a prompt once, labelled by its pairs (``kto_labels``); both-bad candidates are false.
+- ``csv``: prompt, better_response, weaker_response, diagnosis, scores, dimension,
+  agreement; cells that a spreadsheet would run as a formula (a leading =, +, -, @, tab or
+  carriage return) get a leading ``'`` unless ``csv_raw`` is chosen.
+``trl``, ``kto`` and ``csv`` hold one prompt string, no conversation. A prompt with a system
+prompt or earlier turns is refused there (``conversation="refuse"``, the default: the
+export names how many and the formats that keep them) or written as a plain transcript
+(``conversation="transcript"``: every prompt as "System: …", "User: …", "Assistant: …"
+turns separated by a blank line, ending with the last user turn).
 Beside every format: ``<split>.provenance.jsonl``, one line per record's pair with its ids,
 models, parameters, annotators, agreement, answers, rubric scores and reasoning.
 """
@@ -27,6 +40,9 @@ from pathlib import Path
 from tasks.csvsafe import spreadsheet_cell
 
 FORMATS = ("trl", "trl-conversational", "kto", "axolotl", "llama-factory", "csv", "parquet")
+# One prompt string per record: no place for a system prompt or earlier turns.
+FLAT_FORMATS = ("trl", "kto", "csv")
+KEEP_CONVERSATIONS = ("trl-conversational", "llama-factory", "axolotl", "parquet")
 CSV_HEADER = [
     "prompt",
     "better_response",
@@ -70,17 +86,27 @@ def history_of(prompt) -> list[list[str]]:
     ]
 
 
+def is_conversation(prompt) -> bool:
+    """Whether the prompt holds more than its last user turn: a system prompt or earlier
+    turns, which a flat format has no place for."""
+    return len(prompt.messages or []) > 1
+
+
+def transcript(prompt) -> str:
+    """The documented plain transcript: each turn as "<Role>: <content>", a blank line
+    between turns, ending with the last user turn (no assistant cue is invented)."""
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages_of(prompt))
+
+
 def dimension_of(pair) -> str:
     return next((v for k, v in pair.answers.items() if "dimension" in k), "")
 
 
-def trl(pair) -> list[dict]:
-    return [
-        {"prompt": pair.prompt.text, "chosen": pair.chosen.text, "rejected": pair.rejected.text}
-    ]
+def trl(pair, prompt: str) -> list[dict]:
+    return [{"prompt": prompt, "chosen": pair.chosen.text, "rejected": pair.rejected.text}]
 
 
-def trl_conversational(pair) -> list[dict]:
+def trl_conversational(pair, prompt: str) -> list[dict]:
     return [
         {
             "prompt": messages_of(pair.prompt),
@@ -90,26 +116,25 @@ def trl_conversational(pair) -> list[dict]:
     ]
 
 
-def kto(pair) -> list[dict]:
+def kto(pair, prompt: str) -> list[dict]:
     records = []
     if pair.chosen is not None:
-        records.append({"prompt": pair.prompt.text, "completion": pair.chosen.text, "label": True})
-    records.append({"prompt": pair.prompt.text, "completion": pair.rejected.text, "label": False})
+        records.append({"prompt": prompt, "completion": pair.chosen.text, "label": True})
+    records.append({"prompt": prompt, "completion": pair.rejected.text, "label": False})
     return records
 
 
-def axolotl(pair) -> list[dict]:
+def axolotl(pair, prompt: str) -> list[dict]:
     return [
         {
-            "system": system_of(pair.prompt),
-            "question": pair.prompt.text,
-            "chosen": pair.chosen.text,
-            "rejected": pair.rejected.text,
+            "messages": messages_of(pair.prompt),
+            "chosen": {"role": "assistant", "content": pair.chosen.text},
+            "rejected": {"role": "assistant", "content": pair.rejected.text},
         }
     ]
 
 
-def llama_factory(pair) -> list[dict]:
+def llama_factory(pair, prompt: str) -> list[dict]:
     return [
         {
             "instruction": pair.prompt.text,
@@ -122,10 +147,11 @@ def llama_factory(pair) -> list[dict]:
     ]
 
 
-def parquet(pair) -> list[dict]:
+def parquet(pair, prompt: str) -> list[dict]:
     return [
         {
             "prompt": pair.prompt.text,
+            "prompt_messages": messages_of(pair.prompt),
             "chosen": pair.chosen.text,
             "rejected": pair.rejected.text,
             "agreement": float(pair.agreement),
@@ -134,19 +160,18 @@ def parquet(pair) -> list[dict]:
     ]
 
 
-def csv_row(pair) -> list:
+def csv_row(pair, prompt: str, *, raw: bool = False) -> list:
+    # Spreadsheets must not run a prompt as a formula, unless the lead asks for raw cells.
+    cell = (lambda text: text) if raw else spreadsheet_cell
     return [
-        _cell(pair.prompt.text),
-        _cell(pair.chosen.text),
-        _cell(pair.rejected.text),
-        _cell(" | ".join(pair.reasoning)),
+        cell(prompt),
+        cell(pair.chosen.text),
+        cell(pair.rejected.text),
+        cell(" | ".join(pair.reasoning)),
         dumps(pair.rubric) if pair.rubric else "",
-        _cell(dimension_of(pair)),
+        cell(dimension_of(pair)),
         pair.agreement,
     ]
-
-
-_cell = spreadsheet_cell  # spreadsheets must not run a prompt as a formula
 
 
 def provenance(pair) -> dict:
@@ -203,20 +228,22 @@ class _File:
 class _ParquetFile:
     """A split's Parquet file, written a row group of PARQUET_ROWS records at a time."""
 
-    SCHEMA = (
-        ("prompt", "string"),
-        ("chosen", "string"),
-        ("rejected", "string"),
-        ("agreement", "float64"),
-        ("dimension", "string"),
-    )
-
     def __init__(self, path: Path):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        message = pa.struct([("role", pa.string()), ("content", pa.string())])
+        schema = pa.schema(
+            [
+                ("prompt", pa.string()),
+                ("prompt_messages", pa.list_(message)),
+                ("chosen", pa.string()),
+                ("rejected", pa.string()),
+                ("agreement", pa.float64()),
+                ("dimension", pa.string()),
+            ]
+        )
         self.path, self.pending, self.rows = path, [], 0
-        schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in self.SCHEMA])
         self.writer = pq.ParquetWriter(path, schema)
 
     def add(self, records: list[dict]) -> None:
@@ -240,21 +267,74 @@ class _ParquetFile:
         return {"name": self.path.name, "rows": self.rows, "sha256": digest}
 
 
+class ConversationRefused(ValueError):
+    """A flat format met a prompt with a system prompt or earlier turns, and the lead chose
+    to refuse rather than write a transcript."""
+
+
+def conversation_refusal(fmt: str, count: int) -> str:
+    keep = ", ".join(KEEP_CONVERSATIONS)
+    return (
+        f"{count} judged prompt(s) hold a conversation (a system prompt or earlier turns) "
+        f"that the {fmt} format has no place for. Export as {keep}, which keep every turn, "
+        'or choose "plain transcript" for conversations.'
+    )
+
+
+class _KtoLabels:
+    """KTO's rows of one prompt: each distinct completion once. A completion chosen in some
+    of the prompt's pairs and rejected in others (a middle candidate, or annotators who
+    disagree) takes the label of most of its pairs, and is left out on a tie or, under the
+    ``unanimous`` policy, always; ``conflicts`` counts both for the dataset card."""
+
+    def __init__(self, policy: str):
+        self.policy = policy
+        self.prompt_id, self.split, self.prompt = None, None, ""
+        self.votes: dict[str, list[int]] = {}  # completion -> [true, false], first-seen order
+        self.conflicts = {"labelled_by_majority": 0, "left_out": 0}
+
+    def add(self, pair, records: list[dict]) -> list[tuple[str, list[dict]]]:
+        """Take a pair's records; the rows of the previous prompt once a new one starts."""
+        done = self.flush() if pair.prompt.pk != self.prompt_id else []
+        self.prompt_id, self.split = pair.prompt.pk, pair.split
+        for record in records:
+            self.prompt = record["prompt"]
+            votes = self.votes.setdefault(record["completion"], [0, 0])
+            votes[0 if record["label"] else 1] += 1
+        return done
+
+    def flush(self) -> list[tuple[str, list[dict]]]:
+        rows = []
+        for completion, (true, false) in self.votes.items():
+            if true and false:
+                if self.policy == "unanimous" or true == false:
+                    self.conflicts["left_out"] += 1
+                    continue
+                self.conflicts["labelled_by_majority"] += 1
+            rows.append({"prompt": self.prompt, "completion": completion, "label": true > false})
+        self.votes = {}
+        return [(self.split, rows)] if rows else []
+
+
 class SplitWriter:
     """The files of one export: ``<split>.<ext>`` and ``<split>.provenance.jsonl`` for each
-    split that gets a record, opened on first use, hashed as written."""
+    split that gets a record, opened on first use, hashed as written. ``options`` are the
+    export's (exports.pairs.Options): conversation handling, raw CSV, the KTO policy."""
 
-    def __init__(self, folder: Path, fmt: str):
+    def __init__(self, folder: Path, fmt: str, options=None):
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}")
         self.folder, self.fmt = Path(folder), fmt
+        self.conversation = getattr(options, "conversation", "refuse")
+        self.csv_raw = getattr(options, "csv_raw", False)
         self.files: dict[str, _File] = {}
         self.parquet: dict[str, _ParquetFile] = {}
         self.counts: dict[str, int] = {}
         self.models: set[str] = set()
         self.agreement_sum = 0.0
         self.pairs = 0
-        self._item, self._seen = None, set()
+        self.refused: set[int] = set()  # prompts a flat format could not hold
+        self.kto = _KtoLabels(getattr(options, "policy", "adjudicated")) if fmt == "kto" else None
 
     def _file(self, name: str, header: list | None = None) -> _File:
         if name not in self.files:
@@ -266,47 +346,48 @@ class SplitWriter:
     def add(self, pair) -> None:
         if pair.chosen is None and self.fmt != "kto":
             return  # a both-bad completion: only the unpaired format takes it
-        records = self._records(pair)
-        if not records:
+        flat = self.fmt in FLAT_FORMATS
+        if flat and self.conversation != "transcript" and is_conversation(pair.prompt):
+            self.refused.add(pair.prompt.pk)
             return
-        split = pair.split
+        transcribe = flat and self.conversation == "transcript"
+        prompt = transcript(pair.prompt) if transcribe else pair.prompt.text
         if self.fmt == "csv":
-            target = self._file(f"{split}.csv", CSV_HEADER)
-            target.write(_csv_line(records[0]))
-            target.rows += 1
-        elif self.fmt == "parquet":
-            self._parquet(split, records)
+            self._write(pair.split, [csv_row(pair, prompt, raw=self.csv_raw)])
+        elif self.kto is not None:
+            for split, rows in self.kto.add(pair, kto(pair, prompt)):
+                self._write(split, rows)
         else:
-            target = self._file(f"{split}.jsonl")
-            for record in records:
-                target.write(dumps(record) + "\n")
-            target.rows += len(records)
-        self.counts[split] = self.counts.get(split, 0) + len(records)
-        side = self._file(f"{split}.provenance.jsonl")
+            self._write(pair.split, RECORDS[self.fmt](pair, prompt))
+        side = self._file(f"{pair.split}.provenance.jsonl")
         side.write(dumps(provenance(pair)) + "\n")
         side.rows += 1
         self.pairs += 1
         self.agreement_sum += pair.agreement
         self.models.update(c.model for c in (pair.chosen, pair.rejected) if c and c.model)
 
-    def _records(self, pair) -> list:
+    def _write(self, split: str, records: list) -> None:
         if self.fmt == "csv":
-            return [csv_row(pair)]
-        records = RECORDS[self.fmt](pair)
-        if self.fmt == "kto":  # each completion once per item
-            if pair.item_id != self._item:
-                self._item, self._seen = pair.item_id, set()
-            records = [r for r in records if (r["completion"], r["label"]) not in self._seen]
-            self._seen.update((r["completion"], r["label"]) for r in records)
-        return records
-
-    def _parquet(self, split: str, records: list[dict]) -> None:
-        if split not in self.parquet:
-            self.parquet[split] = _ParquetFile(self.folder / f"{split}.parquet")
-        self.parquet[split].add(records)
+            target = self._file(f"{split}.csv", CSV_HEADER)
+            target.write(_csv_line(records[0]))
+            target.rows += 1
+        elif self.fmt == "parquet":
+            if split not in self.parquet:
+                self.parquet[split] = _ParquetFile(self.folder / f"{split}.parquet")
+            self.parquet[split].add(records)
+        else:
+            target = self._file(f"{split}.jsonl")
+            for record in records:
+                target.write(dumps(record) + "\n")
+            target.rows += len(records)
+        self.counts[split] = self.counts.get(split, 0) + len(records)
 
     def close(self) -> list[dict]:
-        """Close every file; their names, rows and sha256, sorted by name."""
+        """Close every file; their names, rows and sha256, sorted by name. A flat format
+        that met conversations it was told to refuse raises ConversationRefused."""
+        if self.kto is not None:
+            for split, rows in self.kto.flush():
+                self._write(split, rows)
         manifest = []
         for name, target in self.files.items():
             target.handle.close()
@@ -315,6 +396,8 @@ class SplitWriter:
             )
         for target in self.parquet.values():
             manifest.append(target.close())
+        if self.refused:
+            raise ConversationRefused(conversation_refusal(self.fmt, len(self.refused)))
         return sorted(manifest, key=lambda e: e["name"])
 
 

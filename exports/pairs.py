@@ -42,6 +42,7 @@ from qc.report import text_similarity
 from tasks.models import Candidate, Project
 
 POLICIES = ("adjudicated", "unanimous", "majority", "all")
+CONVERSATIONS = ("refuse", "transcript")
 RANKING_PAIRS = ("top", "all")
 SPLITS = ("train", "validation", "test")
 
@@ -60,11 +61,17 @@ class Options:
     exclude_contradictory: bool = False
     ratios: tuple[float, ...] = (0.8, 0.2)  # train, validation[, test]
     seed: int = 0
+    # Formats with one prompt string (trl, kto, csv): a conversation is refused or written
+    # as a plain transcript (exports.formats). CSV cells as stored, without formula escaping.
+    conversation: str = "refuse"
+    csv_raw: bool = False
 
     def problems(self) -> list[str]:
         found = []
         if self.policy not in POLICIES:
             found.append(f"policy must be one of {', '.join(POLICIES)}")
+        if self.conversation not in CONVERSATIONS:
+            found.append(f"conversation must be one of {', '.join(CONVERSATIONS)}")
         if self.ranking_pairs not in RANKING_PAIRS:
             found.append(f"ranking_pairs must be one of {', '.join(RANKING_PAIRS)}")
         if not 0 <= self.min_agreement <= 1:

@@ -9,12 +9,20 @@ from dataclasses import asdict
 from pathlib import Path
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef
 
 from annotation.models import Judgment
-from exports.formats import FORMATS, SplitWriter, dumps, llama_factory_info
+from exports.formats import (
+    FLAT_FORMATS,
+    FORMATS,
+    ConversationRefused,
+    SplitWriter,
+    conversation_refusal,
+    dumps,
+    llama_factory_info,
+)
 from exports.pairs import Options, extract
-from tasks.models import Project
+from tasks.models import Project, Prompt
 
 ALL_FORMATS = (*FORMATS, "judgments")
 
@@ -28,6 +36,9 @@ def export_to_folder(project: Project, fmt: str, folder: Path, options: Options)
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder} is not empty")
+    refusal = conversation_problem(project, fmt, options)
+    if refusal:
+        raise ConversationRefused(refusal)
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
     try:
@@ -43,18 +54,20 @@ def export_to_folder(project: Project, fmt: str, folder: Path, options: Options)
 
 def _write(project: Project, fmt: str, work: Path, options: Options) -> dict:
     models: list[str] = []
-    mean_agreement = None
+    mean_agreement, kto_conflicts = None, None
     if fmt == "judgments":
         files, counts = [_raw_judgments(project, work / "judgments.jsonl")], {}
         counts = {"judgments": files[0]["rows"]}
     else:
-        writer = SplitWriter(work, fmt)
+        writer = SplitWriter(work, fmt, options)
         try:
             for pair in extract(project, options):
                 writer.add(pair)
         finally:
             files = writer.close()
         counts, models = dict(sorted(writer.counts.items())), sorted(writer.models)
+        if writer.kto is not None:
+            kto_conflicts = writer.kto.conflicts
         if writer.pairs:
             mean_agreement = round(writer.agreement_sum / writer.pairs, 4)
         if fmt == "llama-factory":
@@ -68,6 +81,7 @@ def _write(project: Project, fmt: str, work: Path, options: Options) -> dict:
         "mean_agreement": mean_agreement,
         "models": models,
         "labels": _labels(project),
+        **({"kto_conflicts": kto_conflicts} if kto_conflicts is not None else {}),
         "files": sorted(files, key=lambda e: e["name"]),
     }
     manifest["files"].append(_text_file(work / "README.md", dataset_card(manifest)))
@@ -115,12 +129,52 @@ def _raw_judgments(project: Project, path: Path) -> dict:
     return {"name": path.name, "rows": rows, "sha256": digest.hexdigest()}
 
 
-AXOLOTL_YAML = """rl: dpo
-datasets:
-  - path: json
-    data_files: [{files}]
+# Axolotl's local-file form (src/axolotl/utils/data/shared.py: a `path` that exists is read
+# with `ds_type`; a single JSON file is its "train" split) and the multi-turn DPO type
+# chat_template.default with its default field names (prompt_strategies/dpo/chat_template.py).
+AXOLOTL_DATASET = """  - path: {name}
+    ds_type: json
     split: train
-    type: chatml.intel"""
+    type: chat_template.default
+    field_messages: messages
+    field_chosen: chosen
+    field_rejected: rejected
+    roles:
+      system: [system]
+      user: [user]
+      assistant: [assistant]"""
+
+# What each format keeps of a pair, for the dataset card and README.
+FORMAT_NOTES = {
+    "trl-conversational": "Lossless: the prompt is the whole conversation (system prompt and "
+    "earlier turns); TRL applies the model's chat template. The format to use for chat models.",
+    "llama-factory": "Lossless: instruction is the last user turn, system the system prompt, "
+    "history the earlier [user, assistant] turns.",
+    "axolotl": "Lossless: messages is the whole conversation, chosen and rejected are "
+    "assistant messages (Axolotl's chat_template.default DPO type).",
+    "parquet": "Lossless: prompt is the last user turn, prompt_messages the whole conversation.",
+    "trl": "One prompt string: prompt and completion are stored exactly as annotated and TRL "
+    "joins them verbatim, with no chat template between them. For chat models use "
+    "trl-conversational.",
+    "kto": "One prompt string; each distinct completion of a prompt once, labelled by its pairs.",
+    "csv": "One prompt string; for spreadsheets.",
+}
+
+
+def _conversation_note(manifest: dict) -> str:
+    options = manifest["options"]
+    if manifest["format"] not in FLAT_FORMATS:
+        return ""
+    if options.get("conversation") == "transcript":
+        return (
+            "Conversations: every prompt is written as a plain transcript: each turn as "
+            '"System: …", "User: …" or "Assistant: …", a blank line between turns, ending '
+            "with the last user turn."
+        )
+    return (
+        "Conversations: none of the exported prompts has a system prompt or earlier turns "
+        "(an export with any is refused in this format unless a transcript is chosen)."
+    )
 
 
 def dataset_card(manifest: dict) -> str:
@@ -153,12 +207,58 @@ def dataset_card(manifest: dict) -> str:
     lines += ["", "## Options", "", "```json", dumps(manifest["options"]), "```", ""]
     models = ", ".join(manifest["models"]) or "none (imported or written by people)"
     lines += [f"Generation models: {models}", ""]
-    if manifest["format"] == "axolotl":
-        files = ", ".join(e["name"] for e in data_files if e["name"].startswith("train"))
-        lines += ["## Axolotl", "", "```yaml", AXOLOTL_YAML.format(files=files), "```", ""]
+    lines += _format_section(manifest, data_files)
     lines += ["## Files", "", "| file | rows | sha256 |", "|---|---|---|"]
     lines += [f"| {e['name']} | {e['rows']} | `{e['sha256']}` |" for e in manifest["files"]]
     return "\n".join(lines) + "\n"
+
+
+def _format_section(manifest: dict, data_files: list[dict]) -> list[str]:
+    """What the format keeps and transforms, and how its consumer loads the files."""
+    fmt, options = manifest["format"], manifest["options"]
+    note = FORMAT_NOTES.get(fmt)
+    if note is None:
+        return []
+    lines = ["## What the files keep", "", note, ""]
+    conversation = _conversation_note(manifest)
+    if conversation:
+        lines += [conversation, ""]
+    if fmt == "csv":
+        lines += [
+            "CSV cells as stored, no escaping."
+            if options.get("csv_raw")
+            else "CSV cells that a spreadsheet would run as a formula (a leading =, +, -, @, "
+            "tab or carriage return) start with an added `'`; export with csv_raw for the "
+            "cells exactly as stored.",
+            "",
+        ]
+    conflicts = manifest.get("kto_conflicts")
+    if conflicts:
+        lines += [
+            "Completions chosen in some pairs and rejected in others: "
+            f"{conflicts['labelled_by_majority']} labelled by most of their pairs, "
+            f"{conflicts['left_out']} left out (a tie, or the unanimous policy).",
+            "",
+        ]
+    if fmt == "axolotl":
+        names = [e["name"] for e in data_files]
+        yaml_lines = ["rl: dpo", "chat_template: chatml  # or your model's: tokenizer_default"]
+        yaml_lines += ["datasets:", AXOLOTL_DATASET.format(name="train.jsonl")]
+        if "validation.jsonl" in names:
+            yaml_lines += ["val_set_size: 0  # the validation file below is the evaluation set"]
+            yaml_lines += ["test_datasets:", AXOLOTL_DATASET.format(name="validation.jsonl")]
+        lines += [
+            "## Axolotl",
+            "",
+            "Run Axolotl from this folder: it reads a local `path` relative to its working "
+            "directory.",
+            "",
+            "```yaml",
+            *yaml_lines,
+            "```",
+            "",
+        ]
+    return lines
 
 
 # --- export jobs -------------------------------------------------------------------------
@@ -199,12 +299,32 @@ def options_from(data: dict) -> Options:
     return options
 
 
+def conversation_problem(project: Project, fmt: str, options: Options) -> str:
+    """Why ``fmt`` cannot be exported as asked: a flat format (one prompt string) told to
+    refuse conversations, in a project with judged prompts that hold one. Empty if none."""
+    if fmt not in FLAT_FORMATS or options.conversation != "refuse":
+        return ""
+    judged = Judgment.objects.filter(item__prompt=OuterRef("pk"))
+    turns = (
+        Prompt.objects.filter(project=project, messages__isnull=False)
+        .filter(Exists(judged))
+        .values_list("messages", flat=True)
+    )
+    count = sum(1 for m in turns.iterator() if isinstance(m, list) and len(m) > 1)
+    return conversation_refusal(fmt, count) if count else ""
+
+
 def request_export(project: Project, fmt: str, options: Options, created_by=None):
+    """Queue an export job; ValueError (nothing queued) for a format or options that cannot
+    be exported, e.g. conversations a flat format was told to refuse."""
     from exports.jobs import run_export
     from exports.models import Export
 
     if fmt not in ALL_FORMATS:
         raise ValueError(f"format must be one of {', '.join(ALL_FORMATS)}")
+    refusal = conversation_problem(project, fmt, options)
+    if refusal:
+        raise ValueError(refusal)
     export = Export.objects.create(
         organization=project.organization,
         project=project,
@@ -239,6 +359,8 @@ def run_export(export_id: int):
             )
         export.counts, export.files = manifest["counts"], manifest["files"]
         export.status = Export.Status.SUCCEEDED
+    except ConversationRefused as refused:  # the lead's own choice: their words, not a fault
+        export.status, export.error = Export.Status.FAILED, str(refused)
     except Exception as error:
         logging.getLogger(__name__).exception("export %s failed", export.pk)
         export.status = Export.Status.FAILED

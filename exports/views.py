@@ -10,6 +10,11 @@ from exports.models import Export
 from exports.pairs import POLICIES
 from tasks.views import lead_project, membership_required
 
+# How trl, kto and csv (one prompt string) treat a prompt with a system prompt or turns.
+CONVERSATION_CHOICES = {
+    "refuse": "refuse the export (use a format that keeps them)",
+    "transcript": "write every prompt as a plain transcript",
+}
 SPLITS = {
     "80/20": (0.8, 0.2),
     "70/30": (0.7, 0.3),
@@ -34,6 +39,8 @@ def _options(form) -> dict:
         "exclude_truncated": form.get("exclude_truncated") == "on",
         "exclude_contradictory": form.get("exclude_contradictory") == "on",
         "dimension": (form.get("dimension") or "").strip(),
+        "conversation": form.get("conversation", "refuse"),
+        "csv_raw": form.get("csv_raw") == "on",
     }
     if number("near_identical") is not None:
         options["near_identical"] = number("near_identical")
@@ -68,6 +75,7 @@ def exports_page(request, project_id: int):
             "formats": services.ALL_FORMATS,
             "policies": POLICIES,
             "splits": SPLITS,
+            "conversations": CONVERSATION_CHOICES,
             "errors": errors,
             "form": request.POST,
         },

@@ -44,7 +44,8 @@ class ExportRequestSerializer(serializers.Serializer):
         default=dict,
         help_text="exports.pairs.Options: policy, min_agreement, best_vs_all, ranking_pairs, "
         "rubric_margin, dimension, sources, exclude_truncated, near_identical, "
-        "exclude_contradictory, ratios, seed",
+        "exclude_contradictory, ratios, seed, conversation (refuse | transcript: how trl, kto "
+        "and csv treat a prompt with a system prompt or earlier turns), csv_raw",
     )
 
     def validate_options(self, value):
@@ -82,9 +83,12 @@ class ProjectExportViewSet(OrganizationViewSet):
         asked = ExportRequestSerializer(data=request.data)
         asked.is_valid(raise_exception=True)
         person = request.user if getattr(request.user, "pk", None) else None
-        export = services.request_export(
-            project, asked.validated_data["format"], asked.validated_data["options"], person
-        )
+        try:
+            export = services.request_export(
+                project, asked.validated_data["format"], asked.validated_data["options"], person
+            )
+        except ValueError as refused:  # e.g. conversations a flat format was told to refuse
+            raise serializers.ValidationError({"options": [str(refused)]}) from refused
         return Response(
             ExportSerializer(export).data,
             status=status.HTTP_202_ACCEPTED,

@@ -4,6 +4,7 @@ Axolotl's chatml.intel type reads, the csv module, and the dataset card's YAML."
 
 import json
 import os
+from collections import Counter
 
 import pytest
 import yaml
@@ -51,8 +52,8 @@ def tokenizer():
 def test_trl_standard_and_conversational_pass_trls_helpers(voted, tmp_path):  # noqa: F811
     from trl.data_utils import is_conversational, maybe_apply_chat_template
 
-    with_system_prompt(voted, "Be terse.")
     export(voted.project, "trl", tmp_path / "std")
+    with_system_prompt(voted, "Be terse.")
     export(voted.project, "trl-conversational", tmp_path / "conv")
     standard = load("json", tmp_path / "std" / "train.jsonl", tmp_path)
     assert standard.column_names == ["chosen", "prompt", "rejected"] and len(standard) == 7
@@ -89,18 +90,26 @@ def test_kto_rows_match_trls_own_unpairing(voted, tmp_path):  # noqa: F811
     bad = {row["completion"] for row in kto if row["prompt"] == voted.items[3][0].prompt.text}
     assert bad == {"first answer to prompt 3", "second answer to prompt 3"}
     assert not any(row["label"] for row in kto if row["completion"] in bad)
-    # every (completion, label) of TRL's unpairing is in ours (ours keeps each once per item)
-    assert {(r["completion"], r["label"]) for r in unpaired} <= {
-        (r["completion"], r["label"]) for r in kto
-    }
+    # Ours is TRL's unpairing with each completion of a prompt once: its label is the one
+    # most of its pairs give (item 1: "first" won once and lost twice under policy "all").
+    theirs = Counter((r["prompt"], r["completion"], r["label"]) for r in unpaired)
+    ours = [(r["prompt"], r["completion"]) for r in kto]
+    assert len(ours) == len(set(ours))  # no repeated row
+    for row in kto:
+        if row["completion"] in bad:
+            continue
+        key = (row["prompt"], row["completion"])
+        assert theirs[(*key, row["label"])] > theirs[(*key, not row["label"])]
 
 
-def test_axolotl_records_have_the_fields_chatml_intel_reads(voted, tmp_path):  # noqa: F811
+def test_axolotl_records_have_the_fields_chat_template_default_reads(voted, tmp_path):  # noqa: F811
     manifest = export(voted.project, "axolotl", tmp_path / "ax")
     rows = load("json", tmp_path / "ax" / "train.jsonl", tmp_path)
-    assert sorted(rows.column_names) == ["chosen", "question", "rejected", "system"]
+    assert sorted(rows.column_names) == ["chosen", "messages", "rejected"]
+    assert rows[0]["messages"][-1]["role"] == "user"
+    assert rows[0]["chosen"]["role"] == rows[0]["rejected"]["role"] == "assistant"
     card = (tmp_path / "ax" / "README.md").read_text()
-    assert "type: chatml.intel" in card and "rl: dpo" in card
+    assert "type: chat_template.default" in card and "rl: dpo" in card
     assert manifest["counts"] == {"train": 7}
 
 
@@ -118,7 +127,15 @@ def test_parquet_loads_with_datasets(voted, tmp_path):  # noqa: F811
     manifest = export(voted.project, "parquet", tmp_path / "pq")
     rows = load("parquet", tmp_path / "pq" / "train.parquet", tmp_path)
     assert len(rows) == manifest["counts"]["train"] == 7
-    assert rows.column_names == ["prompt", "chosen", "rejected", "agreement", "dimension"]
+    assert rows.column_names == [
+        "prompt",
+        "prompt_messages",
+        "chosen",
+        "rejected",
+        "agreement",
+        "dimension",
+    ]
+    assert rows[0]["prompt_messages"] == [{"role": "user", "content": rows[0]["prompt"]}]
     again = export(voted.project, "parquet", tmp_path / "pq2")
     assert again["files"] == manifest["files"]  # same bytes: same sha256
 

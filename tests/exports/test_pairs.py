@@ -267,7 +267,10 @@ def test_conversational_keeps_the_system_prompt_and_csv_has_the_documented_heade
             Options(policy="unanimous", ratios=(1.0,)),
         )
         export_to_folder(
-            voted.project, "csv", tmp_path / "csv", Options(policy="unanimous", ratios=(1.0,))
+            voted.project,
+            "csv",
+            tmp_path / "csv",
+            Options(policy="unanimous", ratios=(1.0,), conversation="transcript"),
         )
     [record] = [json.loads(x) for x in (tmp_path / "conv" / "train.jsonl").read_text().splitlines()]
     assert record["prompt"][0] == {"role": "system", "content": "You are terse."}

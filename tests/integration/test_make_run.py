@@ -208,10 +208,11 @@ def test_make_run_serves_the_whole_demo_and_stops_everything(make_run, browser, 
     expect(page.locator("#qc-agreement")).to_contain_text(re.compile(r"\d\.\d"))
     expect(page.locator("#qc-agreement")).to_contain_text("α")
 
-    # …and a TRL export, written by the worker, downloaded from the Exports page.
+    # …and a TRL export (conversational: the study has multi-turn prompts), written by the
+    # worker, downloaded from the Exports page.
     page.goto(f"/projects/{project_id}/")
     page.get_by_role("link", name="Exports").click()
-    page.get_by_label("Format").select_option("trl")
+    page.get_by_label("Format").select_option("trl-conversational")
     page.get_by_role("button", name="Export").click()
     row = page.locator("#exports tbody tr").first
     expect(row).to_contain_text("Succeeded", timeout=120_000)  # the page follows the job
@@ -221,7 +222,7 @@ def test_make_run_serves_the_whole_demo_and_stops_everything(make_run, browser, 
     download.value.save_as(saved)
     records = [json.loads(line) for line in saved.read_text().splitlines()]
     assert records and all(set(r) >= {"prompt", "chosen", "rejected"} for r in records)
-    assert all(r["chosen"] != r["rejected"] for r in records)
+    assert all(r["chosen"] != r["rejected"] and r["prompt"][-1]["role"] == "user" for r in records)
     assert page.problems == []
     context.close()
 

@@ -223,11 +223,11 @@ def test_the_decided_item_shows_its_discussion_and_decision_note(demo):
     assert note.text[:60] in html and decision.note[:60] in html
 
 
-def test_the_exports_page_lists_a_finished_trl_export_of_preference_pairs(demo):
+def test_the_exports_page_lists_a_finished_trl_export_that_keeps_every_turn(demo):
     client = client_for(demo.lead)
     with scopes_disabled():
         export = Export.objects.get(project=demo.study)
-    assert (export.format, export.status) == ("trl", Export.Status.SUCCEEDED)
+    assert (export.format, export.status) == ("trl-conversational", Export.Status.SUCCEEDED)
     page = client.get(reverse("exports:page", args=[demo.study.pk])).content.decode()
     assert f'data-export="{export.pk}"' in page and "train.jsonl" in page
     download = client.get(
@@ -238,4 +238,7 @@ def test_the_exports_page_lists_a_finished_trl_export_of_preference_pairs(demo):
     assert len(records) == export.counts["train"] >= 20
     for record in records:
         assert set(record) == {"prompt", "chosen", "rejected"}
+        assert record["prompt"][-1]["role"] == "user"
         assert record["chosen"] != record["rejected"]
+    # the study's conversations arrive whole: earlier turns and system prompts
+    assert any(len(record["prompt"]) > 1 for record in records)

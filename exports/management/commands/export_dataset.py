@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django_scopes import scope
 
-from exports.pairs import POLICIES, RANKING_PAIRS, Options
+from exports.pairs import CONVERSATIONS, POLICIES, RANKING_PAIRS, Options
 from exports.services import ALL_FORMATS as FORMATS
 from exports.services import export_to_folder
 from tasks.management.refs import project_from_ref
@@ -30,6 +30,16 @@ class Command(BaseCommand):
             "--split", type=float, nargs="+", default=[0.8, 0.2], help="train validation [test]"
         )
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--conversation",
+            default="refuse",
+            choices=CONVERSATIONS,
+            help="trl, kto and csv hold one prompt string: refuse prompts with a system "
+            "prompt or earlier turns (default), or write every prompt as a plain transcript",
+        )
+        parser.add_argument(
+            "--csv-raw", action="store_true", help="CSV cells as stored (no formula escaping)"
+        )
 
     def handle(self, *args, **opts):
         project = project_from_ref(opts["project"])
@@ -46,14 +56,16 @@ class Command(BaseCommand):
             exclude_contradictory=opts["exclude_contradictory"],
             ratios=tuple(opts["split"]),
             seed=opts["seed"],
+            conversation=opts["conversation"],
+            csv_raw=opts["csv_raw"],
         )
         if options.problems():
             raise CommandError("; ".join(options.problems()))
         try:
             with scope(organization=project.organization):
                 manifest = export_to_folder(project, opts["format"], opts["out"], options)
-        except FileExistsError as exists:
-            raise CommandError(str(exists)) from exists
+        except (FileExistsError, ValueError) as refused:
+            raise CommandError(str(refused)) from refused
         for entry in manifest["files"]:
             self.stdout.write(f"{entry['name']}\t{entry['rows']} rows\tsha256 {entry['sha256']}")
         counts = ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()) or "no pairs"
