@@ -277,7 +277,7 @@ def conversation_refusal(fmt: str, count: int) -> str:
     return (
         f"{count} judged prompt(s) hold a conversation (a system prompt or earlier turns) "
         f"that the {fmt} format has no place for. Export as {keep}, which keep every turn, "
-        'or choose "plain transcript" for conversations.'
+        'or have every prompt written as a plain transcript (conversation "transcript").'
     )
 
 
