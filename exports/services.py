@@ -279,24 +279,51 @@ def folder_of(export) -> Path:
 
 
 def options_from(data: dict) -> Options:
-    """Options from a request's or a form's values (unknown keys are refused)."""
+    """Options from a request's or a form's values: unknown keys, and values of the wrong
+    type, are refused with a ValueError that names the option."""
     from dataclasses import fields
 
-    known = {f.name for f in fields(Options)}
-    unknown = sorted(set(data) - known)
+    if not isinstance(data, dict):
+        raise ValueError("options must be an object")
+    known = {f.name: f for f in fields(Options)}
+    unknown = sorted(set(data) - set(known))
     if unknown:
         raise ValueError(f"unknown option(s): {', '.join(unknown)}")
-    values = dict(data)
-    for key in ("sources", "ratios"):
-        if key in values:
-            values[key] = tuple(values[key])
-    try:
-        options = Options(**values)
-    except TypeError as wrong:
-        raise ValueError(str(wrong)) from wrong
+    values = {name: _option_value(name, value, known[name].default) for name, value in data.items()}
+    options = Options(**values)
     if options.problems():
         raise ValueError("; ".join(options.problems()))
     return options
+
+
+def _option_value(name: str, value, default):
+    """``value`` checked against the option's type, which its default shows (None: an
+    optional number; a tuple: a list of the same kind as its first element)."""
+    import math
+
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    if isinstance(default, tuple):
+        kind = "numbers" if name == "ratios" else "strings"
+        ok = isinstance(value, list | tuple) and all(
+            number(v) if kind == "numbers" else isinstance(v, str) for v in value
+        )
+        if not ok:
+            raise ValueError(f"{name} must be a list of {kind}")
+        return tuple(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false")
+    elif isinstance(default, int) and not isinstance(default, bool):
+        if not (isinstance(value, int) and not isinstance(value, bool)):
+            raise ValueError(f"{name} must be a whole number")
+    elif default is None or isinstance(default, float):
+        if not (number(value) or (default is None and value is None)):
+            raise ValueError(f"{name} must be a number")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise ValueError(f"{name} must be a string")
+    return value
 
 
 def conversation_problem(project: Project, fmt: str, options: Options) -> str:

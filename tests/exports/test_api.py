@@ -96,6 +96,17 @@ def test_bad_requests_are_refused_with_nothing_made(voted, acme, as_user, jobs_h
         ({"format": "trl", "options": {"ratios": [0.9, 0.3]}}, "add up to 1"),
         ({"format": "trl", "options": {"created_by__password": "x"}}, "unknown option"),
         ({"format": "trl", "options": {"policy": "vote"}}, "policy must be one of"),
+        # values of the wrong type: a 400 naming the option, never a 500
+        ({"format": "csv", "options": {"min_agreement": "x"}}, "min_agreement must be a number"),
+        ({"format": "csv", "options": {"ratios": 5}}, "ratios must be a list of numbers"),
+        ({"format": "csv", "options": {"ratios": ["a"]}}, "ratios must be a list of numbers"),
+        ({"format": "csv", "options": {"dimension": 5}}, "dimension must be a string"),
+        ({"format": "csv", "options": {"seed": 1.5}}, "seed must be a whole number"),
+        ({"format": "csv", "options": {"csv_raw": "yes"}}, "csv_raw must be true or false"),
+        ({"format": "csv", "options": {"sources": [1]}}, "sources must be a list of strings"),
+        ({"format": "csv", "options": {"near_identical": "0.9"}}, "near_identical must be"),
+        ({"format": "csv", "options": {"conversation": "merge"}}, "conversation must be one of"),
+        ({"format": "csv", "options": ["policy"]}, "Expected a dictionary"),
     ]:
         response = client.post(url, body, content_type="application/json")
         assert response.status_code == 400 and message in json.dumps(response.json()), body
