@@ -201,7 +201,8 @@ def test_kto_has_one_row_per_completion_and_the_card_counts_the_conflicts(voted,
     assert "2 labelled by most of their pairs" in (tmp_path / "all" / "README.md").read_text()
 
 
-def test_kto_leaves_a_tied_completion_out(voted, tmp_path):  # noqa: F811
+def test_kto_leaves_a_tied_completion_out():
+    """A completion chosen as often as it is rejected has no label to give."""
     from exports.formats import _KtoLabels
 
     kto = _KtoLabels("majority")
