@@ -291,7 +291,7 @@ def test_server_rendered_pages_hold_no_hostile_markup(
     with scope(organization=acme.organization), django_capture_on_commit_callbacks(execute=True):
         qc_services.request_report(project, created_by=acme.lead)
         exports_services.request_export(
-            project, "trl", exports_services.options_from({}), created_by=acme.lead
+            project, "trl-conversational", exports_services.options_from({}), created_by=acme.lead
         )
     annotator, lead = client_for(acme.annotator), client_for(acme.lead)
     with scopes_disabled():
@@ -486,7 +486,7 @@ def test_lead_pages_show_hostile_strings_as_text(page, dialogs, hostile_tenant, 
 
     page.goto(f"/projects/{project.pk}/")
     page.get_by_role("link", name="Exports").click()
-    page.get_by_label("Format").select_option("trl")
+    page.get_by_label("Format").select_option("trl-conversational")
     page.get_by_label('Only a dimension ("question=value")').fill(f"dimension={OPTION['helpful']}")
     page.get_by_role("button", name="Export").click()
     expect(page.locator("#exports tbody tr").first).to_contain_text("Succeeded")
