@@ -1,5 +1,7 @@
 """The benchmarks' database: BENCH_DATABASE_URL (default chosen_bench on this machine's
-PostgreSQL), created when missing and migrated before a run."""
+PostgreSQL), created when missing and migrated before a run; and their Redis (cache and
+broker): BENCH_REDIS_URL, default db 13 of this machine's Redis, unless REDIS_URL is set
+(without either, the settings would look for `make run`'s private Redis)."""
 
 import os
 import subprocess
@@ -10,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATABASE_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@localhost:5432/chosen_bench"
 )
+os.environ.setdefault("REDIS_URL", os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/13"))
 
 
 def prepare_database(*commands: list[str]) -> None:
