@@ -333,7 +333,6 @@ class SplitWriter:
         self.models: set[str] = set()
         self.agreement_sum = 0.0
         self.pairs = 0
-        self.refused: set[int] = set()  # prompts a flat format could not hold
         self.kto = _KtoLabels(getattr(options, "policy", "adjudicated")) if fmt == "kto" else None
 
     def _file(self, name: str, header: list | None = None) -> _File:
@@ -348,8 +347,9 @@ class SplitWriter:
             return  # a both-bad completion: only the unpaired format takes it
         flat = self.fmt in FLAT_FORMATS
         if flat and self.conversation != "transcript" and is_conversation(pair.prompt):
-            self.refused.add(pair.prompt.pk)
-            return
+            # export_to_folder refused such a project before writing (with the count); a
+            # prompt that became a conversation since is refused here, never flattened.
+            raise ConversationRefused(conversation_refusal(self.fmt, 1))
         transcribe = flat and self.conversation == "transcript"
         prompt = transcript(pair.prompt) if transcribe else pair.prompt.text
         if self.fmt == "csv":
@@ -383,8 +383,7 @@ class SplitWriter:
         self.counts[split] = self.counts.get(split, 0) + len(records)
 
     def close(self) -> list[dict]:
-        """Close every file; their names, rows and sha256, sorted by name. A flat format
-        that met conversations it was told to refuse raises ConversationRefused."""
+        """Close every file; their names, rows and sha256, sorted by name."""
         if self.kto is not None:
             for split, rows in self.kto.flush():
                 self._write(split, rows)
@@ -396,8 +395,6 @@ class SplitWriter:
             )
         for target in self.parquet.values():
             manifest.append(target.close())
-        if self.refused:
-            raise ConversationRefused(conversation_refusal(self.fmt, len(self.refused)))
         return sorted(manifest, key=lambda e: e["name"])
 
 

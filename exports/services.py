@@ -3,6 +3,7 @@ manifest with counts, parameters and sha256 checksums, and a dataset card (READM
 a Hugging Face YAML header). Or all raw judgments as JSONL (format ``judgments``)."""
 
 import hashlib
+import math
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -299,7 +300,6 @@ def options_from(data: dict) -> Options:
 def _option_value(name: str, value, default):
     """``value`` checked against the option's type, which its default shows (None: an
     optional number; a tuple: a list of the same kind as its first element)."""
-    import math
 
     def number(v) -> bool:
         return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)

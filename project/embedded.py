@@ -409,18 +409,18 @@ def main(argv: list[str] | None = None) -> int:
         stack.run("migrate", [python, "manage.py", "migrate", "--noinput"], env=env)
         stack.run("load_demo", [python, "manage.py", "load_demo"], env=env)
         celery = [python, "-m", "celery", "-A", "project"]
-        worker = stack.start(
+        stack.start(
             "Celery worker",
             [*celery, "worker", "--loglevel=INFO", "--concurrency=2", "-n", "chosen@%h"],
             env=env,
             grace=30,  # a warm shutdown lets running job chunks finish
         )
-        beat = stack.start(
+        stack.start(
             "Celery beat",
             [*celery, "beat", "--loglevel=INFO", "--schedule", str(VAR / "celerybeat-schedule")],
             env=env,
         )
-        web = stack.start(
+        stack.start(
             "web server",
             [python, "manage.py", "runserver", f"{args.host}:{args.port}"],
             env=env,
@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         while True:
-            for child in (web, worker, beat, *stack.children):
+            for child in stack.children:
                 if not child.running():
                     print(
                         f"{child.name} exited (status {child.process.returncode}): "
