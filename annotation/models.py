@@ -1,3 +1,8 @@
+"""What annotators produce: an Assignment (an item held by one annotator, with the order
+its candidates were shown in), the Judgment it ends in (preferences stored as candidate
+ids, never as the letters on screen) with its revisions, a lead's Adjudication of a
+disputed item, and the notes of an item's discussion."""
+
 from django.conf import settings
 from django.db import models
 from django_scopes import ScopedManager

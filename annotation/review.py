@@ -14,8 +14,8 @@ from annotation.models import Adjudication, ItemNote
 from annotation.rendering import render_markdown
 from annotation.views import member_project
 from annotation.workspace import prompt_context
+from tasks.decorators import lead_project, membership_required
 from tasks.models import Item, Project
-from tasks.views import lead_project, membership_required
 
 PAGE_SIZE = 50
 

@@ -5,6 +5,7 @@ from annotation import review, views
 app_name = "annotation"
 
 urlpatterns = [
+    path("", views.home, name="home"),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
     path(
         "projects/<int:project_id>/annotate/<int:assignment_id>/submit/",

@@ -1,4 +1,4 @@
-"""The annotator's pages: the project list (in tasks.views), annotate, history, edit.
+"""The annotator's pages: the project list (``home``), annotate, history, edit.
 
 Submit is one round trip: the form posts, and the answer is the next item (a fragment for
 the page's script, or a redirect without JavaScript)."""
@@ -19,9 +19,17 @@ from annotation.services import (
     undo_last_submit,
     update_judgment,
 )
-from annotation.workspace import answers_from_form, context_for, progress
+from annotation.workspace import answers_from_form, context_for, progress, project_rows
+from tasks.decorators import membership_required
 from tasks.models import Project
-from tasks.views import membership_required
+
+
+@membership_required
+def home(request):
+    """The projects this member may work on, with their own and everyone's progress."""
+    projects = list(Project.objects.for_member(request.membership).order_by("name"))
+    rows = project_rows(projects, request.user)
+    return render(request, "annotation/project_list.html", {"rows": rows})
 
 
 def member_project(request, project_id: int) -> Project:

@@ -20,9 +20,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import django
+import openai
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchdb import DATABASE_URL, prepare_database  # noqa: E402
+
+from tasks.text import content_hash  # noqa: E402 (plain Python: no app registry needed)
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/13")
 TARGET = 1.10
@@ -37,8 +42,6 @@ MAX_TOKENS = 48
 def setup_django() -> None:
     os.environ.update(DATABASE_URL=DATABASE_URL, REDIS_URL=REDIS_URL, LOG_LEVEL="WARNING")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    import django
-
     django.setup()
 
 
@@ -48,15 +51,14 @@ def questions(n: int) -> list[str]:
 
 
 def variants() -> list[dict]:
-    from tasks.generation import validate_variants
+    from tasks.generation import validate_variants  # after setup_django(): app registry
 
     return validate_variants([{**v, "max_tokens": MAX_TOKENS} for v in VARIANTS])
 
 
 def plain_loop(url: str, texts: list[str], concurrency: int) -> float:
     """What a script would do: the same requests from a thread pool, nothing stored."""
-    import openai
-
+    # project modules after setup_django(): models need the app registry
     from tasks.generation import _messages
     from tasks.models import Prompt
 
@@ -83,10 +85,10 @@ def plain_loop(url: str, texts: list[str], concurrency: int) -> float:
 
 def chosen_job(endpoint, texts: list[str], run: int) -> float:
     """A generation job through the worker, from start() until it is finished."""
+    # after setup_django(): models need the app registry
     from django_scopes import scope
 
     from tasks import generation
-    from tasks.importers.rows import content_hash
     from tasks.models import GenerationJob, Organization, Project, Prompt
     from tasks.schema import default_questions
 
@@ -130,7 +132,7 @@ def main() -> int:
     args = parser.parse_args()
     prepare_database()
     setup_django()
-    from tasks.models import LLMEndpoint
+    from tasks.models import LLMEndpoint  # after setup_django(): app registry
     from tests.llm_server import MODEL_ALIAS, llama_server
 
     texts = questions(args.prompts)

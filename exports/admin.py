@@ -3,7 +3,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from exports.models import Export
-from tasks.admin import OrganizationJobAdmin
+from tasks.admin.base import OrganizationJobAdmin
 
 
 @admin.register(Export)

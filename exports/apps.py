@@ -6,6 +6,7 @@ class ExportsConfig(AppConfig):
     verbose_name = "Exports"
 
     def ready(self) -> None:
+        # Models and the audit trail can be imported only once the apps are loaded.
         from exports.models import Export
         from tasks.audit import connect_job
 

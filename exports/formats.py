@@ -38,6 +38,7 @@ import json
 from pathlib import Path
 
 from tasks.csvsafe import spreadsheet_cell
+from tasks.lifecycle import JobRefused
 
 FORMATS = ("trl", "trl-conversational", "kto", "axolotl", "llama-factory", "csv", "parquet")
 # One prompt string per record: no place for a system prompt or earlier turns.
@@ -229,6 +230,7 @@ class _ParquetFile:
     """A split's Parquet file, written a row group of PARQUET_ROWS records at a time."""
 
     def __init__(self, path: Path):
+        # pyarrow takes a good part of a second to import: only Parquet exports load it.
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -253,7 +255,7 @@ class _ParquetFile:
             self._flush()
 
     def _flush(self) -> None:
-        import pyarrow as pa
+        import pyarrow as pa  # loaded by __init__ already (see there)
 
         if self.pending:
             table = pa.Table.from_pylist(self.pending, schema=self.writer.schema)
@@ -267,7 +269,7 @@ class _ParquetFile:
         return {"name": self.path.name, "rows": self.rows, "sha256": digest}
 
 
-class ConversationRefused(ValueError):
+class ConversationRefused(JobRefused, ValueError):
     """A flat format met a prompt with a system prompt or earlier turns, and the lead chose
     to refuse rather than write a transcript."""
 

@@ -1,11 +1,10 @@
 """Celery jobs of the exports app (autodiscovered as ``jobs``)."""
 
+from exports import services
 from project.celery import app
 from tasks.jobs import ORGANIZATION_JOB
 
 
 @app.task(**ORGANIZATION_JOB)
 def run_export(self, organization_id: int, export_id: int) -> str:
-    from exports.services import run_export as run
-
-    return run(export_id).status
+    return services.run_export(export_id).status

@@ -34,12 +34,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import combinations
 
+from django.db import connection
 from django.db.models import F, Func, TextField, Value
 from django.db.models.functions import Cast, Concat
 
 from annotation.models import Adjudication, Judgment
-from qc.report import text_similarity
-from tasks.models import Candidate, Project
+from tasks.models import Candidate, Project, Prompt
+from tasks.text import text_similarity
 
 POLICIES = ("adjudicated", "unanimous", "majority", "all")
 CONVERSATIONS = ("refuse", "transcript")
@@ -359,10 +360,6 @@ class CandidateText:
 def _candidates(ids: set[int]) -> dict[int, CandidateText]:
     """The batch's candidates with their prompts, by id. One array parameter instead of
     ``pk__in``: planning an IN list of 10,000 parameters took longer than reading the rows."""
-    from django.db import connection
-
-    from tasks.models import Prompt
-
     sql = (
         "SELECT c.id, c.text, c.source, c.model, c.parameters::text, c.finish_reason, "  # noqa: S608
         "p.id, p.external_id, p.text, p.messages::text "

@@ -8,7 +8,7 @@ from exports import services
 from exports.api.views import file_response
 from exports.models import Export
 from exports.pairs import POLICIES
-from tasks.views import lead_project, membership_required
+from tasks.decorators import lead_project, membership_required
 
 # How trl, kto and csv (one prompt string) treat a prompt with a system prompt or turns.
 CONVERSATION_CHOICES = {

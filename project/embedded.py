@@ -296,7 +296,7 @@ def _stop_leftover_postgres(data: Path) -> None:
 
 
 def _stop_leftover_redis(socket_path: Path) -> None:
-    import redis
+    import redis  # in here: `make reset` runs this file without the venv
 
     if socket_path.exists():
         with contextlib.suppress(redis.RedisError):
@@ -314,7 +314,7 @@ def _wait_for(name: str, child: Child, ready, seconds: float = 60) -> None:
 
 
 def _psql_ready(sockets: Path) -> bool:
-    import psycopg
+    import psycopg  # in here: `make reset` runs this file without the venv
 
     try:
         psycopg.connect(host=str(sockets), user="postgres", dbname="postgres").close()
@@ -324,7 +324,7 @@ def _psql_ready(sockets: Path) -> bool:
 
 
 def _ensure_database(sockets: Path) -> None:
-    import psycopg
+    import psycopg  # in here: `make reset` runs this file without the venv
     from psycopg import sql
 
     with psycopg.connect(
@@ -338,7 +338,7 @@ def _ensure_database(sockets: Path) -> None:
 
 
 def _redis_ping(socket_path: Path) -> bool:
-    import redis
+    import redis  # in here: `make reset` runs this file without the venv
 
     try:
         return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=2).ping())

@@ -6,6 +6,7 @@ message, which can hold host names, user names and addresses, goes to the server
 import logging
 import time
 
+import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
@@ -32,7 +33,6 @@ def _check_database() -> dict:
 
 
 def _check_broker() -> dict:
-    import redis
 
     started = time.perf_counter()
     try:

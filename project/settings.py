@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "annotation",
     "qc",
     "exports",
+    "project",  # the roof: the demo and load_demo, above every app
 ]
 
 MIDDLEWARE = [
@@ -183,7 +184,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "tasks:home"
+LOGIN_REDIRECT_URL = "annotation:home"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
 ACCOUNT_ADAPTER = "tasks.accounts.AccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"email"}

@@ -3,7 +3,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from qc.models import QCReport
-from tasks.admin import OrganizationJobAdmin
+from tasks.admin.base import OrganizationJobAdmin
 
 
 @admin.register(QCReport)

@@ -1,19 +1,16 @@
 """Celery jobs of the QC app (autodiscovered as ``jobs``)."""
 
 from project.celery import app
+from qc import services
 from tasks.jobs import ORGANIZATION_JOB
 
 
 @app.task(**ORGANIZATION_JOB)
 def run_qc_report(self, organization_id: int, report_id: int) -> str:
-    from qc.services import run_report
-
-    return run_report(report_id).status
+    return services.run_report(report_id).status
 
 
 @app.task
 def refresh_qc_reports() -> int:
     """Beat: a fresh report for every active project with judgments since its last one."""
-    from qc.services import refresh_all
-
-    return refresh_all()
+    return services.refresh_all()

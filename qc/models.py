@@ -7,16 +7,8 @@ class QCReport(OrganizationJob):
     """A stored, timestamped quality report of a project (qc.report.compute_report), made
     by a Celery job on demand or periodically."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="qc_reports")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     data = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
 
     class Meta(OrganizationJob.Meta):
         verbose_name = "QC report"

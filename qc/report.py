@@ -14,6 +14,7 @@ import gc
 import math
 import statistics
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from itertools import combinations
 
 from django.conf import settings
@@ -32,6 +33,7 @@ from qc.agreement import (
     percent_agreement,
 )
 from tasks.models import Candidate, Item, Project, Prompt
+from tasks.text import jaccard, split_words, word_trigrams
 
 TARGET_AGREEMENT = 0.70
 KAPPA_STRONG = 0.70
@@ -93,12 +95,57 @@ def compute_report(project: Project) -> dict:
 
 
 def _compute_report(project: Project) -> dict:
-    items = dict(Item.objects.filter(project=project).values_list("id", "target_annotations"))
-    item_keys = dict(Item.objects.filter(project=project).values_list("id", "candidate_key"))
+    """The report's sections in order, each from its own function; the judgments are read
+    once (``_tally``) and the sections share that tally."""
     questions = {q["name"]: q for q in project.questions}
     choice_names = [n for n, q in questions.items() if q["kind"] == "choice"]
     rating_names = [n for n, q in questions.items() if q["kind"] == "rating"]
     judgments = Judgment.objects.filter(project=project)
+    tally = _tally(project, judgments, choice_names)
+    annotators = sorted(tally.person)
+    emails = dict(get_user_model().objects.filter(pk__in=annotators).values_list("pk", "email"))
+    report = {
+        "project": {"id": project.pk, "name": project.name, "mode": project.mode},
+        "judgments": tally.total,
+        "annotators": len(annotators),
+        "coverage": _coverage(project, tally.by_item),
+        "agreement": _agreement_by_question(tally, _rating_units(judgments, rating_names)),
+        "kappa_matrix": {
+            "annotators": [emails.get(a, str(a)) for a in annotators],
+            "values": _kappa_matrix(annotators, tally.by_item),
+        },
+        "per_annotator": _per_annotator(project, tally, annotators, emails),
+        "labels": dict(tally.labels.most_common()),
+        "labels_by_answer": _labels_by_answer(tally.by_choice_label),
+        "answers": _answers(questions, choice_names, tally.by_choice_label),
+        "judgments_per_day": _judgments_per_day(judgments),
+        "disagreements": _disagreements(project),
+        "duplicates": _duplicates(project),
+    }
+    report["warnings"] = _warnings(report)
+    return report
+
+
+# --- the judgments, read once --------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What one pass over a project's judgments collects."""
+
+    total: int  # judgments
+    # item -> annotator -> category: the chosen candidate's rank ("1", "2", …) or the outcome
+    by_item: dict[int, dict[int, str]]
+    choices: dict[str, dict[int, list]]  # choice question -> item -> answers
+    # annotator -> {"times": [ms], "labels": Counter, "left": n, "sided": n}
+    person: dict[int, dict]
+    labels: Counter
+    by_choice_label: dict[str, dict]  # choice question -> answer -> Counter of labels
+
+
+def _judgment_rows(judgments, choice_names: list[str]) -> list[tuple]:
+    """One tuple per judgment: item, annotator, outcome, chosen, label, time spent, the
+    candidate shown first, how many were shown, then the answer to each choice question."""
     # Only the JSON keys the report reads, taken out by PostgreSQL: decoding every answers
     # document in Python is most of the time at 100,000 judgments.
     fields = {
@@ -111,20 +158,17 @@ def _compute_report(project: Project) -> dict:
         **{f"answer_{i}": KeyTextTransform(name, "answers") for i, name in enumerate(choice_names)},
     }
     columns = ["item_id", "annotator_id", "outcome", "chosen_id", "label", "time_spent_ms"]
-    rows = list(judgments.annotate(**fields).values_list(*columns, *fields))
-    scores = list(judgments.values_list("item_id", "rubric_scores")) if rating_names else []
-    per_day = Counter(
-        {
-            day.isoformat(): n
-            for day, n in judgments.annotate(day=TruncDate("created_at"))
-            .values_list("day")
-            .annotate(n=Count("id"))
-        }
-    )
+    return list(judgments.annotate(**fields).values_list(*columns, *fields))
 
+
+def _tally(project: Project, judgments, choice_names: list[str]) -> Tally:
+    """Every judgment counted in one pass: its category per item (preferences resolved to
+    candidates, never screen positions), its annotator's times, labels and left/right
+    choices, and its answers to the choice questions."""
+    item_keys = dict(Item.objects.filter(project=project).values_list("id", "candidate_key"))
+    rows = _judgment_rows(judgments, choice_names)
     by_item: dict[int, dict[int, str]] = defaultdict(dict)
     choices: dict[str, dict[int, list]] = {n: defaultdict(list) for n in choice_names}
-    ratings: dict[str, dict[tuple, list]] = {n: defaultdict(list) for n in rating_names}
     person: dict[int, dict] = defaultdict(
         lambda: {"times": [], "labels": Counter(), "left": 0, "sided": 0}
     )
@@ -151,44 +195,64 @@ def _compute_report(project: Project) -> dict:
             if value is not None:
                 choices[name][item_id].append(value)
                 by_choice_label[name][value][label] += 1
+    return Tally(len(rows), by_item, choices, person, labels, by_choice_label)
+
+
+def _rating_units(judgments, rating_names: list[str]) -> dict[str, dict[tuple, list]]:
+    """Each rating question's scores per (item, candidate)."""
+    ratings: dict[str, dict[tuple, list]] = {n: defaultdict(list) for n in rating_names}
+    scores = list(judgments.values_list("item_id", "rubric_scores")) if rating_names else []
     for item_id, rubric in scores:
         for candidate, criteria in (rubric or {}).items():
             for name in rating_names:
                 if name in (criteria or {}):
                     ratings[name][(item_id, candidate)].append(criteria[name])
+    return ratings
 
-    preference_units = [list(v.values()) for v in by_item.values()]
+
+# --- the report's sections -----------------------------------------------------------------
+
+
+def _coverage(project: Project, by_item: dict) -> dict:
+    """How many items have the judgments they were meant to get."""
+    items = dict(Item.objects.filter(project=project).values_list("id", "target_annotations"))
+    covered = sum(1 for item_id, target in items.items() if len(by_item.get(item_id, {})) >= target)
+    return {
+        "items": len(items),
+        "complete": covered,
+        "share": _round(covered / len(items)) if items else None,
+    }
+
+
+def _agreement_by_question(tally: Tally, ratings: dict[str, dict[tuple, list]]) -> dict:
+    """The preference's agreement, then each choice question's, then each rating's."""
+    preference_units = [list(v.values()) for v in tally.by_item.values()]
     agreement = {"preference": _agreement(preference_units)}
-    for name in choice_names:
-        agreement[name] = _agreement(list(choices[name].values()))
-    for name in rating_names:
-        units = [u for u in ratings[name].values() if len(u) >= 2]
+    for name, units in tally.choices.items():
+        agreement[name] = _agreement(list(units.values()))
+    for name, scored in ratings.items():
+        units = [u for u in scored.values() if len(u) >= 2]
         agreement[name] = {
             "units": len(units),
             "krippendorff_alpha_ordinal": _round(krippendorff_alpha_units(units, "ordinal")),
         }
+    return agreement
 
-    annotators = sorted(person)
-    emails = dict(get_user_model().objects.filter(pk__in=annotators).values_list("pk", "email"))
-    matrix = _kappa_matrix(annotators, by_item)
+
+def _per_annotator(project: Project, tally: Tally, annotators: list[int], emails: dict) -> list:
+    """A row per annotator, in id order: load, speed, skips, agreement with the others,
+    position bias, labels and gold items."""
     skipped = dict(
         Assignment.objects.filter(project=project, status=Assignment.Status.SKIPPED)
         .values_list("annotator_id")
         .annotate(n=Count("id"))
     )
-    total = len(rows)
-    # For each annotator: per shared item, the share of the others who chose the same.
-    peer_shares: dict[int, list[float]] = defaultdict(list)
-    for votes in by_item.values():
-        if len(votes) < 2:
-            continue
-        tally = Counter(votes.values())
-        for annotator, mine in votes.items():
-            peer_shares[annotator].append((tally[mine] - 1) / (len(votes) - 1))
+    peer_shares = _peer_shares(tally.by_item)
     gold = _gold_scores(project)
+    total = tally.total
     people = []
     for annotator in annotators:
-        p = person[annotator]
+        p = tally.person[annotator]
         n = len(p["times"])
         peers = peer_shares.get(annotator, [])
         left_share = p["left"] / p["sided"] if p["sided"] else None
@@ -214,41 +278,50 @@ def _compute_report(project: Project) -> dict:
                 **gold.get(annotator, _no_gold()),
             }
         )
+    return people
 
-    covered = sum(1 for item_id, target in items.items() if len(by_item.get(item_id, {})) >= target)
-    report = {
-        "project": {"id": project.pk, "name": project.name, "mode": project.mode},
-        "judgments": total,
-        "annotators": len(annotators),
-        "coverage": {
-            "items": len(items),
-            "complete": covered,
-            "share": _round(covered / len(items)) if items else None,
-        },
-        "agreement": agreement,
-        "kappa_matrix": {
-            "annotators": [emails.get(a, str(a)) for a in annotators],
-            "values": matrix,
-        },
-        "per_annotator": people,
-        "labels": dict(labels.most_common()),
-        "labels_by_answer": {
-            name: {value: dict(c.most_common()) for value, c in sorted(table.items())}
-            for name, table in by_choice_label.items()
-        },
-        "answers": {
-            name: {
-                option: sum(by_choice_label[name].get(option, Counter()).values())
-                for option in _options(questions[name], by_choice_label[name])
-            }
-            for name in choice_names
-        },
-        "judgments_per_day": dict(sorted(per_day.items())),
-        "disagreements": _disagreements(project),
-        "duplicates": _duplicates(project),
+
+def _peer_shares(by_item: dict[int, dict[int, str]]) -> dict[int, list[float]]:
+    """For each annotator: per shared item, the share of the others who chose the same."""
+    peer_shares: dict[int, list[float]] = defaultdict(list)
+    for votes in by_item.values():
+        if len(votes) < 2:
+            continue
+        same = Counter(votes.values())
+        for annotator, mine in votes.items():
+            peer_shares[annotator].append((same[mine] - 1) / (len(votes) - 1))
+    return peer_shares
+
+
+def _labels_by_answer(by_choice_label: dict[str, dict]) -> dict:
+    """Per choice question and answer, how often each label was given."""
+    return {
+        name: {value: dict(c.most_common()) for value, c in sorted(table.items())}
+        for name, table in by_choice_label.items()
     }
-    report["warnings"] = _warnings(report)
-    return report
+
+
+def _answers(questions: dict, choice_names: list[str], by_choice_label: dict[str, dict]) -> dict:
+    """How often each option of each choice question was answered, in schema order."""
+    return {
+        name: {
+            option: sum(by_choice_label[name].get(option, Counter()).values())
+            for option in _options(questions[name], by_choice_label[name])
+        }
+        for name in choice_names
+    }
+
+
+def _judgments_per_day(judgments) -> dict[str, int]:
+    per_day = Counter(
+        {
+            day.isoformat(): n
+            for day, n in judgments.annotate(day=TruncDate("created_at"))
+            .values_list("day")
+            .annotate(n=Count("id"))
+        }
+    )
+    return dict(sorted(per_day.items()))
 
 
 def _options(question: dict, seen: dict) -> list[str]:
@@ -306,41 +379,17 @@ def _kappa_matrix(annotators: list[int], by_item: dict) -> list[list]:
     return matrix
 
 
-# Punctuation and symbols become spaces; str.translate is much faster than a regex here.
-_SEPARATORS = str.maketrans(dict.fromkeys("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", " "))
-
-
-def _words(text: str) -> list[str]:
-    return text.lower().translate(_SEPARATORS).split()
-
-
-def _trigrams(words: list[str]) -> set:
-    if len(words) < 3:
-        return {tuple(words)}
-    return set(zip(words, words[1:], words[2:], strict=False))
-
-
-def _jaccard(a: set, b: set) -> float:
-    union = len(a | b)
-    return len(a & b) / union if union else 1.0
-
-
-def text_similarity(text_a: str, text_b: str) -> float:
-    """The word-trigram Jaccard similarity of two texts, case and punctuation ignored."""
-    return _jaccard(_trigrams(_words(text_a)), _trigrams(_words(text_b)))
-
-
 def near_identical(text_a: str, text_b: str) -> float | None:
     """The word-trigram Jaccard similarity of two texts (case and punctuation ignored) if it
     reaches NEAR_IDENTICAL, else None. Word sets are compared first: a changed word changes
     up to three trigrams, so texts whose word sets are less similar than the threshold are
     not near-identical either, and most pairs stop at that cheaper test."""
-    a, b = _words(text_a), _words(text_b)
+    a, b = split_words(text_a), split_words(text_b)
     if a == b:
         return 1.0
-    if _jaccard(set(a), set(b)) < NEAR_IDENTICAL:
+    if jaccard(set(a), set(b)) < NEAR_IDENTICAL:
         return None
-    similarity = _jaccard(_trigrams(a), _trigrams(b))
+    similarity = jaccard(word_trigrams(a), word_trigrams(b))
     return similarity if similarity >= NEAR_IDENTICAL else None
 
 
@@ -358,7 +407,7 @@ def similar_groups(texts: dict, threshold: float) -> list[dict]:
     pair that cannot reach the overlap t/(1+t)(|x| + |y|) is dropped. Survivors are
     measured exactly."""
     t, eps = threshold, 1e-9
-    sets = {key: frozenset(_words(text)) for key, text in texts.items()}
+    sets = {key: frozenset(split_words(text)) for key, text in texts.items()}
     sets = {key: words for key, words in sets.items() if words}
     frequency = Counter(word for words in sets.values() for word in words)
     rank = {word: n for n, word in enumerate(sorted(frequency, key=lambda w: (frequency[w], w)))}

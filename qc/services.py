@@ -1,23 +1,19 @@
 """Making QC reports: queued, computed by a job, stored."""
 
-import logging
 from dataclasses import dataclass
 
-from django.db import transaction
 from django.db.models import F, Max
-from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from annotation.models import Judgment
 from qc.models import QCReport
 from qc.report import compute_report
+from tasks.lifecycle import run_job
 from tasks.models import Project
-
-logger = logging.getLogger(__name__)
 
 
 def request_report(project: Project, created_by=None) -> QCReport:
-    from qc.jobs import run_qc_report
+    from qc.jobs import run_qc_report  # qc.jobs imports this module
 
     report = QCReport.objects.create(
         organization=project.organization, project=project, created_by=created_by
@@ -28,22 +24,17 @@ def request_report(project: Project, created_by=None) -> QCReport:
 
 def run_report(report_id: int) -> QCReport:
     """Compute a queued report and store its numbers, or its failure and why."""
-    report = QCReport.objects.select_related("project").get(pk=report_id)
-    report.status, report.started_at = QCReport.Status.RUNNING, timezone.now()
-    report.save(update_fields=["status", "started_at"])
-    try:
-        # A savepoint: a query the database refuses must not abort the transaction that
-        # the failure is then written in (the caller may hold one).
-        with transaction.atomic():
-            report.data = compute_report(report.project)
-        report.status = QCReport.Status.SUCCEEDED
-    except Exception as error:
-        logger.exception("QC report %s failed", report.pk)
-        report.status = QCReport.Status.FAILED
-        report.error = QCReport.reason_for(error, "The report could not be computed")
-    report.finished_at = timezone.now()
-    report.save(update_fields=["data", "status", "error", "finished_at"])
-    return report
+
+    def work(report: QCReport) -> None:
+        report.data = compute_report(report.project)
+
+    return run_job(
+        QCReport.objects.select_related("project"),
+        report_id,
+        work,
+        outcome="The report could not be computed",
+        fields=["data"],
+    )
 
 
 def latest(project: Project) -> QCReport | None:

@@ -9,7 +9,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from qc import charts, services
-from tasks.views import lead_project, membership_required
+from tasks.csvsafe import spreadsheet_value
+from tasks.decorators import lead_project, membership_required
 
 
 @membership_required
@@ -100,17 +101,10 @@ def _csv(data: dict) -> str:
     writer = csv.writer(out)
     writer.writerow(PEOPLE_COLUMNS)
     for person in data["per_annotator"]:
-        writer.writerow([_cell(person.get(c)) for c in PEOPLE_COLUMNS])
+        writer.writerow([spreadsheet_value(person.get(c)) for c in PEOPLE_COLUMNS])
     writer.writerow([])
     writer.writerow(["question", "statistic", "value"])
     for question, stats in data["agreement"].items():
         for statistic, value in stats.items():
-            writer.writerow([_cell(question), statistic, value])
+            writer.writerow([spreadsheet_value(question), statistic, value])
     return out.getvalue()
-
-
-def _cell(value):
-    """Spreadsheets run cells that start with = + - @ as formulas: not ours."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value

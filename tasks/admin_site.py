@@ -3,7 +3,7 @@
 Superusers see every organization (the middleware disables scopes for them under /admin/).
 A lead or admin of the current organization may enter too, without Django's is_staff or
 model permissions: what they may do is decided by their role in
-``tasks.admin.OrganizationScopedAdmin``, and what they see by the organization scope.
+``tasks.admin.base.OrganizationScopedAdmin``, and what they see by the organization scope.
 """
 
 from functools import wraps

@@ -6,5 +6,5 @@ class TasksConfig(AppConfig):
     verbose_name = "Projects and prompts"
 
     def ready(self) -> None:
-        from tasks import audit  # noqa: F401  (connects the audit trail's receivers)
         from tasks.api import schema  # noqa: F401  (registers the token auth scheme)
+        from tasks.audit import receivers  # noqa: F401  (connects the audit trail's receivers)

@@ -25,14 +25,16 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from tasks import llm
+from tasks.audit import Action, record
 from tasks.importers.rows import candidate_hash
 from tasks.items import build_items
+from tasks.lifecycle import finish
 from tasks.models import (
     Candidate,
     GenerationFailure,
@@ -169,8 +171,55 @@ def create_job(
     )
 
 
+def request_generation(
+    *,
+    project,
+    endpoint_id: int,
+    recipe: str | None = None,
+    variants: list[dict] | None = None,
+    prompt_ids: list[int] | None = None,
+    created_by=None,
+) -> GenerationJob:
+    """Create and start a job from a request: the endpoint by id, and either a recipe by
+    name (default: the built-in one) or inline ``variants`` (the job's recipe is then
+    "(inline)"), both as the project's organization may use them.
+
+    A bad request is a ValidationError whose error_dict names the field ("endpoint",
+    "recipe", "variants" or "prompts"); invalid variants are reported under "variants".
+    """
+    organization = project.organization
+    endpoint = LLMEndpoint.for_organization(organization).filter(pk=endpoint_id).first()
+    if endpoint is None:
+        raise ValidationError({"endpoint": "No such LLM endpoint is enabled here."})
+    if variants is not None and recipe is not None:
+        raise ValidationError({"variants": "Give a recipe or variants, not both."})
+    if variants is not None:
+        recipe_name = "(inline)"
+    else:
+        recipe_name = DEFAULT_RECIPE_NAME if recipe is None else recipe
+        recipes = recipes_for(organization)
+        if recipe_name not in recipes:
+            raise ValidationError({"recipe": f"No recipe named {recipe_name!r}."})
+        variants = recipes[recipe_name]
+    try:
+        job = create_job(
+            project=project,
+            endpoint=endpoint,
+            variants=variants,
+            recipe_name=recipe_name,
+            prompt_ids=prompt_ids,
+            created_by=created_by,
+        )
+    except ValidationError as error:
+        if hasattr(error, "error_dict"):
+            raise
+        raise ValidationError({"variants": error.messages}) from None
+    start(job)
+    return job
+
+
 def start(job: GenerationJob) -> None:
-    from tasks.jobs import run_generation
+    from tasks.jobs import run_generation  # tasks.jobs imports this module
 
     run_generation.delay_on_commit(job.organization_id, job.pk)
 
@@ -233,9 +282,7 @@ def dispatch(job_id: int) -> None:
             _finish(job)
             return
         if not job.endpoint.enabled:
-            job.status, job.error = GenerationJob.Status.FAILED, "The LLM endpoint is disabled."
-            job.finished_at = timezone.now()
-            job.save(update_fields=["status", "error", "finished_at"])
+            finish(job, GenerationJob.Status.FAILED, error="The LLM endpoint is disabled.")
             return
         recount(job)
         size = settings.CHOSEN_GENERATION_CHUNK_PROMPTS
@@ -270,7 +317,7 @@ def dispatch(job_id: int) -> None:
         if not chunks:
             _finish(job)
             return
-        from tasks.jobs import generate_chunk
+        from tasks.jobs import generate_chunk  # tasks.jobs imports this module
 
         epoch = job.epoch
         transaction.on_commit(
@@ -320,8 +367,6 @@ def _chunk_done(job_id: int, epoch: int, index: int) -> None:
 def _heartbeat(job_id: int, stop: threading.Event) -> None:
     """A sign of life while a chunk runs (long requests included), so beat does not take a
     busy job for a dead one."""
-    from django.db import connection
-
     try:
         while not stop.wait(HEARTBEAT_SECONDS):
             with scopes_disabled():  # a thread of its own: no organization scope here
@@ -344,23 +389,20 @@ def _endpoint_allowed(job: GenerationJob) -> bool:
 def _finish(job: GenerationJob) -> None:
     recount(job)
     job.refresh_from_db()
-    cancelled = job.status == GenerationJob.Status.CANCELLING
     missing = job.total - job.done - job.failed
-    if cancelled:
-        job.status = GenerationJob.Status.CANCELLED
+    if job.status == GenerationJob.Status.CANCELLING:
+        finish(job, GenerationJob.Status.CANCELLED, error=job.error)
     elif job.done == 0 and job.total:
-        job.status = GenerationJob.Status.FAILED
-        job.error = job.error or "No candidate was generated; see the failures for why."
+        error = job.error or "No candidate was generated; see the failures for why."
+        finish(job, GenerationJob.Status.FAILED, error=error)
     elif missing > 0:
-        job.status = GenerationJob.Status.FAILED
-        job.error = job.error or (
+        error = job.error or (
             f"{missing} of {job.total} candidates were not generated (the worker log says "
             "why); start the job again to ask for just those."
         )
+        finish(job, GenerationJob.Status.FAILED, error=error)
     else:
-        job.status = GenerationJob.Status.SUCCEEDED
-    job.finished_at = timezone.now()
-    job.save(update_fields=["status", "error", "finished_at"])
+        finish(job, GenerationJob.Status.SUCCEEDED, error=job.error)
 
 
 def _messages(prompt: Prompt, variant: dict) -> list[dict]:
@@ -556,8 +598,6 @@ def resume(job: GenerationJob) -> bool:
     if job.finished:
         return False
     start(job)
-    from tasks.audit import Action, record
-
     record(
         Action.GENERATION_RESUMED,
         organization=job.organization_id,

@@ -1,7 +1,6 @@
 """Import jobs: uploads stored, imported by a Celery job (or during the request for small
 API uploads), progress and outcome reported. The importing itself is in tasks/importers/."""
 
-import logging
 import uuid
 from pathlib import PurePath
 
@@ -10,7 +9,6 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.files.uploadhandler import FileUploadHandler
-from django.utils import timezone
 
 from tasks.importers.limits import (
     MAX_CONFIG_BYTES,
@@ -21,9 +19,8 @@ from tasks.importers.limits import (
 )
 from tasks.importers.potato import PotatoImportFailed, import_potato_project
 from tasks.importers.prompts import ImportFailed, import_prompts
+from tasks.lifecycle import JobRefused, run_job
 from tasks.models import ImportJob, Organization
-
-logger = logging.getLogger(__name__)
 
 PROGRESS_KEY = "chosen:import-progress:{}"
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
@@ -122,7 +119,7 @@ def create_import_job(
 
 
 def enqueue(job: ImportJob) -> None:
-    from tasks.jobs import run_import
+    from tasks.jobs import run_import  # tasks.jobs imports this module
 
     run_import.delay_on_commit(job.organization_id, job.pk)
 
@@ -150,17 +147,34 @@ def run_import_job(job_id: int) -> ImportJob:
     """Run one import job to its end. Safe to call twice: a finished job is left alone, and
     a job whose worker died mid-way is re-run from the start (its import was one
     transaction, so nothing of the first run remains)."""
-    claimed = ImportJob.objects.filter(
-        pk=job_id, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
-    ).update(status=ImportJob.Status.RUNNING, started_at=timezone.now())
-    job = ImportJob.objects.select_related("project", "organization").get(pk=job_id)
-    if not claimed:
-        return job
+    jobs = ImportJob.objects.select_related("project", "organization")
+    job = run_job(
+        jobs,
+        job_id,
+        _import,
+        outcome="The import stopped; nothing was imported",
+        fields=["report", "errors", "project"],
+    )
+    if job.finished:
+        cache.delete(PROGRESS_KEY.format(job.pk))
+        for f in job.files:  # the uploads have served their purpose
+            default_storage.delete(f["path"])
+    return job
+
+
+def _import(job: ImportJob) -> None:
+    """The import itself; a problem of the files is a JobRefused with ``errors`` listing
+    them (the job's own account of why: ImportJob.failure_reason)."""
 
     def progress(rows: int, done: int) -> None:
         cache.set(PROGRESS_KEY.format(job.pk), {"rows": rows, "bytes": done}, timeout=24 * 3600)
 
+    def refuse(report: dict, errors: list) -> JobRefused:
+        job.report, job.errors = report, errors
+        return JobRefused("")
+
     streams = {f["name"]: default_storage.open(f["path"], "rb") for f in job.files}
+    config = None
     try:
         if job.kind == ImportJob.Kind.POTATO:
             config = next(n for n in streams if n.lower().endswith((".yaml", ".yml")))
@@ -184,52 +198,27 @@ def run_import_job(job_id: int) -> ImportJob:
                 progress=progress,
             )
             outcome = report.as_dict()
-        job.status, job.report, job.errors = ImportJob.Status.SUCCEEDED, outcome, []
+        job.report, job.errors = outcome, []
     except ImportFailed as exc:
-        job.status, job.report = ImportJob.Status.FAILED, exc.report.as_dict()
-        job.errors = [p.as_dict() for p in exc.report.problems]
+        raise refuse(exc.report.as_dict(), [p.as_dict() for p in exc.report.problems]) from exc
     except PotatoImportFailed as exc:
-        job.status = ImportJob.Status.FAILED
-        job.report = exc.report.as_dict() if exc.report else {}
-        job.errors = exc.as_list()
-    except (UnicodeDecodeError, StopIteration) as exc:
-        job.status = ImportJob.Status.FAILED
-        if isinstance(exc, StopIteration):
-            job.errors = [_job_error("a Potato import needs one UTF-8 .yaml config")]
-        else:
-            job.errors = [
-                _job_error(
-                    f"the config is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
-                    f"position {exc.start}); save it as UTF-8",
-                    file=config,
-                )
-            ]
-    except Exception:
-        # A bug, not the file: leave the job failed rather than running for ever, and let
-        # the error be seen (500 / the worker's log). The import's transaction rolled back.
-        logger.exception("import job %s failed unexpectedly", job.pk)
-        job.status = ImportJob.Status.FAILED
-        job.errors = [_job_error("the import stopped on an unexpected error; nothing was imported")]
-        _finish(job)
-        raise
+        raise refuse(exc.report.as_dict() if exc.report else {}, exc.as_list()) from exc
+    except StopIteration as exc:
+        raise refuse({}, [_job_error("a Potato import needs one UTF-8 .yaml config")]) from exc
+    except UnicodeDecodeError as exc:
+        message = (
+            f"the config is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"position {exc.start}); save it as UTF-8"
+        )
+        raise refuse({}, [_job_error(message, file=config)]) from exc
     finally:
         for stream in streams.values():
             stream.close()
-    _finish(job)
-    return job
 
 
 def _job_error(message: str, file: str | None = None) -> dict:
     """An error of the whole job, in the shape of a row's problem (RowProblem.as_dict)."""
     return {"file": file, "where": None, "key": None, "id": None, "message": message}
-
-
-def _finish(job: ImportJob) -> None:
-    job.finished_at = timezone.now()
-    job.save(update_fields=["status", "report", "errors", "project", "finished_at"])
-    cache.delete(PROGRESS_KEY.format(job.pk))
-    for f in job.files:  # the uploads have served their purpose
-        default_storage.delete(f["path"])
 
 
 def run_now_or_enqueue(job: ImportJob) -> bool:

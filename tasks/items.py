@@ -14,7 +14,7 @@ from itertools import combinations
 from django.utils import timezone
 
 from tasks.importers import bulk
-from tasks.models import Item, ItemCandidate, Project
+from tasks.models import Candidate, Item, ItemCandidate, Project
 
 
 def candidate_key(candidate_ids: Iterable[int]) -> str:
@@ -129,8 +129,6 @@ def _existing_keys(project: Project, prompt_ids: list[int]) -> dict[int, set[str
 
 def rebuild_items(project: Project, prompt_ids: list[int]) -> int:
     """Add the items these prompts are missing (after new candidates arrived)."""
-    from tasks.models import Candidate
-
     by_prompt: dict[int, list[int]] = {pid: [] for pid in prompt_ids}
     for prompt_id, cid in Candidate.objects.filter(prompt_id__in=prompt_ids).values_list(
         "prompt_id", "id"

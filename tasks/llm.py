@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import openai
+import redis
 from django.conf import settings
 
 from tasks.models import LLMEndpoint
@@ -177,8 +178,6 @@ _redis = None
 def _redis_client():
     global _redis
     if _redis is None:
-        import redis
-
         _redis = redis.Redis.from_url(
             settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=10
         )
@@ -189,8 +188,6 @@ def _redis_client():
 def endpoint_slot(endpoint: LLMEndpoint):
     """Hold one of the endpoint's request slots for the duration of one request."""
     limit = max(1, endpoint.max_concurrent_requests)
-    import redis
-
     client, key, token = _redis_client(), f"chosen:llm-slots:{endpoint.pk}", uuid.uuid4().hex
     # A claim outlives the longest request; then it lapses (Redis's clock, not ours).
     lease = endpoint.timeout_seconds + 5

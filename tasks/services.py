@@ -15,6 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from tasks.audit import record_revocations
 from tasks.models import ApiToken, Membership, Organization, Role
 
 User = get_user_model()
@@ -38,8 +39,6 @@ def create_api_token(
 
 def revoke_api_tokens(*, tokens) -> int:
     """Revoke the given tokens (a queryset); already revoked ones keep their first date."""
-    from tasks.audit import record_revocations
-
     active = tokens.filter(revoked_at__isnull=True)
     ids = list(active.values_list("pk", flat=True))
     count = active.filter(pk__in=ids).update(revoked_at=timezone.now())

@@ -8,7 +8,7 @@ ScopeError, so a forgotten filter fails closed instead of leaking another tenant
 Scopes are opened in exactly these places:
 - ``OrganizationMiddleware`` (below) for every request: the organization of the caller's API
   token, or the current organization the logged-in user chose (stored in the session);
-- ``project.celery.OrganizationTask`` for jobs;
+- ``tasks.jobs.OrganizationTask`` for jobs;
 - ``scopes_disabled()`` only for superusers in the admin, for resolving memberships and
   tokens before any organization is known (here), and in tests' factories.
 A user without an organization gets no scope at all (never ``organization=None``, which
@@ -17,10 +17,13 @@ would mean "no filter").
 
 from collections.abc import Callable
 
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from allauth.mfa.models import Authenticator
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
 from django_scopes import scope, scopes_disabled
 
+from tasks.audit import request_context
 from tasks.models import ApiToken, Membership, Organization
 
 SESSION_KEY = "chosen_organization_id"
@@ -90,8 +93,6 @@ class OrganizationMiddleware:
             if request.membership:
                 request.organization = request.membership.organization
 
-        from tasks.audit import request_context
-
         if self._needs_second_factor(request):
             return mfa_required_response(request)
         with request_context(request):
@@ -112,8 +113,6 @@ class OrganizationMiddleware:
             return False
         if request.path.startswith(MFA_EXEMPT_PATHS):
             return False
-        from allauth.mfa.models import Authenticator
-
         return not Authenticator.objects.filter(
             user=request.user, type=Authenticator.Type.TOTP
         ).exists()
@@ -139,10 +138,6 @@ MFA_REQUIRED = (
 
 
 def mfa_required_response(request: HttpRequest) -> HttpResponse:
-    from django.contrib import messages
-    from django.http import JsonResponse
-    from django.shortcuts import redirect
-
     message = MFA_REQUIRED.format(organization=request.organization.name)
     if request.path.startswith("/api/"):
         error = {"field": None, "message": message, "code": "mfa_required"}

@@ -1,48 +1,21 @@
-from functools import wraps
+"""The organization's own pages: a project's detail page, switching organization, the
+security page (who has two-factor authentication) and the audit trail with its
+downloads. The annotator's project list is ``annotation.views.home``."""
 
+from allauth.mfa.models import Authenticator
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from tasks.models import Project
+from tasks.audit import Action, AuditEventFilter, export_lines, record
+from tasks.decorators import membership_required
+from tasks.models import AuditEvent, Membership, Organization, Project, Role
 from tasks.tenancy import get_for_organization_or_404, select_organization
-
-
-def membership_required(view):
-    """Logged in and a member of some organization; otherwise the log-in page or a page
-    that says whom to ask for access."""
-
-    @login_required
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if request.membership is None:
-            return render(request, "tasks/no_organization.html", status=403)
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
-def lead_project(request, project_id: int) -> Project:
-    """A project of the current organization, for its leads and admins: annotators get a
-    403, another organization's project is a 404."""
-    if not request.membership.manages:
-        raise PermissionDenied("This page is for project leads.")
-    project = Project.objects.get_for_member(request.membership, project_id)
-    if project is None:
-        raise Http404("No such project.")
-    return project
-
-
-@membership_required
-def home(request):
-    from annotation.workspace import project_rows
-
-    projects = list(Project.objects.for_member(request.membership).order_by("name"))
-    return render(
-        request, "tasks/project_list.html", {"rows": project_rows(projects, request.user)}
-    )
 
 
 @membership_required
@@ -61,28 +34,21 @@ def switch_organization(request):
     except ValueError:
         organization_id = -1
     select_organization(request, organization_id)
-    return redirect("tasks:home")
+    return redirect("annotation:home")
 
 
 def _audit_events(request):
     """The organization's trail filtered by the request's query (leads and admins only),
     and the filter with its form; unknown parameters play no part."""
-    from tasks.audit import event_filter
-    from tasks.models import AuditEvent
-
     if not request.membership.manages:
         raise PermissionDenied("The audit trail is for project leads and admins.")
     events = AuditEvent.objects.filter(organization=request.organization)
-    filtered = event_filter()(request.GET, queryset=events)
+    filtered = AuditEventFilter(request.GET, queryset=events)
     return filtered
 
 
 @membership_required
 def audit_trail(request):
-    from django.core.paginator import Paginator
-
-    from tasks.audit import Action
-
     filtered = _audit_events(request)
     valid = filtered.is_valid()
     events = filtered.qs if valid else filtered.queryset.none()
@@ -104,11 +70,6 @@ def audit_trail(request):
 
 @membership_required
 def audit_export(request, fmt: str):
-    from django.http import StreamingHttpResponse
-    from django.utils import timezone
-
-    from tasks.audit import Action, export_lines, record
-
     filtered = _audit_events(request)
     if not filtered.is_valid():
         return render(
@@ -137,11 +98,6 @@ def audit_export(request, fmt: str):
 def organization_security(request):
     """Two-factor status of every member, and (for the organization's admins) the switch
     that makes it required."""
-    from allauth.mfa.models import Authenticator
-    from django.contrib import messages
-
-    from tasks.models import Membership, Organization, Role
-
     if not request.membership.manages:
         raise PermissionDenied("This page is for project leads and admins.")
     organization = request.organization

@@ -6,10 +6,10 @@ from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django_scopes import scopes_disabled
 
-from tasks.importers.rows import content_hash
 from tasks.models import Membership, Organization, Project, Prompt, Role
 from tasks.schema import default_questions
 from tasks.services import create_api_token
+from tasks.text import content_hash
 
 PASSWORD = "correct horse battery staple"
 

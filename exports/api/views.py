@@ -9,16 +9,13 @@ from exports import services
 from exports.models import Export
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
+from tasks.api.serializers import JOB_FIELDS, JobSerializer
 from tasks.audit import Action, record
 from tasks.models import Project
 from tasks.tenancy import get_for_organization_or_404
 
 
-class ExportSerializer(serializers.ModelSerializer):
-    failure = serializers.CharField(
-        read_only=True, help_text='"Failed: <reason>" when the job failed, else empty.'
-    )
-
+class ExportSerializer(JobSerializer):
     class Meta:
         model = Export
         fields = [
@@ -26,13 +23,9 @@ class ExportSerializer(serializers.ModelSerializer):
             "project",
             "format",
             "options",
-            "status",
-            "failure",
             "counts",
             "files",
-            "error",
-            "created_at",
-            "finished_at",
+            *JOB_FIELDS,
         ]
         read_only_fields = fields
 

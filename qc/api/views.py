@@ -7,26 +7,19 @@ from qc import services
 from qc.models import QCReport
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
+from tasks.api.serializers import JOB_FIELDS, JobSerializer
 from tasks.models import Project
 from tasks.tenancy import get_for_organization_or_404
 
 
-class QCReportSerializer(serializers.ModelSerializer):
-    failure = serializers.CharField(
-        read_only=True, help_text='"Failed: <reason>" when the report failed, else empty.'
-    )
-
+class QCReportSerializer(JobSerializer):
     class Meta:
         model = QCReport
         fields = [
             "id",
             "project",
-            "status",
-            "failure",
-            "error",
             "data",
-            "created_at",
-            "finished_at",
+            *JOB_FIELDS,
         ]
         read_only_fields = fields
 

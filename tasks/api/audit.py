@@ -5,30 +5,17 @@ from rest_framework import mixins, serializers
 
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
-from tasks.audit import event_filter
+from tasks.audit import COLUMNS, AuditEventFilter
 from tasks.models import AuditEvent
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor_label")
-    object = serializers.CharField(source="object_repr")
+    actor = serializers.CharField(source=COLUMNS["actor"])
+    object = serializers.CharField(source=COLUMNS["object"])
 
     class Meta:
         model = AuditEvent
-        fields = [
-            "id",
-            "at",
-            "actor",
-            "actor_id",
-            "action",
-            "object_type",
-            "object_id",
-            "object",
-            "ip",
-            "user_agent",
-            "changes",
-            "data",
-        ]
+        fields = list(COLUMNS)
         read_only_fields = fields
 
 
@@ -39,7 +26,7 @@ class AuditEventViewSet(mixins.ListModelMixin, OrganizationViewSet):
     queryset = AuditEvent.objects.none()
     serializer_class = AuditEventSerializer
     permission_classes = [ManagesOrganization]
-    filterset_class = event_filter()
+    filterset_class = AuditEventFilter
 
     def get_organization_queryset(self):
         return AuditEvent.objects.all()

@@ -1,5 +1,10 @@
+"""The API's representations of the tasks app's nouns: projects (with their question
+schema), prompts, import and generation jobs with their progress, LLM endpoints, and the
+request bodies of imports and generation."""
+
 from rest_framework import serializers
 
+from tasks import generation, imports
 from tasks.imports import check_config_upload, check_data_uploads
 from tasks.models import GenerationFailure, GenerationJob, ImportJob, LLMEndpoint, Project
 
@@ -67,35 +72,38 @@ class PotatoUploadSerializer(serializers.Serializer):
         return check_data_uploads(files)
 
 
-class ImportJobSerializer(serializers.ModelSerializer):
-    progress = serializers.SerializerMethodField()
-    files = serializers.SerializerMethodField()
+# What every job shows of its lifecycle (tasks.models.OrganizationJob), after its own fields.
+JOB_FIELDS = ["status", "failure", "error", "created_at", "started_at", "finished_at"]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A background job: its own fields, then JOB_FIELDS, all read-only."""
+
     failure = serializers.CharField(
         read_only=True, help_text='"Failed: <reason>" when the job failed, else empty.'
     )
+
+
+class ImportJobSerializer(JobSerializer):
+    progress = serializers.SerializerMethodField()
+    files = serializers.SerializerMethodField()
 
     class Meta:
         model = ImportJob
         fields = [
             "id",
             "kind",
-            "status",
-            "failure",
             "project",
             "files",
             "progress",
             "report",
             "errors",
-            "created_at",
-            "started_at",
-            "finished_at",
+            *JOB_FIELDS,
         ]
         read_only_fields = fields
 
     def get_progress(self, job) -> dict:
-        from tasks.imports import progress_of
-
-        return progress_of(job)
+        return imports.progress_of(job)
 
     def get_files(self, job) -> list[dict]:
         return [{"name": f["name"], "size": f["size"]} for f in job.files]
@@ -110,15 +118,12 @@ class GenerationFailureSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class GenerationJobSerializer(serializers.ModelSerializer):
+class GenerationJobSerializer(JobSerializer):
     endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
     progress = serializers.SerializerMethodField()
     failures = serializers.SerializerMethodField()
     prompts_selected = serializers.SerializerMethodField(
         help_text="How many prompts were selected; null: every prompt of the project."
-    )
-    failure = serializers.CharField(
-        read_only=True, help_text='"Failed: <reason>" when the job failed, else empty.'
     )
 
     class Meta:
@@ -131,21 +136,14 @@ class GenerationJobSerializer(serializers.ModelSerializer):
             "recipe_name",
             "variants",
             "prompts_selected",
-            "status",
-            "failure",
             "progress",
-            "error",
             "failures",
-            "created_at",
-            "started_at",
-            "finished_at",
+            *JOB_FIELDS,
         ]
         read_only_fields = fields
 
     def get_progress(self, job) -> dict:
-        from tasks.generation import progress_of
-
-        return progress_of(job)
+        return generation.progress_of(job)
 
     def get_prompts_selected(self, job) -> int | None:
         return None if job.prompt_ids is None else len(job.prompt_ids)

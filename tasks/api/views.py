@@ -1,12 +1,18 @@
+"""The API of the tasks app's nouns (/api/v1/): projects (with prompt imports and candidate
+generation as actions), import jobs, generation jobs and the LLM endpoints an organization
+may use. Every viewset derives its queryset from the caller's organization
+(tasks.api.base.OrganizationViewSet); the routes are in project/api_urls.py."""
+
 import django_filters
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
+from django.core.exceptions import RequestDataTooBig, TooManyFilesSent, ValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from tasks import generation
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
 from tasks.api.serializers import (
@@ -170,42 +176,21 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
     def generation_jobs(self, request, pk=None):
         """Draft candidates for the project's prompts (or the given ones) with an LLM
         endpoint and a recipe: 202, follow it at /api/v1/generation-jobs/{id}."""
-        from django.core.exceptions import ValidationError as DjangoValidationError
-        from rest_framework.exceptions import ValidationError
-
-        from tasks import generation
-
         project = self.get_object()
         body = GenerationRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        endpoint = LLMEndpoint.for_organization(request.organization).filter(pk=data["endpoint"])
-        if not endpoint.exists():
-            raise ValidationError({"endpoint": "No such LLM endpoint is enabled here."})
-        recipes = generation.recipes_for(request.organization)
-        if "variants" in data and "recipe" in data:
-            raise ValidationError({"variants": "Give a recipe or variants, not both."})
-        name = data.get("recipe", generation.DEFAULT_RECIPE_NAME)
-        if "variants" in data:
-            name, variants = "(inline)", data["variants"]
-        elif name in recipes:
-            variants = recipes[name]
-        else:
-            raise ValidationError({"recipe": f"No recipe named {name!r}."})
         try:
-            job = generation.create_job(
+            job = generation.request_generation(
                 project=project,
-                endpoint=endpoint.get(),
-                variants=variants,
-                recipe_name=name,
+                endpoint_id=data["endpoint"],
+                recipe=data.get("recipe"),
+                variants=data.get("variants"),
                 prompt_ids=data.get("prompts"),
                 created_by=_person(request),
             )
-        except DjangoValidationError as error:
-            raise ValidationError(
-                error.message_dict if hasattr(error, "error_dict") else {"variants": error.messages}
-            ) from None
-        generation.start(job)
+        except ValidationError as error:
+            raise exceptions.ValidationError(error.message_dict) from None
         return Response(
             GenerationJobSerializer(job, context={"request": request}).data,
             status=status.HTTP_202_ACCEPTED,
@@ -244,8 +229,6 @@ class GenerationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Org
     @action(detail=True, methods=["post"], filter_backends=[])
     def cancel(self, request, pk=None):
         """Stop the job: requests in flight finish, no new ones start."""
-        from tasks import generation
-
         job = generation.cancel(self.get_object())
         return Response(GenerationJobSerializer(job, context={"request": request}).data)
 
@@ -254,8 +237,6 @@ class GenerationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Org
     def resume(self, request, pk=None):
         """Dispatch an unfinished job again (after a worker died): only missing candidates
         are requested. 409 for a finished job."""
-        from tasks import generation
-
         job = self.get_object()
         if not generation.resume(job):
             return Response(

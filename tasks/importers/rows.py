@@ -15,11 +15,12 @@ import io
 import json
 import math
 import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import IO, Any
+
+from tasks.text import content_hash
 
 CHUNK = 256 * 1024
 MAX_ROW_CHARS = 8 * 1024 * 1024  # one JSON row may not exceed this (bounded buffer)
@@ -385,17 +386,6 @@ def check_csv_header(header: list[str], *, id_key: str, text_key: str, name: str
 
 
 # --- one row → one prompt with its candidates -------------------------------------------
-
-
-def normalize_text(text: str) -> str:
-    """What counts as the same prompt: case, Unicode form and whitespace do not."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-def content_hash(text: str) -> str:
-    """A prompt's identity in its project (``Prompt.content_hash``): SHA-256 of
-    ``normalize_text``. For prompts only; a candidate is known by ``candidate_hash``."""
-    return sha256(normalize_text(text).encode("utf-8")).hexdigest()
 
 
 def candidate_text(text: str) -> str:

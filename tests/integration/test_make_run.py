@@ -26,7 +26,7 @@ import requests
 from django.conf import settings
 from playwright.sync_api import expect
 
-from tasks.demo import DEMO_LOGINS, STUDY_PROJECT_NAME
+from project.demo import DEMO_LOGINS, STUDY_PROJECT_NAME
 from tests.conftest import log_in_through_the_form, open_page
 
 ROOT = Path(__file__).resolve().parents[2]

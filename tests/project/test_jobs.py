@@ -1,7 +1,8 @@
 import pytest
 from django_scopes import get_scope
 
-from project.celery import OrganizationTask, app
+from project.celery import app
+from tasks.jobs import OrganizationTask
 from tasks.models import Project
 
 

@@ -1,13 +1,19 @@
 """The QC report on a project with known judgments: numbers asserted exactly."""
 
+import random
+
 import pytest
 from django.core.management import call_command
 from django_scopes import scope, scopes_disabled
 
 from annotation.models import Assignment, Judgment
-from qc.report import binomial_two_sided, compute_report
+from project.celery import app as celery_app
+from qc.models import QCReport
+from qc.report import binomial_two_sided, compute_report, near_identical, similar_groups
+from qc.services import run_report
 from tasks.models import Candidate, Item, Role
 from tasks.schema import validate_questions
+from tasks.text import split_words
 from tests.factories import ProjectFactory, PromptFactory, member
 
 pytestmark = pytest.mark.django_db
@@ -208,8 +214,6 @@ def test_qc_report_command_prints_the_report(acme, capsys):
 def test_api_computes_and_serves_the_latest_report(
     acme, globex, as_user, django_capture_on_commit_callbacks
 ):
-    from project.celery import app as celery_app
-
     client = as_user(acme.lead)
     url = f"/api/v1/projects/{acme.project.pk}/qc-report"
     assert client.get(url).status_code == 404
@@ -232,9 +236,6 @@ def test_dashboard_shows_the_report_with_charts_and_downloads(acme, as_user):
     a, b = (member(acme.organization, Role.ANNOTATOR, email=e) for e in ("=cmd@x.org", "b@x.org"))
     data.judge(a, 0, 0)
     data.judge(b, 0, 1)
-    from qc.models import QCReport
-    from qc.services import run_report
-
     with scope(organization=acme.organization):
         report = QCReport.objects.create(organization=acme.organization, project=data.project)
         run_report(report.pk)
@@ -253,8 +254,6 @@ def test_dashboard_shows_the_report_with_charts_and_downloads(acme, as_user):
 
 
 def test_near_identical_ignores_case_and_punctuation_and_screens_by_words():
-    from qc.report import near_identical
-
     assert near_identical("Paris is the capital.", "paris is THE capital") == 1.0
     long = " ".join(f"word{n}" for n in range(80))
     # 78 trigrams each, 3 changed on each side: 75 shared of 81
@@ -263,10 +262,8 @@ def test_near_identical_ignores_case_and_punctuation_and_screens_by_words():
 
 
 def _brute_force_groups(texts: dict, threshold: float) -> set[frozenset]:
-    from qc.report import _words
-
     keys = list(texts)
-    words = {k: set(_words(texts[k])) for k in keys}
+    words = {k: set(split_words(texts[k])) for k in keys}
     parent = {k: k for k in keys}
 
     def root(k):
@@ -287,10 +284,6 @@ def _brute_force_groups(texts: dict, threshold: float) -> set[frozenset]:
 
 @pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9, 1.0])
 def test_near_duplicate_groups_are_exactly_the_brute_force_ones(threshold):
-    import random
-
-    from qc.report import similar_groups
-
     rng = random.Random(threshold)
     vocab = [f"w{i}" for i in range(40)]
     texts = {}

@@ -325,7 +325,7 @@ def test_an_organization_can_require_two_factor(acme, client, as_user):
     (changed,) = events(acme.organization, action=Action.ORGANIZATION_UPDATED)
     assert changed.changes == {"require_mfa": [False, True]}
     annotator = as_user(acme.annotator)
-    blocked = annotator.get(reverse("tasks:home"))
+    blocked = annotator.get(reverse("annotation:home"))
     assert blocked.status_code == 302 and blocked["Location"] == reverse("mfa_activate_totp")
     api = annotator.get("/api/v1/projects/")
     assert api.status_code == 403 and api.json()["errors"][0]["code"] == "mfa_required"
@@ -334,7 +334,7 @@ def test_an_organization_can_require_two_factor(acme, client, as_user):
     raw = api_token(acme.organization)[1]
     assert client.get("/api/v1/projects/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
     TOTP.activate(acme.annotator, generate_totp_secret())
-    assert annotator.get(reverse("tasks:home")).status_code == 200
+    assert annotator.get(reverse("annotation:home")).status_code == 200
     assert as_user(admin).get(security).status_code == 302  # the admin needs one too
     TOTP.activate(admin, generate_totp_secret())
     listing = as_user(admin).get(security).content.decode()

@@ -11,8 +11,9 @@ import pytest
 from django.apps import apps
 from django_scopes import scopes_disabled
 
-from tasks.importers.rows import candidate_hash, content_hash
+from tasks.importers.rows import candidate_hash
 from tasks.models import Candidate, GenerationFailure, Prompt
+from tasks.text import content_hash
 from tests.factories import ProjectFactory
 from tests.tasks.test_generation import eager, fake, prompts, run_job  # noqa: F401 (fixtures)
 from tests.tasks.test_import_api import post_import, upload

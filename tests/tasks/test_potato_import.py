@@ -12,7 +12,7 @@ from django_scopes import scope, scopes_disabled
 from tasks.importers.potato import PotatoImportFailed, import_potato_project, parse_config
 from tasks.models import Candidate, Item, Project, Prompt
 
-SEED_DIR = Path(settings.BASE_DIR) / "tasks" / "demo_data" / "dpo-preference"
+SEED_DIR = Path(settings.BASE_DIR) / "project" / "demo" / "data" / "dpo-preference"
 SEED_CONFIG = SEED_DIR / "config.yaml"
 # The Potato seed document as it was pasted (its config lost its indentation), copied from
 # the project's sources (seeds/001_8fda780abb8d694a.txt) so that the suite stands alone.

@@ -358,7 +358,7 @@ def test_public_urls_are_really_public(client):
 
 def test_project_lists_show_only_own_organization(acme, globex, as_user):
     client = as_user(acme.lead)
-    html = client.get(reverse("tasks:home")).content.decode()
+    html = client.get(reverse("annotation:home")).content.decode()
     assert acme.project.name in html and globex.project.name not in html
     api = client.get("/api/v1/projects/").json()
     assert [p["name"] for p in api["results"]] == [acme.project.name]

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from tasks.llm import check_base_url
-from tasks.models import LLMEndpoint
+from tasks.models import LLMEndpoint, Organization
 
 
 class Command(BaseCommand):
@@ -36,8 +36,6 @@ class Command(BaseCommand):
             raise CommandError(f"{url}: {error}") from None
         if not 1 <= max_concurrent <= 64:
             raise CommandError("--max-concurrent must be between 1 and 64.")
-        from tasks.models import Organization
-
         endpoint, created = LLMEndpoint.objects.update_or_create(
             name=name,
             defaults={

@@ -11,7 +11,7 @@ from django.urls import re_path, reverse
 from django.utils.text import Truncator
 
 from tasks import generation, llm
-from tasks.admin import OrganizationJobAdmin, OrganizationScopedAdmin
+from tasks.admin.base import OrganizationJobAdmin, OrganizationScopedAdmin
 from tasks.models import GenerationJob, GenerationRecipe, LLMEndpoint, Project, Prompt
 
 
@@ -144,10 +144,10 @@ class GenerateForm(forms.Form):
 
     def __init__(self, organization, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.recipes = generation.recipes_for(organization)
+        recipes = generation.recipes_for(organization)
         self.fields["endpoint"].queryset = LLMEndpoint.for_organization(organization)
         self.fields["recipe"].choices = [
-            (name, f"{name} ({len(variants)} variants)") for name, variants in self.recipes.items()
+            (name, f"{name} ({len(variants)} variants)") for name, variants in recipes.items()
         ]
 
 
@@ -157,19 +157,16 @@ def generate_page(model_admin, request, queryset, groups: dict[Project, list[int
         raise PermissionDenied
     form = GenerateForm(request.organization, request.POST if "apply" in request.POST else None)
     if form.is_valid():
-        recipe = form.cleaned_data["recipe"]
         jobs = []
         try:
             for project, prompt_ids in groups.items():
-                job = generation.create_job(
+                job = generation.request_generation(
                     project=project,
-                    endpoint=form.cleaned_data["endpoint"],
-                    variants=form.recipes[recipe],
-                    recipe_name=recipe,
+                    endpoint_id=form.cleaned_data["endpoint"].pk,
+                    recipe=form.cleaned_data["recipe"],
                     prompt_ids=prompt_ids,
                     created_by=request.user,
                 )
-                generation.start(job)
                 jobs.append(job)
         except ValidationError as error:
             model_admin.message_user(request, "; ".join(error.messages), messages.ERROR)

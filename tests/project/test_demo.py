@@ -17,8 +17,8 @@ from django_scopes import scopes_disabled
 
 from annotation.models import Adjudication, Assignment, ItemNote, Judgment, JudgmentRevision
 from exports.models import Export
+from project.demo import DEMO_LOGINS, STUDY_PROJECT_NAME, load_demo
 from qc.models import QCReport
-from tasks.demo import DEMO_LOGINS, STUDY_PROJECT_NAME, load_demo
 from tasks.models import Candidate, Item, Membership, Organization, Project, Prompt
 from tests.conftest import client_for
 
@@ -129,7 +129,7 @@ def test_the_seed_project_is_left_fresh_for_annotating(demo):
 
 
 def test_the_lead_finds_the_finished_study_on_the_project_list(demo):
-    page = client_for(demo.lead).get(reverse("tasks:home")).content.decode()
+    page = client_for(demo.lead).get(reverse("annotation:home")).content.decode()
     study = reverse("tasks:project_detail", args=[demo.study.pk])
     assert f'<a href="{study}">{STUDY_PROJECT_NAME}</a>' in page
 
@@ -137,7 +137,7 @@ def test_the_lead_finds_the_finished_study_on_the_project_list(demo):
 def test_the_finished_study_shows_as_complete_not_over_complete(demo):
     """Gold items go to every annotator as checks; the project's progress counts the
     dataset's items, so a finished study reads 100%, never more."""
-    page = client_for(demo.lead).get(reverse("tasks:home")).content.decode()
+    page = client_for(demo.lead).get(reverse("annotation:home")).content.decode()
     with scopes_disabled():
         wanted = sum(
             Item.objects.filter(project=demo.study, gold=False).values_list(

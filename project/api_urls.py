@@ -1,3 +1,6 @@
+"""The REST API's root (/api/v1/): every app's viewsets in one router. It lives here, above
+the apps, so that no app imports another's API (cookiecutter-django's api_router)."""
+
 from django.urls import re_path
 
 from annotation.api.views import ProjectJudgmentViewSet

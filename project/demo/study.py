@@ -1,7 +1,7 @@
 """The demo's finished study: a project whose QC dashboard, review queue and exports page
 have something to show on the first visit.
 
-44 prompts (tasks/demo_data/study/prompts.yaml: some multi-turn, two with a system prompt)
+44 prompts (project/demo/data/study/prompts.yaml: some multi-turn, two with a system prompt)
 with 2-4 candidates each go through what a real project goes through: the prompt importer
 builds the pairwise items, the lead marks gold items, the allocator hands items to the
 three demo annotators, who submit judgments with rubric scores through submit_judgment;
@@ -42,7 +42,7 @@ from tasks.models import Candidate, Item, Organization, Project
 from tasks.schema import validate_questions
 
 STUDY_PROJECT_NAME = "Support assistant replies (finished study)"
-STUDY_DATA = Path(__file__).resolve().parent / "demo_data" / "study" / "prompts.yaml"
+STUDY_DATA = Path(__file__).resolve().parent / "data" / "study" / "prompts.yaml"
 # Every random choice of the simulation derives from this.
 SEED = "chosen-demo-study-1"
 

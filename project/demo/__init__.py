@@ -1,6 +1,6 @@
 """The demo organization that `make run` loads: a lead, three annotators, the seed's DPO
 project (its Potato config with ten sample items, left fresh for annotating) and a finished
-study (tasks/demo_study.py: judged, reviewed, with a QC report and an export).
+study (project/demo/study.py: judged, reviewed, with a QC report and an export).
 Idempotent; refuses to run under DJANGO_ENV=production (its passwords are public)."""
 
 from dataclasses import dataclass
@@ -14,12 +14,12 @@ from django.db import transaction
 from django_scopes import scope, scopes_disabled
 
 # The study's name is one of the demo's names, with the log-ins: importable from here.
-from tasks.demo_study import STUDY_PROJECT_NAME as STUDY_PROJECT_NAME
-from tasks.demo_study import build_study
+from project.demo.study import STUDY_PROJECT_NAME as STUDY_PROJECT_NAME
+from project.demo.study import build_study
 from tasks.importers.potato import import_potato_project
 from tasks.models import Membership, Organization, Role
 
-SEED_PROJECT = Path(__file__).resolve().parent / "demo_data" / "dpo-preference" / "config.yaml"
+SEED_PROJECT = Path(__file__).resolve().parent / "data" / "dpo-preference" / "config.yaml"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from tasks.demo import STUDY_PROJECT_NAME, load_demo
+from project.demo import STUDY_PROJECT_NAME, load_demo
 
 
 class Command(BaseCommand):

@@ -1,0 +1,285 @@
+"""Admin for projects and their imports: the project form, the prompt and Potato import
+pages, and the import jobs they start."""
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.middleware.csrf import CsrfViewMiddleware
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from tasks.admin.base import OrganizationJobAdmin, OrganizationScopedAdmin
+from tasks.admin.generation import generate_page
+from tasks.importers.limits import ImportTooLarge
+from tasks.imports import (
+    check_config_upload,
+    check_data_uploads,
+    check_upload_size,
+    create_import_job,
+    enqueue,
+    limit_upload,
+    progress_of,
+)
+from tasks.models import ImportJob, Project
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)] if data else []
+
+
+class ImportPromptsForm(forms.Form):
+    files = MultipleFileField(help_text="JSON (a list of rows), JSONL or CSV; several at once.")
+    skip_invalid = forms.BooleanField(
+        required=False,
+        help_text="Import the valid rows and list the rejected ones. "
+        "Without it, any problem stops the import and nothing is written.",
+    )
+    allow_duplicates = forms.BooleanField(
+        required=False,
+        help_text="Keep prompts whose text repeats another prompt's (ignoring case, Unicode "
+        "form and spacing). Candidates of one prompt are compared as written: only an exact "
+        "copy (line endings and trailing whitespace aside) is skipped.",
+    )
+
+    def clean_files(self):
+        files = check_data_uploads(self.cleaned_data["files"])
+        _check_size(files)
+        return files
+
+
+class ImportPotatoForm(forms.Form):
+    config = forms.FileField(help_text="Potato config.yaml")
+    data = MultipleFileField(required=False, help_text="The files its data_files name.")
+    skip_invalid = forms.BooleanField(required=False, help_text="Import the valid rows only.")
+
+    def clean_config(self):
+        return check_config_upload(self.cleaned_data["config"])
+
+    def clean_data(self):
+        return check_data_uploads(self.cleaned_data["data"])
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("config"):
+            _check_size([cleaned["config"], *cleaned.get("data", [])])
+        return cleaned
+
+
+def _check_size(uploads) -> None:
+    try:
+        check_upload_size(uploads)
+    except ImportTooLarge as exc:
+        raise forms.ValidationError(str(exc), code="too_large") from None
+
+
+def _bind_import_form(request, form_class):
+    """The import form bound to the request, or a response that ends it (CSRF refused).
+
+    The import views are csrf_exempt so that CsrfViewMiddleware does not read the body
+    before ImportUploadLimit is in place; the same CSRF check is made here, after it. An
+    upload over the limit is stopped while it arrives and shown as the form's error."""
+    limit_upload(request)
+    try:
+        refused = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+        if refused is not None:
+            return None, refused
+        form = form_class(request.POST or None, request.FILES or None)
+    except ImportTooLarge as exc:
+        # The body was not read to its end, so there is nothing to bind: an empty form
+        # carrying the refusal (add_error needs a cleaned form).
+        form = form_class()
+        form.errors[forms.forms.NON_FIELD_ERRORS] = form.error_class(
+            [str(exc)], error_class="nonfield"
+        )
+    return form, None
+
+
+PROJECT_FIELDSETS = [
+    (None, {"fields": ["organization", "name", "status", "description", "guidelines"]}),
+    (
+        "Comparison and questions",
+        {"fields": ["mode", "questions", "html_layout", "pairs_per_prompt"]},
+    ),
+    (
+        "Overlap and workload",
+        {
+            "fields": [
+                "annotations_per_item",
+                "agreement_sample_percent",
+                "agreement_sample_annotations",
+                "quota_per_annotator",
+                "assignment_timeout_minutes",
+                "annotator_access",
+                "annotators",
+            ]
+        },
+    ),
+    (
+        "Skipping and reasoning",
+        {
+            "fields": [
+                "allow_skip",
+                "skip_reason_required",
+                "reasoning_required",
+                "reasoning_min_length",
+            ]
+        },
+    ),
+    (
+        "Quality control",
+        {"fields": ["gold_rate_percent", "discussion_visible_to_annotators"]},
+    ),
+    (
+        "Imported data",
+        {
+            "classes": ["collapse"],
+            "fields": [
+                "id_key",
+                "text_key",
+                "candidate_fields",
+                "import_warnings",
+            ],
+        },
+    ),
+]
+
+
+class ProjectForm(forms.ModelForm):
+    questions = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 14, "cols": 90, "class": "vLargeTextField"}),
+        help_text="The question schema as JSON. Empty: the default for the mode.",
+    )
+
+    class Meta:
+        model = Project
+        # What the lead edits (import_warnings is shown read-only, source_config not at all).
+        fields = [
+            f for _, opts in PROJECT_FIELDSETS for f in opts["fields"] if f != "import_warnings"
+        ]
+
+
+@admin.register(Project)
+class ProjectAdmin(OrganizationScopedAdmin):
+    form = ProjectForm
+    list_display = ["name", "status", "mode", "prompt_count", "updated_at"]
+    list_filter = ["status", "mode"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["import_warnings"]
+    filter_horizontal = ["annotators"]
+    change_form_template = "admin/tasks/project/change_form.html"
+    change_list_template = "admin/tasks/project/change_list.html"
+    fieldsets = PROJECT_FIELDSETS
+
+    actions = ["generate_candidates"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_prompts=Count("prompts"))
+
+    @admin.action(description="Generate candidates with a local LLM")
+    def generate_candidates(self, request, queryset):
+        return generate_page(self, request, queryset, dict.fromkeys(queryset))
+
+    @admin.display(description="Prompts", ordering="_prompts")
+    def prompt_count(self, obj):
+        return obj._prompts
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:object_id>/import/",
+                self.admin_site.admin_view(self.import_prompts_view),
+                name="tasks_project_import",
+            ),
+            path(
+                "import-potato/",
+                self.admin_site.admin_view(self.import_potato_view),
+                name="tasks_project_import_potato",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def import_prompts_view(self, request, object_id):
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        project = self.get_object(request, object_id)
+        form, refused = _bind_import_form(request, ImportPromptsForm)
+        if refused:
+            return refused
+        if form.is_bound and form.is_valid():
+            job = create_import_job(
+                organization=project.organization,
+                kind=ImportJob.Kind.PROMPTS,
+                project=project,
+                uploads=form.cleaned_data["files"],
+                skip_invalid=form.cleaned_data["skip_invalid"],
+                allow_duplicates=form.cleaned_data["allow_duplicates"],
+                created_by=request.user,
+            )
+            enqueue(job)
+            return redirect("admin:tasks_importjob_change", job.pk)
+        return self._upload_page(request, form, f"Import prompts into {project.name}", project)
+
+    def import_potato_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form, refused = _bind_import_form(request, ImportPotatoForm)
+        if refused:
+            return refused
+        if form.is_bound and form.is_valid():
+            if request.user.is_superuser and request.organization is None:
+                raise PermissionDenied("Choose an organization first.")
+            job = create_import_job(
+                organization=request.organization,
+                kind=ImportJob.Kind.POTATO,
+                uploads=[form.cleaned_data["config"], *form.cleaned_data["data"]],
+                skip_invalid=form.cleaned_data["skip_invalid"],
+                created_by=request.user,
+            )
+            enqueue(job)
+            return redirect("admin:tasks_importjob_change", job.pk)
+        return self._upload_page(request, form, "Import a Potato config", None)
+
+    import_prompts_view.csrf_exempt = True  # checked in _bind_import_form, see there
+    import_potato_view.csrf_exempt = True
+
+    def _upload_page(self, request, form, title, project):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "form": form,
+            "project": project,
+        }
+        return TemplateResponse(request, "admin/tasks/project/import_form.html", context)
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(OrganizationJobAdmin):
+    """Jobs start from a project's Import button or the API."""
+
+    list_display = ["__str__", "project", "state", "created_by", "created_at", "finished_at"]
+    list_filter = ["status", "kind"]
+    change_form_template = "admin/tasks/importjob/change_form.html"
+    fields = ["kind", "project", "state", "created_by", "created_at", "started_at", "finished_at"]
+    readonly_fields = fields
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        job = context.get("original")
+        if job is not None:
+            context.update(job=job, progress=progress_of(job), summary=job.report)
+        return super().render_change_form(request, context, *args, **kwargs)

@@ -1,0 +1,53 @@
+"""The tasks app's models — what gets labelled and who labels it — one module per group
+of nouns:
+
+- ``organizations``: Organization (the tenant), Membership and its Role, ApiToken;
+- ``projects``: Project, its question schema and policies;
+- ``prompts``: Prompt, Candidate, Item and ItemCandidate (an item's slots);
+- ``jobs``: the job lifecycle every background job shares (OrganizationJob), ImportJob;
+- ``generation``: LLMEndpoint, GenerationRecipe, GenerationJob, GenerationFailure;
+- ``audit``: AuditEvent, the append-only trail.
+
+Everything is importable from ``tasks.models`` as before; the app label and the
+migrations do not change.
+"""
+
+from tasks.models.audit import AuditEvent, AuditEventQuerySet, AuditTrailIsAppendOnly
+from tasks.models.generation import GenerationFailure, GenerationJob, GenerationRecipe, LLMEndpoint
+from tasks.models.jobs import ImportJob, JobStatus, OrganizationJob
+from tasks.models.organizations import (
+    MANAGING_ROLES,
+    ApiToken,
+    ApiTokenQuerySet,
+    Membership,
+    Organization,
+    Role,
+)
+from tasks.models.projects import OPEN_FOR_WORK, Project, ProjectQuerySet
+from tasks.models.prompts import Candidate, Item, ItemCandidate, Prompt
+
+__all__ = [
+    "MANAGING_ROLES",
+    "OPEN_FOR_WORK",
+    "ApiToken",
+    "ApiTokenQuerySet",
+    "AuditEvent",
+    "AuditEventQuerySet",
+    "AuditTrailIsAppendOnly",
+    "Candidate",
+    "GenerationFailure",
+    "GenerationJob",
+    "GenerationRecipe",
+    "ImportJob",
+    "Item",
+    "ItemCandidate",
+    "JobStatus",
+    "LLMEndpoint",
+    "Membership",
+    "Organization",
+    "OrganizationJob",
+    "Project",
+    "ProjectQuerySet",
+    "Prompt",
+    "Role",
+]

@@ -1,0 +1,123 @@
+"""The tenant and who belongs to it: organizations, memberships and their roles, and the
+organization's API tokens."""
+
+import hashlib
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django_scopes import ScopedManager
+
+
+class Organization(models.Model):
+    """The tenant. Every tenant-owned row carries a foreign key to one."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    require_mfa = models.BooleanField(
+        default=False,
+        help_text="Members must set up two-factor authentication before they can work here.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    LEAD = "lead", "Project lead"
+    ANNOTATOR = "annotator", "Annotator"
+
+
+# Roles that run projects: they use the admin, create API tokens and see every project.
+MANAGING_ROLES = frozenset({Role.ADMIN, Role.LEAD})
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["organization", "user__email"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organization"], name="one_membership_per_org")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user.email} ({self.get_role_display()}) in {self.organization}"
+
+    @property
+    def manages(self) -> bool:
+        return self.role in MANAGING_ROLES
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def active(self) -> "ApiTokenQuerySet":
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiToken(models.Model):
+    """An organization's API token. Only a SHA-256 digest of the secret is stored: the
+    secret is 256 random bits, so a fast digest is enough (no password stretching) and a
+    database leak reveals no usable token."""
+
+    PREFIX = "chs_"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What uses it, e.g. 'training pipeline'.")
+    key_prefix = models.CharField(
+        max_length=16, editable=False, help_text="The first characters, to recognise it."
+    )
+    key_digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ScopedManager(
+        organization="organization", _manager_class=models.Manager.from_queryset(ApiTokenQuerySet)
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
+
+    @staticmethod
+    def digest(raw_key: str) -> str:
+        return hashlib.sha256(raw_key.encode()).hexdigest()
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    # How often last_used_at is written: once a minute is precise enough for "is this token
+    # still used?" and keeps a busy pipeline from writing on every request.
+    LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+    def touch(self) -> bool:
+        """Note the token's use; True when this call wrote it (at most once a minute)."""
+        now = timezone.now()
+        stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - self.LAST_USED_RESOLUTION)
+        tokens = ApiToken.objects.with_scopes_disabled().filter(stale, pk=self.pk)
+        return tokens.update(last_used_at=now) == 1

@@ -1,0 +1,164 @@
+"""What annotators judge: prompts, their candidate responses, and items (a prompt with
+2..N of its candidates in fixed slots)."""
+
+from django.db import models
+from django.db.models import Q
+from django_scopes import ScopedManager
+
+from tasks.models.organizations import Organization
+from tasks.models.projects import Project
+
+
+class Prompt(models.Model):
+    """One task for the annotators: a text, or a conversation whose last turn is answered."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    external_id = models.CharField(max_length=200)
+    text = models.TextField(help_text="The prompt, or the last user turn of a conversation.")
+    messages = models.JSONField(
+        null=True, blank=True, help_text='Multi-turn context: [{"role", "content"}, …].'
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=300, blank=True, help_text="File it was imported from.")
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the normalized text.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="prompt_id_per_project")
+        ]
+        indexes = [models.Index(fields=["project", "content_hash"], name="prompt_hash_idx")]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Candidate(models.Model):
+    class Source(models.TextChoices):
+        IMPORTED = "imported", "Imported"
+        GENERATED = "generated", "Generated"
+        CORRECTED = "corrected", "Corrected by an annotator"
+        FEEDBACK_LOG = "feedback_log", "Feedback log"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="candidates")
+    text = models.TextField()
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.IMPORTED)
+    source_key = models.CharField(
+        max_length=100, blank=True, help_text="The field it came from, e.g. response_a."
+    )
+    model = models.CharField(max_length=200, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    content_hash = models.CharField(
+        max_length=64,
+        help_text="SHA-256 of the text with LF line endings and no trailing whitespace "
+        "(tasks.importers.rows.candidate_hash); the text itself is stored as received.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # The same response twice for one prompt is a duplicate, whatever its source;
+            # "the same" is candidate_hash: case, Unicode form and inner spacing count.
+            models.UniqueConstraint(fields=["prompt", "content_hash"], name="candidate_once"),
+            # One generated candidate per prompt and variant (model + exact parameters),
+            # however often a generation job is re-run or resumed.
+            models.UniqueConstraint(
+                fields=["prompt", "source_key"],
+                condition=Q(source="generated"),
+                name="generated_once_per_variant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prompt_id}/{self.pk}"
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+class Item(models.Model):
+    """What one annotator sees at once: a prompt and 2..N of its candidates."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="items")
+    mode = models.CharField(max_length=16, choices=Project.Mode.choices)
+    candidates = models.ManyToManyField(Candidate, through="ItemCandidate", related_name="items")
+    # Sorted candidate ids, "12-57": one item per set of candidates.
+    candidate_key = models.CharField(max_length=500)
+    target_annotations = models.PositiveSmallIntegerField(default=1)
+    # Submitted + active assignments; kept by the allocator, read by it through an index.
+    assignment_count = models.PositiveIntegerField(default=0)
+    # Stable random order among equally covered items.
+    random_order = models.IntegerField(default=0)
+    # A gold item is an attention check with a known answer: served to every annotator at the
+    # project's gold rate instead of through the overlap target, scored in the QC report.
+    # Database defaults too: items are also written by COPY and by SQL (bulk builds, bench).
+    gold = models.BooleanField(default=False, db_default=False)
+    gold_outcome = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="preferred / ranked / tie / both_bad",
+    )
+    gold_chosen = models.ForeignKey(
+        "Candidate",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The candidate a careful annotator prefers (the best, for N candidates).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "candidate_key"], name="item_once")
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "assignment_count", "random_order", "id"],
+                name="item_allocation_idx",
+            ),
+            models.Index(
+                fields=["project", "random_order"],
+                condition=Q(gold=True),
+                name="item_gold_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.pk} ({self.candidate_key})"
+
+
+class ItemCandidate(models.Model):
+    """A candidate's place in an item. Reached only through its item (which carries the
+    organization), so it needs no scoped manager of its own."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="slots")
+    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["item", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "candidate"], name="candidate_once_per_item"),
+            models.UniqueConstraint(fields=["item", "position"], name="one_candidate_per_slot"),
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} slot {self.position}: candidate {self.candidate_id}"
