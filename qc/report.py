@@ -539,10 +539,6 @@ def _warnings(report: dict) -> list[str]:
                 f"{person['annotator']} made {person['share_of_judgments']:.0%} of the "
                 "judgments: spread the load across annotators."
             )
-    total = report["judgments"]
-    for label, n in report["labels"].items():
-        if total >= 10 and n / total > LABEL_SHARE_WARNING:
-            warnings.append(f'"{label}" is {n / total:.0%} of all judgments: check the balance.')
         if person["gold_judgments"] >= GOLD_MIN_JUDGMENTS and (
             person["gold_accuracy"] < GOLD_ACCURACY_WARNING
         ):
@@ -551,6 +547,10 @@ def _warnings(report: dict) -> list[str]:
                 f"{person['gold_judgments']} gold items as expected (below "
                 f"{GOLD_ACCURACY_WARNING:.0%}): check their attention and the guidelines."
             )
+    total = report["judgments"]
+    for label, n in report["labels"].items():
+        if total >= 10 and n / total > LABEL_SHARE_WARNING:
+            warnings.append(f'"{label}" is {n / total:.0%} of all judgments: check the balance.')
     warnings.extend(_balance_warnings(report))
     duplicates = report["duplicates"]
     if duplicates["exact_prompt_groups"]:
