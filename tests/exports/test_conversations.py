@@ -172,8 +172,12 @@ def test_the_api_the_page_and_the_command_refuse_with_the_reason(voted, acme, as
         str(tmp_path / "c"),
         "--conversation",
         "transcript",
+        "--split",  # every prompt in train.csv: where one lands depends on its database id
+        "1",
     )
-    assert read_prompts("csv", tmp_path / "c")[0].startswith("System: ")
+    prompts = read_prompts("csv", tmp_path / "c")
+    assert sum(p.startswith("System: ") for p in prompts) == 1
+    assert all(p.startswith(("System: ", "User: ")) for p in prompts)
 
 
 def test_csv_cells_are_escaped_for_spreadsheets_unless_raw_is_chosen(voted, tmp_path):  # noqa: F811
