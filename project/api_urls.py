@@ -8,6 +8,7 @@ from exports.api.views import ExportViewSet, ProjectExportViewSet
 from qc.api.views import ProjectQCReportViewSet, QCReportViewSet
 from tasks.api.audit import AuditEventViewSet
 from tasks.api.base import Router
+from tasks.api.errors import not_found
 from tasks.api.views import (
     GenerationJobViewSet,
     ImportJobViewSet,
@@ -41,4 +42,5 @@ urlpatterns = [
         name="project-exports",
     ),
     *router.urls,
+    re_path(r"", not_found),  # last: any other /api/v1/ address is a JSON 404
 ]

@@ -252,6 +252,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tasks.api.schema.document_errors",
+    ],
     # Several models have a "status" with their own choices: one schema name each.
     "ENUM_NAME_OVERRIDES": {
         "ProjectStatusEnum": "tasks.models.Project.Status",

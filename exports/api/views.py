@@ -1,5 +1,5 @@
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from exports import services
 from exports.models import Export
+from exports.pairs import CONVERSATIONS, POLICIES, RANKING_PAIRS
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
 from tasks.api.serializers import JOB_FIELDS, JobSerializer
@@ -30,16 +31,50 @@ class ExportSerializer(JobSerializer):
         read_only_fields = fields
 
 
+class ExportOptionsSchema(serializers.Serializer):
+    """How the API documents an export's options (exports.pairs.Options); they are checked
+    by exports.services.options_from, which also refuses unknown keys."""
+
+    policy = serializers.ChoiceField(choices=POLICIES, required=False)
+    min_agreement = serializers.FloatField(min_value=0, max_value=1, required=False)
+    best_vs_all = serializers.BooleanField(required=False)
+    ranking_pairs = serializers.ChoiceField(choices=RANKING_PAIRS, required=False)
+    rubric_margin = serializers.FloatField(required=False, allow_null=True)
+    dimension = serializers.CharField(
+        required=False, allow_blank=True, help_text='"question=value", e.g. "dimension=helpful"'
+    )
+    sources = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Candidate sources allowed."
+    )
+    exclude_truncated = serializers.BooleanField(required=False)
+    near_identical = serializers.FloatField(
+        required=False, allow_null=True, help_text="Drop pairs at least this similar, (0, 1]."
+    )
+    exclude_contradictory = serializers.BooleanField(required=False)
+    ratios = serializers.ListField(
+        child=serializers.FloatField(min_value=0),
+        min_length=1,
+        max_length=3,
+        required=False,
+        help_text="train, validation[, test]; they add up to 1",
+    )
+    seed = serializers.IntegerField(required=False)
+    conversation = serializers.ChoiceField(
+        choices=CONVERSATIONS,
+        required=False,
+        help_text="How trl, kto and csv treat a prompt with a system prompt or earlier turns.",
+    )
+    csv_raw = serializers.BooleanField(required=False)
+
+
+@extend_schema_field(ExportOptionsSchema)
+class ExportOptionsField(serializers.DictField):
+    pass
+
+
 class ExportRequestSerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=services.ALL_FORMATS)
-    options = serializers.DictField(
-        required=False,
-        default=dict,
-        help_text="exports.pairs.Options: policy, min_agreement, best_vs_all, ranking_pairs, "
-        "rubric_margin, dimension, sources, exclude_truncated, near_identical, "
-        "exclude_contradictory, ratios, seed, conversation (refuse | transcript: how trl, kto "
-        "and csv treat a prompt with a system prompt or earlier turns), csv_raw",
-    )
+    options = ExportOptionsField(required=False, default=dict)
 
     def validate_options(self, value):
         try:

@@ -1,3 +1,5 @@
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.views import exception_handler
 
@@ -27,3 +29,11 @@ def _flatten(detail, field, errors):
         errors.append(
             {"field": field, "message": str(detail), "code": getattr(detail, "code", "error")}
         )
+
+
+@csrf_exempt  # it changes nothing; a POST to a wrong address is a 404 like a GET
+def not_found(request, *args, **kwargs):
+    """/api/ addresses that match no route: a 404 in the API's own error shape (JSON), not
+    the HTML page that the rest of the site shows."""
+    error = {"field": None, "message": "No such API address.", "code": "not_found"}
+    return JsonResponse({"errors": [error]}, status=404)
