@@ -251,19 +251,30 @@ def _decision(adjudication: Adjudication | None) -> dict:
     }
 
 
+@transaction.atomic
 def add_note(*, item: Item, author, text: str) -> ItemNote:
+    """A note in the item's discussion, on the trail with its words (the item is the
+    object, as for its decision and gold answer)."""
     text = (text or "").strip()
     if not text:
         raise ValidationError({"text": "The note is empty."})
     if len(text) > NOTE_MAX:
         raise ValidationError({"text": f"Keep a note under {NOTE_MAX} characters."})
-    return ItemNote.objects.create(
+    note = ItemNote.objects.create(
         organization_id=item.organization_id,
         project_id=item.project_id,
         item=item,
         author=author,
         text=text,
     )
+    record(
+        Action.NOTE_ADDED,
+        organization=item.organization_id,
+        obj=item,
+        object_repr=f"item {item.pk}",
+        data={"project": item.project_id, "note": note.pk, "text": text},
+    )
+    return note
 
 
 def set_gold(item: Item, answer: str, candidates: list[Candidate]) -> None:

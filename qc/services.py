@@ -2,24 +2,50 @@
 
 from dataclasses import dataclass
 
+from django.db import transaction
 from django.db.models import F, Max
 from django_scopes import scope, scopes_disabled
 
 from annotation.models import Judgment
 from qc.models import QCReport
 from qc.report import compute_report
+from tasks.audit import Action, record
 from tasks.lifecycle import run_job
 from tasks.models import Project
 
+AUDIT_OBJECT = "qc_report"  # a report's object_type on the trail
 
+
+@transaction.atomic
 def request_report(project: Project, created_by=None) -> QCReport:
+    """Queue a report; on the trail as asked for by whoever asked (a lead, a token, or the
+    periodic refresh: "system")."""
     from qc.jobs import run_qc_report  # qc.jobs imports this module
 
     report = QCReport.objects.create(
         organization=project.organization, project=project, created_by=created_by
     )
+    record(
+        Action.QC_REPORT_CREATED,
+        organization=project.organization_id,
+        obj=report,
+        object_type=AUDIT_OBJECT,
+        data={"project": project.pk},
+    )
     run_qc_report.delay_on_commit(project.organization_id, report.pk)
     return report
+
+
+def record_download(report: QCReport, fmt: str) -> None:
+    """A report's figures handed out: a CSV or JSON file from the dashboard, or the API's
+    answer ("api"). Each one is on the trail, as export files are."""
+    record(
+        Action.QC_REPORT_DOWNLOADED,
+        organization=report.organization_id,
+        obj=report,
+        object_type=AUDIT_OBJECT,
+        data={"project": report.project_id, "format": fmt},
+    )
 
 
 def run_report(report_id: int) -> QCReport:

@@ -77,6 +77,7 @@ def download(request, project_id: int, fmt: str):
     # A download, never a page: stated here as the export downloads do, whatever the
     # middleware's settings (the report holds names and labels that tenants typed).
     response["X-Content-Type-Options"] = "nosniff"
+    services.record_download(report, fmt)
     return response
 
 

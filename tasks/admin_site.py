@@ -9,10 +9,17 @@ model permissions: what they may do is decided by their role in
 from functools import wraps
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.contenttypes.views import shortcut
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
 from django.shortcuts import redirect
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.http import urlencode
+
+# What the admin answers for an object the person cannot open here, whether it does not
+# exist or belongs to another organization: the two must not be told apart.
+NO_SUCH_OBJECT = "No such object."
 
 
 def manages_current_organization(request) -> bool:
@@ -53,6 +60,43 @@ class OrganizationAdminSite(admin.AdminSite):
 
     def logout(self, request, extra_context=None):
         return redirect("account_logout")
+
+    def get_urls(self):
+        return [
+            path(
+                "r/<path:content_type_id>/<path:object_id>/",
+                self.admin_view(self.view_on_site),
+                name="view_on_site",
+            )
+            if getattr(url, "name", None) == "view_on_site"
+            else url
+            for url in super().get_urls()
+        ]
+
+    def view_on_site(self, request, content_type_id, object_id):
+        """Django's "view on site" redirect (``r/<content type>/<id>/``), for an object this
+        person can open in this admin only.
+
+        Django's own view looks the object up without the organization scope and answers
+        "has no get_absolute_url()" for one that exists but "doesn't exist" for one that
+        does not, so with DEBUG on it told whether another organization's id exists. Here
+        the object is looked up through its model admin's queryset (the organization's
+        rows, for a lead), and any id it does not hold is the same 404 as a missing one.
+        """
+        try:
+            model = ContentType.objects.get_for_id(int(content_type_id)).model_class()
+        except (ValueError, OverflowError, ContentType.DoesNotExist):
+            model = None
+        model_admin = self._registry.get(model)
+        if model_admin is None or not model_admin.has_view_or_change_permission(request):
+            raise Http404(NO_SUCH_OBJECT)
+        try:
+            visible = model_admin.get_queryset(request).filter(pk=object_id).exists()
+        except (ValueError, TypeError, ValidationError):  # not an id of this model
+            visible = False
+        if not visible:
+            raise Http404(NO_SUCH_OBJECT)
+        return shortcut(request, content_type_id, object_id)
 
     def password_change(self, request, extra_context=None):
         # allauth's page re-authenticates, is rate-limited and notifies the user.

@@ -15,6 +15,7 @@ Kinds:
 - ``correction``: the annotator may edit the preferred response.
 """
 
+import math
 import re
 from typing import Any
 
@@ -27,6 +28,16 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Keys the annotate page keeps for itself: the help overlay and submitting.
 RESERVED_KEYS = {"?", "enter"}
 TEXT_LIMIT = 20_000
+# Whether a question must be answered when its schema does not say (the comparison always
+# must, a correction never).
+REQUIRED_BY_DEFAULT = {
+    "preference": True,
+    "choice": True,
+    "multichoice": False,
+    "rating": True,
+    "text": False,
+    "correction": False,
+}
 
 
 class QuestionSchemaError(ValidationError):
@@ -44,10 +55,75 @@ class _Checker:
     def error(self, where: str, message: str) -> None:
         self.errors.append(f"{where}: {message}")
 
-    def shortcut(self, where: str, key: Any, owner: str) -> str | None:
+    # Each field's type. A field left out (or null) takes its default; a value of another
+    # type is an error naming the field and what was given, and the default stands in.
+
+    def text(self, where: str, obj: dict, field: str, limit: int = 2000) -> str:
+        value = obj.get(field)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            self.error(where, f"'{field}' must be text, not {_shown(value)}")
+            return ""
+        return value[:limit]
+
+    def flag(self, where: str, obj: dict, field: str, default: bool) -> bool:
+        value = obj.get(field)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.error(where, f"'{field}' must be true or false, not {_shown(value)}")
+            return default
+        return value
+
+    def whole(
+        self, where: str, obj: dict, field: str, default: int, *, path: str = ""
+    ) -> int | None:
+        """A whole number; None (after reporting it) when it is something else. ``path``
+        names a field inside another (``scale.min``)."""
+        value = obj.get(field)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(where, f"'{path or field}' must be a whole number, not {_shown(value)}")
+            return None
+        return value
+
+    def number(self, where: str, obj: dict, field: str, default: float) -> float:
+        value = obj.get(field)
+        if value is None:
+            return default
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            self.error(
+                where, f"'{field}' must be a number ≥ 0 (like 1 or 0.5), not {_shown(value)}"
+            )
+            return default
+        return float(value)
+
+    def mapping(self, where: str, obj: dict, field: str, *, path: str = "") -> dict:
+        value = obj.get(field)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.error(where, f"'{path or field}' must be an object, not {_shown(value)}")
+            return {}
+        return value
+
+    def shortcut(self, where: str, obj: dict, owner: str) -> str | None:
+        key = obj.get("key")
         if key in (None, ""):
             return None
-        key = str(key).strip().lower()
+        if isinstance(key, int) and not isinstance(key, bool) and 0 <= key <= 9:
+            key = str(key)  # a digit, as YAML reads `key_value: 1`
+        if not isinstance(key, str):
+            self.error(where, f"'key' must be a single character, not {_shown(key)}")
+            return None
+        key = key.strip().lower()
         if len(key) != 1 and key not in {"space"}:
             self.error(where, f"key {key!r} must be a single character")
             return None
@@ -60,8 +136,21 @@ class _Checker:
         return key
 
 
-def _text(value: Any, limit: int = 2000) -> str:
-    return "" if value is None else str(value)[:limit]
+def _shown(value: Any) -> str:
+    """A JSON value as the person who wrote it would name it."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 def validate_questions(questions: Any, *, mode: str = "pairwise") -> list[dict]:
@@ -90,6 +179,9 @@ def validate_questions(questions: Any, *, mode: str = "pairwise") -> list[dict]:
         names.add(name)
         where = f"{where} {name!r}"
         kind = question.get("kind")
+        if not isinstance(kind, str):
+            check.error(where, f"'kind' must be one of {', '.join(KINDS)}, not {_shown(kind)}")
+            continue
         if kind not in KINDS:
             check.error(where, f"kind {kind!r} is not one of {', '.join(KINDS)}")
             continue
@@ -104,17 +196,17 @@ def validate_questions(questions: Any, *, mode: str = "pairwise") -> list[dict]:
     return normalized
 
 
-def _base(question: dict, name: str, kind: str) -> dict:
+def _base(check: _Checker, where: str, question: dict, name: str, kind: str) -> dict:
     return {
         "name": name,
         "kind": kind,
-        "description": _text(question.get("description")),
-        "required": bool(question.get("required", kind in ("preference", "choice"))),
+        "description": check.text(where, question, "description"),
+        "required": check.flag(where, question, "required", REQUIRED_BY_DEFAULT[kind]),
     }
 
 
 def _preference(check: _Checker, where: str, name: str, question: dict) -> dict:
-    result = _base(question, name, "preference")
+    result = _base(check, where, question, name, "preference")
     result["required"] = True
     labels = question.get("labels") or []
     if check.mode != "pairwise":
@@ -136,26 +228,32 @@ def _preference(check: _Checker, where: str, name: str, question: dict) -> dict:
         if not isinstance(label, dict):
             check.error(at, "must be an object with 'text' and 'means'")
             continue
-        text = _text(label.get("text") or label.get("value"), 200)
-        means = label.get("means")
+        value = check.text(at, label, "value", 200)
+        text = check.text(at, label, "text", 200) or value
         if not text:
             check.error(at, "'text' is empty")
-        if means not in MEANINGS:
-            check.error(at, f"'means' must be one of {', '.join(MEANINGS)}, not {means!r}")
+        means = label.get("means")
+        if not isinstance(means, str) or means not in MEANINGS:
+            shown = repr(means) if isinstance(means, str) else _shown(means)
+            check.error(at, f"'means' must be one of {', '.join(MEANINGS)}, not {shown}")
+            means = None
         strength = label.get("strength")
-        if strength is not None and (not isinstance(strength, int) or not 1 <= strength <= 3):
-            check.error(at, "'strength' must be 1, 2 or 3")
+        if strength is not None and (
+            isinstance(strength, bool) or not isinstance(strength, int) or not 1 <= strength <= 3
+        ):
+            check.error(at, f"'strength' must be 1, 2 or 3, not {_shown(strength)}")
+            strength = None
         if means in ("tie", "both_bad") and means in meanings:
             check.error(at, f"a second label meaning {means!r}")
         meanings.add(means)
         normalized.append(
             {
-                "value": _text(label.get("value") or text, 200),
+                "value": value or text,
                 "text": text,
                 "means": means,
                 "strength": strength,
-                "tooltip": _text(label.get("tooltip"), 500),
-                "key": check.shortcut(at, label.get("key"), f"{name} → {text!r}"),
+                "tooltip": check.text(at, label, "tooltip", 500),
+                "key": check.shortcut(at, label, f"{name} → {text!r}"),
             }
         )
     if not {"A", "B"} <= meanings:
@@ -165,7 +263,7 @@ def _preference(check: _Checker, where: str, name: str, question: dict) -> dict:
 
 
 def _choice(check: _Checker, where: str, name: str, question: dict, kind: str) -> dict:
-    result = _base(question, name, kind)
+    result = _base(check, where, question, name, kind)
     options = question.get("options")
     if not isinstance(options, list) or len(options) < (2 if kind == "choice" else 1):
         check.error(where, f"'options' must list at least {2 if kind == 'choice' else 1}")
@@ -175,37 +273,42 @@ def _choice(check: _Checker, where: str, name: str, question: dict, kind: str) -
         at = f"{where} options[{i}]"
         if isinstance(option, str):
             option = {"value": option}
-        if not isinstance(option, dict) or not _text(option.get("value")):
-            check.error(at, "must be a non-empty string or an object with 'value'")
+        if not isinstance(option, dict):
+            check.error(at, f"must be a string or an object with 'value', not {_shown(option)}")
             continue
-        value = _text(option["value"], 200)
+        value = option.get("value")
+        if not isinstance(value, str) or not value.strip():
+            shown = "empty" if value in (None, "") else _shown(value)
+            check.error(at, f"'value' must be a non-empty text, not {shown}")
+            continue
+        value = value[:200]
         if value in values:
             check.error(at, f"value {value!r} appears twice")
         values.add(value)
         normalized.append(
             {
                 "value": value,
-                "text": _text(option.get("text") or value, 200),
-                "tooltip": _text(option.get("tooltip"), 500),
-                "key": check.shortcut(at, option.get("key"), f"{name} → {value!r}"),
+                "text": check.text(at, option, "text", 200) or value,
+                "tooltip": check.text(at, option, "tooltip", 500),
+                "key": check.shortcut(at, option, f"{name} → {value!r}"),
             }
         )
     result["options"] = normalized
-    if kind == "multichoice":
-        result["required"] = bool(question.get("required", False))
     return result
 
 
 def _rating(check: _Checker, where: str, name: str, question: dict) -> dict:
-    result = _base(question, name, "rating")
-    result["required"] = bool(question.get("required", True))
-    scale = question.get("scale") or {}
-    low, high = scale.get("min", 1), scale.get("max", 5)
-    if not (isinstance(low, int) and isinstance(high, int)) or not low < high <= low + 100:
+    result = _base(check, where, question, name, "rating")
+    scale = check.mapping(where, question, "scale")
+    low = check.whole(where, scale, "min", 1, path="scale.min")
+    high = check.whole(where, scale, "max", 5, path="scale.max")
+    if low is None or high is None:
+        low, high = 1, 5
+    elif not low < high <= low + 100:
         check.error(where, "'scale' needs integers min < max (at most 100 points apart)")
         low, high = 1, 5
     point_labels = {}
-    for point, text in (scale.get("labels") or {}).items():
+    for point, text in check.mapping(where, scale, "labels", path="scale.labels").items():
         try:
             point_int = int(point)
         except (TypeError, ValueError):
@@ -213,37 +316,41 @@ def _rating(check: _Checker, where: str, name: str, question: dict) -> dict:
         if point_int is None or not low <= point_int <= high:
             check.error(where, f"scale label for {point!r} is outside {low}..{high}")
             continue
-        point_labels[str(point_int)] = _text(text, 100)
+        if not isinstance(text, str):
+            check.error(where, f"'scale.labels' {point!r} must be text, not {_shown(text)}")
+            continue
+        point_labels[str(point_int)] = text[:100]
     result["scale"] = {"min": low, "max": high, "labels": point_labels}
-    result["criterion"] = _text(question.get("criterion") or question.get("description"))
-    result["weight"] = float(question.get("weight", 1.0))
+    result["criterion"] = check.text(where, question, "criterion") or result["description"]
+    result["weight"] = check.number(where, question, "weight", 1.0)
     return result
 
 
 def _text_question(check: _Checker, where: str, name: str, question: dict) -> dict:
-    result = _base(question, name, "text")
-    result["required"] = bool(question.get("required", False))
-    min_length = question.get("min_length", 0)
-    max_length = question.get("max_length", TEXT_LIMIT)
-    if not isinstance(min_length, int) or min_length < 0:
-        check.error(where, "'min_length' must be a whole number ≥ 0")
+    result = _base(check, where, question, name, "text")
+    min_length = check.whole(where, question, "min_length", 0)
+    max_length = check.whole(where, question, "max_length", TEXT_LIMIT)
+    if min_length is None or min_length < 0:
+        if min_length is not None:
+            check.error(where, "'min_length' must be a whole number ≥ 0")
         min_length = 0
-    if not isinstance(max_length, int) or not 0 < max_length <= TEXT_LIMIT:
-        check.error(where, f"'max_length' must be between 1 and {TEXT_LIMIT}")
+    if max_length is None or not 0 < max_length <= TEXT_LIMIT:
+        if max_length is not None:
+            check.error(where, f"'max_length' must be between 1 and {TEXT_LIMIT}")
         max_length = TEXT_LIMIT
     if min_length > max_length:
         check.error(where, "'min_length' is larger than 'max_length'")
     result.update(
         min_length=min_length,
         max_length=max_length,
-        placeholder=_text(question.get("placeholder"), 300),
-        multiline=bool(question.get("multiline", True)),
+        placeholder=check.text(where, question, "placeholder", 300),
+        multiline=check.flag(where, question, "multiline", True),
     )
     return result
 
 
 def _correction(check: _Checker, where: str, name: str, question: dict) -> dict:
-    result = _base(question, name, "correction")
+    result = _base(check, where, question, name, "correction")
     result["required"] = False
     return result
 

@@ -1,5 +1,6 @@
-"""Writes on organizations, memberships and API tokens. Views, admin actions and commands
-call these; they check nothing about the caller's identity beyond what they are given."""
+"""Writes on organizations, invitations, memberships and API tokens. Views, admin actions
+and commands call these; they check nothing about the caller's identity beyond what they
+are given."""
 
 import secrets
 
@@ -15,8 +16,9 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from tasks.audit import record_revocations
-from tasks.models import ApiToken, Membership, Organization, Role
+from tasks.accounts import canonical_email
+from tasks.audit import Action, Who, acting_as, record, record_revocations
+from tasks.models import ApiToken, Invitation, Membership, Organization, Role
 
 User = get_user_model()
 
@@ -61,56 +63,145 @@ def check_may_grant(*, actor_membership, superuser: bool, role: str) -> None:
 
 
 @transaction.atomic
-def add_member(
+def invite_member(
     *,
     organization: Organization,
     email: str,
     role: str,
+    invited_by=None,
     first_name: str = "",
     last_name: str = "",
     base_url: str | None = None,
-) -> tuple[Membership, bool]:
-    """Give a person a role in an organization, creating their account if needed (never
-    changing an existing membership: that is an edit with its own role checks).
+) -> Invitation:
+    """Invite a person to an organization with a role; they become a member only when
+    they accept (``accept_invitation``). Never changes an existing membership: that is an
+    edit with its own role checks.
 
-    A new account gets no password; the person receives an e-mail with a link to set one
-    (allauth's password-reset link). Returns the membership and whether an invitation
-    was sent.
+    An address without an account gets one with no password (and the names given); the
+    e-mail carries a link to set one (allauth's password-reset link). An existing account
+    is left as it is and asked by e-mail to log in and answer. Either way the organization
+    sees the same pending invitation and nothing of the person until they accept, so the
+    inviting lead cannot tell whether the address had an account. Inviting a person whose
+    invitation is still pending sends it again, with the new role. Returns the invitation.
     """
-    email = User.objects.normalize_email(email).strip()
+    email = canonical_email(email)  # stored lower-case: allauth looks addresses up so
     user = User.objects.filter(email__iexact=email).first()
-    created = user is None
-    if created:
+    if user is None:
         user = User(username=_unique_username(email), email=email)
         user.first_name, user.last_name = first_name, last_name
         user.set_unusable_password()
         user.save()
         EmailAddress.objects.create(user=user, email=email, primary=True, verified=False)
-    members = Membership.objects.with_scopes_disabled()
-    if members.filter(user=user, organization=organization).exists():
+    if Membership.objects.with_scopes_disabled().filter(user=user, organization=organization):
         raise ValidationError(f"{email} is already a member of {organization.name}.")
-    membership = members.create(user=user, organization=organization, role=role)
-    if created:
-        transaction.on_commit(
-            lambda: send_invitation(user=user, organization=organization, base_url=base_url)
+    invitations = Invitation.objects.with_scopes_disabled()
+    invitation = (
+        invitations.select_for_update().pending().filter(user=user, organization=organization)
+    ).first()
+    if invitation is None:
+        invitation = invitations.create(
+            organization=organization, user=user, role=role, invited_by=invited_by
         )
-    return membership, created
+    else:
+        invitation.role, invitation.invited_by, invitation.sent_at = (
+            role,
+            invited_by,
+            timezone.now(),
+        )
+        invitation.save(update_fields=["role", "invited_by", "sent_at"])
+    record(
+        Action.INVITATION_SENT,
+        organization=organization,
+        obj=invitation,
+        object_repr=user.email,
+        data={"role": role},
+    )
+    transaction.on_commit(lambda: send_invitation(invitation=invitation, base_url=base_url))
+    return invitation
+
+
+@transaction.atomic
+def accept_invitation(*, invitation: Invitation) -> Membership:
+    """The invited person accepts: they become a member with the invitation's role. The
+    events name the person but not their address: the request is made from wherever they
+    are working, which is not yet the inviting organization's business."""
+    invitation = (
+        Invitation.objects.with_scopes_disabled()
+        .select_for_update()
+        .select_related("user", "organization")
+        .pending()
+        .get(pk=invitation.pk)
+    )
+    user = invitation.user
+    with acting_as(user):
+        membership, _ = Membership.objects.with_scopes_disabled().get_or_create(
+            user=user, organization=invitation.organization, defaults={"role": invitation.role}
+        )
+        invitation.accepted_at = timezone.now()
+        invitation.save(update_fields=["accepted_at"])
+        record(
+            Action.INVITATION_ACCEPTED,
+            organization=invitation.organization_id,
+            obj=invitation,
+            object_repr=user.email,
+            data={"role": invitation.role},
+        )
+    return membership
+
+
+@transaction.atomic
+def decline_invitation(*, invitation: Invitation) -> None:
+    """The invited person declines: the invitation is deleted and the organization's trail
+    keeps only that it was declined (no address, no browser, nothing else of theirs)."""
+    email = invitation.user.email
+    record(
+        Action.INVITATION_DECLINED,
+        organization=invitation.organization_id,
+        object_type="invitation",
+        object_id=invitation.pk,
+        object_repr=email,
+        who=Who(None, email),
+    )
+    Invitation.objects.with_scopes_disabled().filter(pk=invitation.pk).delete()
 
 
 def resend_invitations(*, memberships, base_url: str | None = None) -> int:
-    """Send a fresh set-password link to members who have never logged in (the first
-    link expires); returns how many were sent."""
+    """Send a fresh set-password link to members who have not set a password yet (the
+    first link expires; members from before invitations needed accepting); returns how
+    many were sent. Callers must not show the count to the organization: whether a person
+    has set a password or logged in is their own business."""
     sent = 0
     for membership in memberships.select_related("user", "organization"):
-        if membership.user.last_login is None:
-            send_invitation(
-                user=membership.user, organization=membership.organization, base_url=base_url
-            )
+        if not membership.user.has_usable_password():
+            _mail_set_password(membership.user, membership.organization, base_url=base_url)
             sent += 1
     return sent
 
 
-def send_invitation(*, user, organization: Organization, base_url: str | None = None) -> None:
+def send_invitation(*, invitation: Invitation, base_url: str | None = None) -> None:
+    """Mail an invitation: a person without a password yet gets a link to choose one, a
+    person with an account a link to their invitations page."""
+    user, organization = invitation.user, invitation.organization
+    if not user.has_usable_password():
+        _mail_set_password(user, organization, base_url=base_url, invitation=invitation)
+        return
+    context = {
+        "organization": organization,
+        "invitation": invitation,
+        "user": user,
+        "link": _absolute(reverse("tasks:invitations"), base_url),
+    }
+    send_mail(
+        subject=f"{organization.name} invites you to join it on Chosen",
+        message=render_to_string("tasks/email/invitation_existing_account.txt", context),
+        from_email=None,
+        recipient_list=[user.email],
+    )
+
+
+def _mail_set_password(
+    user, organization: Organization, *, base_url: str | None, invitation=None
+) -> None:
     path = reverse(
         "account_reset_password_from_key",
         kwargs={
@@ -120,8 +211,10 @@ def send_invitation(*, user, organization: Organization, base_url: str | None = 
     )
     context = {
         "organization": organization,
+        "invitation": invitation,
         "user": user,
-        "link": (base_url or settings.CHOSEN_BASE_URL).rstrip("/") + path,
+        "link": _absolute(path, base_url),
+        "invitations_link": _absolute(reverse("tasks:invitations"), base_url),
     }
     send_mail(
         subject=f"You are invited to annotate for {organization.name} on Chosen",
@@ -129,6 +222,10 @@ def send_invitation(*, user, organization: Organization, base_url: str | None = 
         from_email=None,
         recipient_list=[user.email],
     )
+
+
+def _absolute(path: str, base_url: str | None) -> str:
+    return (base_url or settings.CHOSEN_BASE_URL).rstrip("/") + path
 
 
 def _unique_username(email: str) -> str:

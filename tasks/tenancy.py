@@ -9,8 +9,9 @@ Scopes are opened in exactly these places:
 - ``OrganizationMiddleware`` (below) for every request: the organization of the caller's API
   token, or the current organization the logged-in user chose (stored in the session);
 - ``tasks.jobs.OrganizationTask`` for jobs;
-- ``scopes_disabled()`` only for superusers in the admin, for resolving memberships and
-  tokens before any organization is known (here), and in tests' factories.
+- ``scopes_disabled()`` only for superusers in the admin, for resolving memberships,
+  tokens and a person's own invitations before any organization is known (here), and in
+  tests' factories.
 A user without an organization gets no scope at all (never ``organization=None``, which
 would mean "no filter").
 """
@@ -21,10 +22,12 @@ from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 from django_scopes import scope, scopes_disabled
 
 from tasks.audit import request_context
-from tasks.models import ApiToken, Membership, Organization
+from tasks.models import ApiToken, Invitation, Membership, Organization
 
 SESSION_KEY = "chosen_organization_id"
 TOKEN_KEYWORD = "Bearer"
@@ -63,12 +66,38 @@ def token_from_header(request: HttpRequest) -> ApiToken | None | bool:
 
 
 def select_organization(request: HttpRequest, organization_id: int) -> Membership:
-    """Make one of the user's organizations the current one; 404 if they are not a member."""
+    """Make one of the user's organizations the current one; 404 if they are not a member.
+    It is remembered as the one they last used: their next log-in lands there."""
     for membership in memberships_of(request.user):
         if membership.organization_id == organization_id:
             request.session[SESSION_KEY] = organization_id
+            with scopes_disabled():
+                Membership.objects.filter(pk=membership.pk).update(last_used_at=timezone.now())
             return membership
     raise Http404("No such organization.")
+
+
+def last_used(memberships: list[Membership]) -> Membership:
+    """The membership whose organization the person chose last; if they never chose one,
+    the first of the list (by name)."""
+    used = [m for m in memberships if m.last_used_at is not None]
+    return max(used, key=lambda m: m.last_used_at) if used else memberships[0]
+
+
+def invitations_of(user) -> list[Invitation]:
+    """The invitations waiting for the person's answer (read unscoped: they come from
+    organizations the person is not a member of)."""
+    if not user.is_authenticated:
+        return []
+    with scopes_disabled():
+        return list(Invitation.objects.for_invitee(user).order_by("created_at"))
+
+
+def pending_invitations(user) -> int:
+    if not user.is_authenticated:
+        return 0
+    with scopes_disabled():
+        return Invitation.objects.for_invitee(user).count()
 
 
 class OrganizationMiddleware:
@@ -125,7 +154,9 @@ class OrganizationMiddleware:
         for membership in request.memberships:
             if membership.organization_id == chosen:
                 return membership
-        return request.memberships[0]
+        # No organization chosen in this session (it has just logged in): the one the
+        # person last worked in, where their log-in was recorded too (tasks.audit.receivers).
+        return last_used(request.memberships)
 
 
 # Reachable without a second factor in an organization that requires one: allauth's pages
@@ -152,6 +183,8 @@ def organization_context(request: HttpRequest) -> dict:
         "current_organization": getattr(request, "organization", None),
         "current_membership": getattr(request, "membership", None),
         "user_memberships": getattr(request, "memberships", []),
+        # Counted only on pages that show it (the header, for people logged in).
+        "pending_invitations": SimpleLazyObject(lambda: pending_invitations(request.user)),
     }
 
 
@@ -169,8 +202,11 @@ __all__ = [
     "Organization",
     "OrganizationMiddleware",
     "get_for_organization_or_404",
+    "invitations_of",
+    "last_used",
     "memberships_of",
     "organization_context",
+    "pending_invitations",
     "select_organization",
     "token_from_header",
 ]

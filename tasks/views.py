@@ -1,21 +1,23 @@
 """The organization's own pages: a project's detail page, switching organization, the
 security page (who has two-factor authentication) and the audit trail with its
-downloads. The annotator's project list is ``annotation.views.home``."""
+downloads; and a person's own invitations to join organizations. The annotator's project
+list is ``annotation.views.home``."""
 
 from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
+from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from tasks import services
 from tasks.audit import Action, AuditEventFilter, export_lines, record
 from tasks.decorators import membership_required
 from tasks.models import AuditEvent, Membership, Organization, Project, Role
-from tasks.tenancy import get_for_organization_or_404, select_organization
+from tasks.tenancy import get_for_organization_or_404, invitations_of, select_organization
 
 
 @membership_required
@@ -35,6 +37,31 @@ def switch_organization(request):
         organization_id = -1
     select_organization(request, organization_id)
     return redirect("annotation:home")
+
+
+@login_required
+def invitations(request):
+    """The invitations waiting for the person's answer; a POST accepts or declines one
+    (``invitation``: its id, ``answer``: accept or decline). Only the person's own pending
+    invitations can be answered: any other id is a 404."""
+    waiting = invitations_of(request.user)
+    if request.method != "POST":
+        return render(request, "tasks/invitations.html", {"invitations": waiting})
+    invitation = next((i for i in waiting if str(i.pk) == request.POST.get("invitation")), None)
+    if invitation is None:
+        raise Http404("No such invitation.")
+    name = invitation.organization.name
+    answer = request.POST.get("answer")
+    if answer == "accept":
+        services.accept_invitation(invitation=invitation)
+        select_organization(request, invitation.organization_id)
+        messages.success(request, f"You are a member of {name} now, and working there.")
+        return redirect("annotation:home")
+    if answer == "decline":
+        services.decline_invitation(invitation=invitation)
+        messages.info(request, f"You declined the invitation to {name}.")
+        return redirect("tasks:invitations")
+    return HttpResponseBadRequest("Answer accept or decline.")
 
 
 def _audit_events(request):

@@ -69,6 +69,7 @@ class ProjectQCReportViewSet(OrganizationViewSet):
             )
         if report is None:
             raise NotFound("No QC report yet: POST to this address to compute one.")
+        _record_figures(report)
         return Response(LatestQCReportSerializer(report, context={"shown": reports.shown}).data)
 
     @extend_schema(request=None, responses={202: QCReportSerializer})
@@ -91,3 +92,15 @@ class QCReportViewSet(mixins.RetrieveModelMixin, OrganizationViewSet):
 
     def get_organization_queryset(self):
         return QCReport.objects.all()
+
+    def retrieve(self, request, *args, **kwargs):
+        report = self.get_object()
+        _record_figures(report)
+        return Response(self.get_serializer(report).data)
+
+
+def _record_figures(report: QCReport) -> None:
+    """A report whose figures the answer carries is a download (the dashboard's CSV and
+    JSON are recorded the same way); polling a queued or failed one hands out nothing."""
+    if report.status == QCReport.Status.SUCCEEDED:
+        services.record_download(report, "api")

@@ -1,14 +1,16 @@
 """Admin for an organization and who acts in it: organizations (superusers), members with
-their roles and invitations, and API tokens."""
+their roles, the invitations that make members (added here, answered by the person on
+their invitations page), and API tokens."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 
 from tasks import services
 from tasks.admin.base import OrganizationScopedAdmin
-from tasks.models import ApiToken, Membership, Organization, Role
+from tasks.models import ApiToken, Invitation, Membership, Organization, Role
 
 
 @admin.register(Organization)
@@ -20,7 +22,11 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 class AddMemberForm(forms.ModelForm):
-    email = forms.EmailField(help_text="A new address gets an account and an invitation e-mail.")
+    email = forms.EmailField(
+        help_text="The person is invited by e-mail and becomes a member when they accept "
+        "(a new address first gets an account and chooses a password). Adding a person "
+        "whose invitation is still waiting sends it again."
+    )
     first_name = forms.CharField(required=False)
     last_name = forms.CharField(required=False)
 
@@ -48,13 +54,25 @@ class MembershipAdmin(OrganizationScopedAdmin):
     search_fields = ["user__email", "user__first_name", "user__last_name"]
     list_select_related = ["user", "organization"]
     actions = ["resend_invitation"]
+    # The member list, followed by the invitations still waiting for an answer.
+    change_list_template = "tasks/membership_change_list.html"
 
-    @admin.action(description="Send a new set-password link (members who never logged in)")
+    # The same words whatever the selected people did: whether someone has set a password
+    # or logged in is theirs to know, not the organization's.
+    RESENT = (
+        "Each selected member who has not chosen a password yet was sent a new link. "
+        "To remind someone invited, add them again."
+    )
+
+    @admin.action(description="Send a new set-password link (members without a password)")
     def resend_invitation(self, request, queryset):
-        sent = services.resend_invitations(
-            memberships=queryset, base_url=request.build_absolute_uri("/")
-        )
-        self.message_user(request, f"{sent} link(s) sent.", messages.SUCCESS)
+        services.resend_invitations(memberships=queryset, base_url=request.build_absolute_uri("/"))
+        self.message_user(request, self.RESENT, messages.SUCCESS)
+
+    def changelist_view(self, request, extra_context=None):
+        waiting = Invitation.objects.pending().select_related("user", "organization", "invited_by")
+        extra_context = {**(extra_context or {}), "waiting_invitations": waiting}
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="E-mail", ordering="user__email")
     def user_email(self, obj):
@@ -70,8 +88,13 @@ class MembershipAdmin(OrganizationScopedAdmin):
         else:
             kwargs["fields"] = ["role"]
         form = super().get_form(request, obj, change, **kwargs)
-        allowed = services.grantable_roles(request.membership, superuser=request.user.is_superuser)
-        form.base_fields["role"].choices = [c for c in Role.choices if c[0] in allowed]
+        # A membership this person may only view (a lead opening an admin's) has no role
+        # field: the admin shows it read-only.
+        if "role" in form.base_fields:
+            allowed = services.grantable_roles(
+                request.membership, superuser=request.user.is_superuser
+            )
+            form.base_fields["role"].choices = [c for c in Role.choices if c[0] in allowed]
         return form
 
     def get_readonly_fields(self, request, obj=None):
@@ -99,22 +122,35 @@ class MembershipAdmin(OrganizationScopedAdmin):
         if change:
             obj.save()
             return
-        membership, _ = services.add_member(
+        # Adding makes an invitation, not a membership: the person joins by accepting.
+        email = form.cleaned_data["email"]
+        services.invite_member(
             organization=form.cleaned_data["organization"],
-            email=form.cleaned_data["email"],
+            email=email,
             role=role,
+            invited_by=request.user,
             first_name=form.cleaned_data["first_name"],
             last_name=form.cleaned_data["last_name"],
             base_url=request.build_absolute_uri("/"),
         )
-        form.instance = membership
-        obj.pk, obj.user, obj.organization = membership.pk, membership.user, membership.organization
         # The same words whether or not the address had an account (nothing to probe).
         messages.info(
             request,
-            f"{obj.user.email} was added. A person without an account receives an e-mail "
-            "to set a password.",
+            f"{email} was invited by e-mail and becomes a member on accepting. A person "
+            "without an account first chooses a password.",
         )
+
+    def log_addition(self, request, obj, message):
+        if obj.pk is not None:  # an invitation adds no membership yet (the trail has it)
+            return super().log_addition(request, obj, message)
+        return None
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if obj.pk is not None:
+            return super().response_add(request, obj, post_url_continue)
+        if "_addanother" in request.POST:
+            return redirect("admin:tasks_membership_add")
+        return redirect("admin:tasks_membership_changelist")
 
     def delete_queryset(self, request, queryset):
         if any(self._touches_admin(request, m) for m in queryset):

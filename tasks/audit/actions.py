@@ -8,12 +8,19 @@ class Action:
     LOGIN = "auth.login"
     LOGOUT = "auth.logout"
     LOGIN_FAILED = "auth.login_failed"
+    PASSWORD_CHANGED = "auth.password_changed"
+    PASSWORD_SET = "auth.password_set"
+    PASSWORD_RESET = "auth.password_reset"
     MEMBER_ADDED = "member.added"
     MEMBER_ROLE_CHANGED = "member.role_changed"
     MEMBER_REMOVED = "member.removed"
+    INVITATION_SENT = "invitation.sent"
+    INVITATION_ACCEPTED = "invitation.accepted"
+    INVITATION_DECLINED = "invitation.declined"
     PROJECT_CREATED = "project.created"
     PROJECT_UPDATED = "project.updated"
     PROJECT_SCHEMA_CHANGED = "project.schema_changed"
+    PROJECT_ANNOTATORS_CHANGED = "project.annotators_changed"
     PROJECT_DELETED = "project.deleted"
     ORGANIZATION_UPDATED = "organization.updated"
     IMPORT_STARTED = "import.created"
@@ -25,30 +32,45 @@ class Action:
     GENERATION_CANCELLING = "generation.cancelling"
     GENERATION_CANCELLED = "generation.cancelled"
     GENERATION_RESUMED = "generation.resumed"
+    RECIPE_CREATED = "recipe.created"
+    RECIPE_UPDATED = "recipe.updated"
+    RECIPE_DELETED = "recipe.deleted"
     JUDGMENT_CREATED = "judgment.created"
     JUDGMENT_EDITED = "judgment.edited"
     JUDGMENT_UNDONE = "judgment.undone"
     ADJUDICATION_DECIDED = "adjudication.decided"
+    NOTE_ADDED = "item.note_added"
     GOLD_SET = "item.gold_set"
     EXPORT_CREATED = "export.created"
     EXPORT_SUCCEEDED = "export.succeeded"
     EXPORT_FAILED = "export.failed"
     EXPORT_DOWNLOADED = "export.downloaded"
+    QC_REPORT_CREATED = "qc_report.created"
+    QC_REPORT_DOWNLOADED = "qc_report.downloaded"
     TOKEN_CREATED = "token.created"
     TOKEN_USED = "token.used"
+    TOKEN_RENAMED = "token.renamed"
     TOKEN_REVOKED = "token.revoked"
     AUDIT_EXPORTED = "audit.exported"
+    AUDIT_READ = "audit.read"
 
     LABELS = {
         LOGIN: "Logged in",
         LOGOUT: "Logged out",
         LOGIN_FAILED: "Log-in failed",
+        PASSWORD_CHANGED: "Password changed",
+        PASSWORD_SET: "Password set",
+        PASSWORD_RESET: "Password reset",
         MEMBER_ADDED: "Member added",
         MEMBER_ROLE_CHANGED: "Role changed",
         MEMBER_REMOVED: "Member removed",
+        INVITATION_SENT: "Invitation sent",
+        INVITATION_ACCEPTED: "Invitation accepted",
+        INVITATION_DECLINED: "Invitation declined",
         PROJECT_CREATED: "Project created",
         PROJECT_UPDATED: "Project changed",
         PROJECT_SCHEMA_CHANGED: "Questions changed",
+        PROJECT_ANNOTATORS_CHANGED: "Project annotators changed",
         PROJECT_DELETED: "Project deleted",
         ORGANIZATION_UPDATED: "Organization changed",
         IMPORT_STARTED: "Import started",
@@ -60,19 +82,27 @@ class Action:
         GENERATION_CANCELLING: "Generation cancel asked",
         GENERATION_CANCELLED: "Generation cancelled",
         GENERATION_RESUMED: "Generation resumed",
+        RECIPE_CREATED: "Generation recipe created",
+        RECIPE_UPDATED: "Generation recipe changed",
+        RECIPE_DELETED: "Generation recipe deleted",
         JUDGMENT_CREATED: "Judgment submitted",
         JUDGMENT_EDITED: "Judgment edited",
         JUDGMENT_UNDONE: "Judgment undone",
         ADJUDICATION_DECIDED: "Disagreement decided",
+        NOTE_ADDED: "Discussion note added",
         GOLD_SET: "Gold answer set",
         EXPORT_CREATED: "Export requested",
         EXPORT_SUCCEEDED: "Export written",
         EXPORT_FAILED: "Export failed",
         EXPORT_DOWNLOADED: "Export file downloaded",
+        QC_REPORT_CREATED: "QC report requested",
+        QC_REPORT_DOWNLOADED: "QC report downloaded",
         TOKEN_CREATED: "API token created",
         TOKEN_USED: "API token used",
+        TOKEN_RENAMED: "API token renamed",
         TOKEN_REVOKED: "API token revoked",
         AUDIT_EXPORTED: "Audit trail exported",
+        AUDIT_READ: "Audit trail read through the API",
     }
 
 

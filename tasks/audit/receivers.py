@@ -1,59 +1,76 @@
 """The signal receivers: events for changes that have many doors (the admin, the API and
-the commands all pass here). Log-in, log-out and failed log-ins; projects, organizations,
-memberships and API tokens as they are saved; background jobs (imports, generations,
-exports) when they are asked for and how they end.
+the commands all pass here). Log-in, log-out and failed log-ins; passwords changed, set and
+reset (allauth's signals); projects (their chosen annotators too), organizations,
+memberships, generation recipes and API tokens as they are saved; background jobs
+(imports, generations, exports) when they are asked for and how they end.
 
 Connected once, when ``tasks.apps.TasksConfig.ready`` imports this module; other apps'
 jobs connect with ``connect_job`` (``exports.apps``)."""
 
+from allauth.account.signals import password_changed, password_reset, password_set
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django_scopes import scopes_disabled
 
 from tasks.audit.actions import Action
 from tasks.audit.context import User, Who, who_of, who_of_user
 from tasks.audit.record import diff, record
-from tasks.models import ApiToken, GenerationJob, ImportJob, Membership, Organization, Project
+from tasks.models import (
+    ApiToken,
+    GenerationJob,
+    GenerationRecipe,
+    ImportJob,
+    Membership,
+    Organization,
+    Project,
+)
 
 # --- log-in and log-out ----------------------------------------------------------------------
 
 
-def _organizations_of(user) -> list[int]:
+def _organization_in_use(request, user) -> int | None:
+    """The one organization a person's log-in event belongs to: the one they are working
+    in (the session's, as ``OrganizationMiddleware`` resolved it), or, when none is chosen
+    yet (a log-in, a failed log-in), the one they last used — where the log-in lands
+    (``tasks.tenancy.last_used``). None for someone in no organization (superusers see
+    those). Never every organization they belong to: the others learn nothing of when and
+    from where the person works elsewhere."""
+    membership = getattr(request, "membership", None) if request is not None else None
+    if membership is not None and membership.user_id == user.pk:
+        return membership.organization_id
     with scopes_disabled():
-        return list(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
+        used = Membership.objects.filter(user=user).by_last_use()
+        return used.values_list("organization_id", flat=True).first()
 
 
-def _each_organization(action: str, user, who: Who, data: dict | None = None) -> None:
-    """A person's log-in belongs to every organization they work in: each one's leads see
-    it. Someone in none is recorded without an organization (superusers see it)."""
-    for organization_id in _organizations_of(user) or [None]:
-        record(
-            action,
-            organization=organization_id,
-            obj=user,
-            object_type="user",
-            who=who,
-            object_repr=user.email,
-            data=data,
-        )
+def _record_for_user(action: str, request, user, who: Who) -> None:
+    record(
+        action,
+        organization=_organization_in_use(request, user),
+        obj=user,
+        object_type="user",
+        who=who,
+        object_repr=user.email,
+    )
 
 
 @receiver(user_logged_in)
 def _logged_in(sender, request, user, **kwargs):
-    _each_organization(Action.LOGIN, user, who_of_user(request, user))
+    _record_for_user(Action.LOGIN, request, user, who_of_user(request, user))
 
 
 @receiver(user_logged_out)
 def _logged_out(sender, request, user, **kwargs):
     if user is not None:
-        _each_organization(Action.LOGOUT, user, who_of_user(request, user))
+        _record_for_user(Action.LOGOUT, request, user, who_of_user(request, user))
 
 
 @receiver(user_login_failed)
 def _login_failed(sender, credentials, request=None, **kwargs):
     """The address tried is kept (never the password). An address that belongs to a person
-    is recorded in their organizations, so their leads see attempts on their accounts."""
+    is recorded in the organization they last used (where a log-in would land), so the
+    leads who rely on that account see attempts on it; no other organization does."""
     email = str(credentials.get("email") or credentials.get("username") or "")[:254]
     who = who_of(request) if request is not None else Who()
     who = Who(None, email or "anonymous", who.ip, who.user_agent)
@@ -63,7 +80,29 @@ def _login_failed(sender, credentials, request=None, **kwargs):
             Action.LOGIN_FAILED, organization=None, object_type="user", object_repr=email, who=who
         )
         return
-    _each_organization(Action.LOGIN_FAILED, user, who)
+    # The attempt is not the person's: the session's organization plays no part.
+    _record_for_user(Action.LOGIN_FAILED, None, user, who)
+
+
+# --- passwords -------------------------------------------------------------------------------
+# allauth's signals (allauth.account.signals, 65.x: sender=the user class, request, user):
+# a password changed on the account page, set where there was none, reset through the
+# e-mailed link. The person's event, recorded where their log-ins are (never the password).
+
+
+@receiver(password_changed)
+def _password_changed(sender, request, user, **kwargs):
+    _record_for_user(Action.PASSWORD_CHANGED, request, user, who_of_user(request, user))
+
+
+@receiver(password_set)
+def _password_set(sender, request, user, **kwargs):
+    _record_for_user(Action.PASSWORD_SET, request, user, who_of_user(request, user))
+
+
+@receiver(password_reset)
+def _password_reset(sender, request, user, **kwargs):
+    _record_for_user(Action.PASSWORD_RESET, request, user, who_of_user(request, user))
 
 
 # --- rows with many doors ----------------------------------------------------------------------
@@ -91,6 +130,8 @@ PROJECT_FIELDS = (
     "reasoning_min_length",
     "gold_rate_percent",
     "discussion_visible_to_annotators",
+    "id_key",
+    "text_key",
 )
 SCHEMA_FIELDS = {"questions", "mode", "html_layout"}
 
@@ -137,6 +178,82 @@ def _project_saved(sender, instance, created, **kwargs):
 @receiver(post_delete, sender=Project)
 def _project_deleted(sender, instance, **kwargs):
     record(Action.PROJECT_DELETED, organization=instance.organization_id, obj=instance)
+
+
+def _annotators_of(project: Project) -> dict[int, str]:
+    """The people chosen to work on the project: {user id: e-mail}."""
+    with scopes_disabled():
+        return dict(project.annotators.values_list("pk", "email"))
+
+
+@receiver(m2m_changed, sender=Project.annotators.through)
+def _project_annotators_changed(sender, instance, action, reverse, **kwargs):
+    """Who may work on a project (its chosen annotators): the admin's form sets them after
+    the project is saved, through add/remove/clear, none of which is a save of the project.
+    Read before, recorded after with both lists; a set() that removes and adds is two
+    events. (The user side has no accessor, related_name="+", so ``reverse`` never comes.)"""
+    if reverse:
+        return
+    if action in ("pre_add", "pre_remove", "pre_clear"):
+        instance._audit_annotators = _annotators_of(instance)
+        return
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    before = getattr(instance, "_audit_annotators", None) or {}
+    after = _annotators_of(instance)
+    if before == after:
+        return
+    record(
+        Action.PROJECT_ANNOTATORS_CHANGED,
+        organization=instance.organization_id,
+        obj=instance,
+        changes={"annotators": [sorted(before.values()), sorted(after.values())]},
+        data={
+            "added": sorted(set(after) - set(before)),
+            "removed": sorted(set(before) - set(after)),
+        },
+    )
+
+
+# A generation recipe's system prompts and sampling settings decide what the candidates
+# say: every version is kept.
+RECIPE_FIELDS = ("name", "variants")
+
+
+@receiver(pre_save, sender=GenerationRecipe)
+def _recipe_before(sender, instance, **kwargs):
+    instance._audit_before = _before(sender, instance, RECIPE_FIELDS)
+
+
+@receiver(post_save, sender=GenerationRecipe)
+def _recipe_saved(sender, instance, created, **kwargs):
+    if created:
+        changes = diff({}, _values(instance, RECIPE_FIELDS))
+        record(
+            Action.RECIPE_CREATED,
+            organization=instance.organization_id,
+            obj=instance,
+            changes=changes,
+        )
+        return
+    changes = _changes(instance, RECIPE_FIELDS)
+    if changes:
+        record(
+            Action.RECIPE_UPDATED,
+            organization=instance.organization_id,
+            obj=instance,
+            changes=changes,
+        )
+
+
+@receiver(post_delete, sender=GenerationRecipe)
+def _recipe_deleted(sender, instance, **kwargs):
+    record(
+        Action.RECIPE_DELETED,
+        organization=instance.organization_id,
+        obj=instance,
+        changes=diff(_values(instance, RECIPE_FIELDS), {}),
+    )
 
 
 ORGANIZATION_FIELDS = ("name", "slug", "require_mfa")
@@ -196,6 +313,13 @@ def _membership_deleted(sender, instance, **kwargs):
     )
 
 
+@receiver(pre_save, sender=ApiToken)
+def _token_before(sender, instance, update_fields=None, **kwargs):
+    # Only its name is ever changed by a save (use and revocation are UPDATEs).
+    saves_name = update_fields is None or "name" in update_fields
+    instance._audit_before = _before(sender, instance, ("name",)) if saves_name else None
+
+
 @receiver(post_save, sender=ApiToken)
 def _token_saved(sender, instance, created, **kwargs):
     if created:
@@ -204,6 +328,17 @@ def _token_saved(sender, instance, created, **kwargs):
             organization=instance.organization_id,
             obj=instance,
             data={"name": instance.name, "prefix": instance.key_prefix},
+        )
+        return
+    saved_name = getattr(instance, "_audit_before", None) is not None
+    changes = _changes(instance, ("name",)) if saved_name else {}
+    if changes:
+        record(
+            Action.TOKEN_RENAMED,
+            organization=instance.organization_id,
+            obj=instance,
+            changes=changes,
+            data={"prefix": instance.key_prefix},
         )
 
 

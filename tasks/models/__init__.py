@@ -1,7 +1,8 @@
 """The tasks app's models — what gets labelled and who labels it — one module per group
 of nouns:
 
-- ``organizations``: Organization (the tenant), Membership and its Role, ApiToken;
+- ``organizations``: Organization (the tenant), Membership and its Role, Invitation,
+  ApiToken;
 - ``projects``: Project, its question schema and policies;
 - ``prompts``: Prompt, Candidate, Item and ItemCandidate (an item's slots);
 - ``jobs``: the job lifecycle every background job shares (OrganizationJob), ImportJob;
@@ -19,7 +20,10 @@ from tasks.models.organizations import (
     MANAGING_ROLES,
     ApiToken,
     ApiTokenQuerySet,
+    Invitation,
+    InvitationQuerySet,
     Membership,
+    MembershipQuerySet,
     Organization,
     Role,
 )
@@ -39,11 +43,14 @@ __all__ = [
     "GenerationJob",
     "GenerationRecipe",
     "ImportJob",
+    "Invitation",
+    "InvitationQuerySet",
     "Item",
     "ItemCandidate",
     "JobStatus",
     "LLMEndpoint",
     "Membership",
+    "MembershipQuerySet",
     "Organization",
     "OrganizationJob",
     "Project",

@@ -1,12 +1,13 @@
-"""The tenant and who belongs to it: organizations, memberships and their roles, and the
-organization's API tokens."""
+"""The tenant and who belongs to it: organizations, memberships and their roles, the
+invitations that become memberships when the person accepts, and the organization's API
+tokens."""
 
 import hashlib
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django_scopes import ScopedManager
 
@@ -39,6 +40,12 @@ class Role(models.TextChoices):
 MANAGING_ROLES = frozenset({Role.ADMIN, Role.LEAD})
 
 
+class MembershipQuerySet(models.QuerySet):
+    def by_last_use(self) -> "MembershipQuerySet":
+        """The organization a person last worked in first; never used ones by name."""
+        return self.order_by(F("last_used_at").desc(nulls_last=True), "organization__name")
+
+
 class Membership(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
@@ -48,8 +55,14 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the person last chose this organization to work in: where their next log-in
+    # lands and where it is recorded (tasks.tenancy, tasks.audit.receivers).
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    objects = ScopedManager(organization="organization")
+    objects = ScopedManager(
+        organization="organization",
+        _manager_class=models.Manager.from_queryset(MembershipQuerySet),
+    )
 
     class Meta:
         ordering = ["organization", "user__email"]
@@ -63,6 +76,55 @@ class Membership(models.Model):
     @property
     def manages(self) -> bool:
         return self.role in MANAGING_ROLES
+
+
+class InvitationQuerySet(models.QuerySet):
+    def pending(self) -> "InvitationQuerySet":
+        return self.filter(accepted_at__isnull=True)
+
+    def for_invitee(self, user) -> "InvitationQuerySet":
+        """A person's pending invitations, from every organization (read unscoped: the
+        person is not a member of those organizations yet)."""
+        return self.pending().filter(user=user).select_related("organization", "invited_by")
+
+
+class Invitation(models.Model):
+    """An organization asks a person to join it with a role. Nothing of the person belongs
+    to the organization until they accept: then the invitation becomes a Membership
+    (``accepted_at`` is set). A declined invitation is deleted; the trail keeps only that it
+    was declined."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="invitations"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ScopedManager(
+        organization="organization",
+        _manager_class=models.Manager.from_queryset(InvitationQuerySet),
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "organization"],
+                condition=Q(accepted_at__isnull=True),
+                name="one_pending_invitation_per_org",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user.email} invited to {self.organization} ({self.get_role_display()})"
 
 
 class ApiTokenQuerySet(models.QuerySet):

@@ -128,3 +128,109 @@ def test_user_without_organization_is_told_whom_to_ask(client):
     assert response.status_code == 403
     assert "Ask your project lead" in response.content.decode()
     assert client.get("/api/v1/projects/").status_code == 403
+
+
+# --- e-mail letter case ---------------------------------------------------------------------
+# allauth lower-cases what is typed and looks it up exactly, so an address stored with
+# capitals (invite_member keeps the local part's case) could not log in at all, in any case.
+
+
+@pytest.mark.parametrize(
+    ("stored", "typed"),
+    [
+        ("Ada.Lovelace@Example.org", "ada.lovelace@example.org"),
+        ("Ada.Lovelace@Example.org", "Ada.Lovelace@Example.org"),
+        ("ada.lovelace@example.org", "Ada.Lovelace@Example.org"),
+        ("ADA.LOVELACE@EXAMPLE.ORG", "ada.Lovelace@example.ORG"),
+    ],
+)
+def test_log_in_works_with_any_letter_case_of_the_email(client, stored, typed):
+    user = UserFactory(email=stored)
+    response = log_in(client, typed)
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+
+def test_person_invited_with_capitals_logs_in_and_resets_in_any_case(client, acme):
+    """The real path: a lead invites ``Ada.Lovelace@Example.org``; she sets her password
+    through the e-mailed link and logs in typing it in lower case, and in capitals; a
+    password reset asked in another case reaches her too."""
+    from tasks.models import Role
+    from tasks.services import invite_member
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("django.db.transaction.on_commit", lambda func, using=None: func())
+        invitation = invite_member(
+            organization=acme.organization,
+            email="Ada.Lovelace@Example.org",
+            role=Role.ANNOTATOR,
+            base_url="http://testserver",
+        )
+    assert len(mail.outbox) == 1
+    hers = "a long passphrase of hers"
+    set_password_through_link(client, mail.outbox[0].body, hers)
+    client.logout()
+    assert log_in(client, "ada.lovelace@example.org", hers).status_code == 302
+    assert client.session["_auth_user_id"] == str(invitation.user_id)
+    client.logout()
+    assert log_in(client, "ADA.LOVELACE@example.org", hers).status_code == 302
+    client.logout()
+    client.post(reverse("account_reset_password"), {"email": "ada.LOVELACE@EXAMPLE.ORG"})
+    assert len(mail.outbox) == 2 and "password/reset/key/" in mail.outbox[1].body
+
+
+def test_a_wrong_password_in_another_case_still_fails(client):
+    UserFactory(email="Grace.Hopper@Example.org")
+    response = log_in(client, "grace.hopper@example.org", "not the password")
+    assert response.status_code == 200 and "_auth_user_id" not in client.session
+
+
+def test_log_in_stores_the_address_lower_case_once(client):
+    """The account's twin rows (allauth adds a lower-case one when it makes a password-reset
+    token) become one, keeping primary and verified; User.email follows."""
+    from allauth.account.models import EmailAddress
+
+    user = UserFactory(email="Ada.Lovelace@Example.org")
+    EmailAddress.objects.create(user=user, email="ada.lovelace@example.org", verified=False)
+    assert log_in(client, "ada.lovelace@example.org").status_code == 302
+    assert list(
+        EmailAddress.objects.filter(user=user).values_list("email", "primary", "verified")
+    ) == [("ada.lovelace@example.org", True, True)]
+    user.refresh_from_db()
+    assert user.email == "ada.lovelace@example.org"
+
+
+def test_an_address_two_accounts_hold_in_different_cases_is_left_alone(client):
+    from allauth.account.models import EmailAddress
+
+    from tasks.accounts import store_lower_case
+
+    UserFactory(email="Ada@Example.org")
+    UserFactory(email="ADA@example.org")
+    assert store_lower_case("ada@example.org") is False
+    assert sorted(EmailAddress.objects.values_list("email", flat=True)) == [
+        "ADA@example.org",
+        "Ada@Example.org",
+    ]
+    assert log_in(client, "ada@example.org").status_code == 200
+
+
+def test_migration_lowers_every_stored_address():
+    """Migration 0010 runs ``store_lower_case`` for every address stored in another case."""
+    import importlib
+
+    from allauth.account.models import EmailAddress
+    from django.apps import apps
+    from django.contrib.auth import get_user_model
+
+    migration = importlib.import_module("tasks.migrations.0010_email_addresses_lower_case")
+    ada = UserFactory(email="Ada.Lovelace@Example.org")
+    grace = UserFactory(email="GRACE@example.org")
+    EmailAddress.objects.filter(user=grace).delete()  # as createsuperuser leaves it
+    plain = UserFactory(email="plain@example.org")
+    migration.lower_case_addresses(apps, None)
+    assert set(EmailAddress.objects.values_list("user_id", "email")) == {
+        (ada.pk, "ada.lovelace@example.org"),
+        (plain.pk, "plain@example.org"),
+    }
+    assert get_user_model().objects.get(pk=grace.pk).email == "grace@example.org"

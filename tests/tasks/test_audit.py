@@ -68,6 +68,13 @@ def test_members_and_roles_through_the_admin(acme, as_user):
         {"organization": acme.organization.pk, "email": "new@acme.org", "role": "annotator"},
     )
     assert added.status_code == 302, added.content
+    # Adding invites; the person becomes a member by accepting (tests/tasks/test_invitations).
+    (invited,) = events(acme.organization, action=Action.INVITATION_SENT)
+    assert (invited.actor_id, invited.object_repr) == (acme.lead.pk, "new@acme.org")
+    newcomer = as_user(UserFactory._meta.model.objects.get(email="new@acme.org"))
+    newcomer.post(
+        reverse("tasks:invitations"), {"invitation": invited.object_id, "answer": "accept"}
+    )
     with scopes_disabled():
         membership = Membership.objects.get(user__email="new@acme.org")
     change = reverse("admin:tasks_membership_change", args=[membership.pk])
@@ -76,7 +83,7 @@ def test_members_and_roles_through_the_admin(acme, as_user):
     assert admin.post(delete, {"post": "yes"}).status_code == 302
     trail = events(acme.organization, object_type="membership", object_id=str(membership.pk))
     assert [(e.action, e.changes, e.actor_id) for e in trail] == [
-        (Action.MEMBER_ADDED, {"role": [None, "annotator"]}, acme.lead.pk),
+        (Action.MEMBER_ADDED, {"role": [None, "annotator"]}, membership.user_id),
         (Action.MEMBER_ROLE_CHANGED, {"role": ["annotator", "lead"]}, acme.lead.pk),
         (Action.MEMBER_REMOVED, {"role": ["lead", None]}, acme.lead.pk),
     ]

@@ -5,7 +5,7 @@ from django.test import Client
 from django.urls import reverse
 from django_scopes import scopes_disabled
 
-from tasks.models import Membership, Role
+from tasks.models import Invitation, Membership, Role
 from tests.factories import member
 from tests.tasks.test_accounts import log_in, set_password_through_link
 
@@ -24,25 +24,33 @@ def test_lead_adds_a_new_annotator_who_gets_an_invitation(
         response = add_member(as_user(acme.lead), email="newbie@example.com", first_name="Ada")
     assert response.status_code == 302
     user = User.objects.get(email="newbie@example.com")
-    assert not user.has_usable_password()
+    assert not user.has_usable_password() and user.first_name == "Ada"
     with scopes_disabled():
-        assert Membership.objects.get(user=user).organization == acme.organization
+        assert not Membership.objects.filter(user=user).exists()  # not before accepting
+        invitation = Invitation.objects.get(user=user)
     assert len(mail.outbox) == 1 and "newbie@example.com" in mail.outbox[0].to
     client = Client()
     set_password_through_link(client, mail.outbox[0].body, "my own passphrase 42")
     assert log_in(client, "newbie@example.com", "my own passphrase 42").status_code == 302
+    client.post(reverse("tasks:invitations"), {"invitation": invitation.pk, "answer": "accept"})
     assert acme.project.name in client.get("/").content.decode()
 
 
-def test_adding_an_existing_account_sends_no_invitation(
+def test_adding_an_existing_account_invites_it_and_changes_nothing_of_it(
     acme, globex, as_user, django_capture_on_commit_callbacks
 ):
+    password = globex.annotator.password
     with django_capture_on_commit_callbacks(execute=True):
-        response = add_member(as_user(acme.lead), email=globex.annotator.email)
+        response = add_member(
+            as_user(acme.lead), email=globex.annotator.email, first_name="Renamed"
+        )
     assert response.status_code == 302
-    assert mail.outbox == []
+    assert [m.to for m in mail.outbox] == [[globex.annotator.email]]
+    globex.annotator.refresh_from_db()
+    assert globex.annotator.password == password and globex.annotator.first_name == ""
     with scopes_disabled():
-        assert Membership.objects.filter(user=globex.annotator).count() == 2
+        assert Membership.objects.filter(user=globex.annotator).count() == 1
+        assert Invitation.objects.filter(user=globex.annotator).count() == 1
 
 
 def test_adding_a_member_twice_is_a_form_error(acme, as_user):
@@ -69,27 +77,45 @@ def test_lead_cannot_change_or_remove_an_admin(acme, as_user):
         assert Membership.objects.get(pk=membership.pk).role == Role.ADMIN
 
 
-def test_admin_can_make_an_admin(acme, as_user):
+def test_admin_can_invite_an_admin(acme, as_user):
     boss = member(acme.organization, Role.ADMIN)
     response = add_member(as_user(boss), email="second@example.com", role="admin")
     assert response.status_code == 302
     with scopes_disabled():
-        assert Membership.objects.get(user__email="second@example.com").role == Role.ADMIN
+        assert Invitation.objects.get(user__email="second@example.com").role == Role.ADMIN
 
 
-def test_a_new_link_can_be_sent_to_members_who_never_logged_in(acme, as_user):
-    add_member(as_user(acme.lead), email="late@example.com")
-    mail.outbox.clear()
+def test_a_new_link_can_be_sent_to_members_without_a_password(acme, as_user):
+    late = member(acme.organization)  # added before invitations needed accepting
+    late.set_unusable_password()
+    late.save()
     with scopes_disabled():
-        late = Membership.objects.get(user__email="late@example.com")
-        active = Membership.objects.get(user=acme.annotator)
-    acme.annotator.last_login = "2026-01-01T00:00Z"
-    acme.annotator.save()
+        ids = [Membership.objects.get(user=u).pk for u in (late, acme.annotator)]
     as_user(acme.lead).post(
         reverse("admin:tasks_membership_changelist"),
-        {"action": "resend_invitation", "_selected_action": [late.pk, active.pk]},
+        {"action": "resend_invitation", "_selected_action": ids},
     )
-    assert [m.to for m in mail.outbox] == [["late@example.com"]]
+    assert [m.to for m in mail.outbox] == [[late.email]]
+
+
+def test_resending_says_the_same_whether_or_not_the_person_logged_in(acme, as_user):
+    never = member(acme.organization)
+    never.set_unusable_password()
+    never.save()
+    acme.annotator.last_login = "2026-01-01T00:00Z"
+    acme.annotator.save()
+    client = as_user(acme.lead)
+    shown = []
+    for person in (never, acme.annotator):
+        with scopes_disabled():
+            pk = Membership.objects.get(user=person).pk
+        response = client.post(
+            reverse("admin:tasks_membership_changelist"),
+            {"action": "resend_invitation", "_selected_action": [pk]},
+            follow=True,
+        )
+        shown.append([str(m) for m in response.context["messages"]])
+    assert shown[0] == shown[1] and len(shown[0]) == 1
 
 
 def test_adding_reports_the_same_words_for_known_and_new_addresses(acme, globex, as_user):
