@@ -12,36 +12,15 @@ from django_scopes import scope, scopes_disabled
 from qc.models import QCReport
 from qc.services import run_report
 from tasks.audit import Action
-from tasks.models import ApiToken, AuditEvent, GenerationRecipe, Project, Role
+from tasks.models import ApiToken, GenerationRecipe, Project, Role
 from tests.annotation.test_adjudication import disputed  # noqa: F401 (fixture)
 from tests.factories import PASSWORD, MembershipFactory, UserFactory, api_token, member
 from tests.qc.test_report import Data
 from tests.tasks.test_accounts import set_password_through_link
+from tests.tasks.test_audit import events
+from tests.tasks.test_schema import admin_form_data
 
 pytestmark = pytest.mark.django_db
-
-
-def events(organization=None, **filters):
-    with scopes_disabled():
-        found = AuditEvent.objects.filter(**filters).order_by("id")
-        if organization is not None:
-            found = found.filter(organization=organization)
-        return list(found)
-
-
-def admin_form_data(response) -> dict:
-    """The POST data of an admin change page as it stands: every editable field with its
-    current value, as the browser would send it unchanged."""
-    form = response.context["adminform"].form
-    data = {}
-    for name, field in form.fields.items():
-        if field.disabled:
-            continue
-        value = form[name].value()
-        if value is False or value is None:
-            continue  # an unticked box or an empty choice sends nothing
-        data[name] = "on" if value is True else value
-    return data
 
 
 # --- a. a discussion note ---------------------------------------------------------------------
