@@ -28,6 +28,7 @@ from django_scopes import scope, scopes_disabled
 
 from tasks.audit import request_context
 from tasks.models import ApiToken, Invitation, Membership, Organization
+from tasks.models.organizations import last_used
 
 SESSION_KEY = "chosen_organization_id"
 TOKEN_KEYWORD = "Bearer"
@@ -38,11 +39,7 @@ def memberships_of(user) -> list[Membership]:
     if not user.is_authenticated:
         return []
     with scopes_disabled():
-        return list(
-            Membership.objects.filter(user=user)
-            .select_related("organization")
-            .order_by("organization__name")
-        )
+        return list(Membership.objects.filter(user=user).select_related("organization").by_name())
 
 
 def token_from_header(request: HttpRequest) -> ApiToken | None | bool:
@@ -75,13 +72,6 @@ def select_organization(request: HttpRequest, organization_id: int) -> Membershi
                 Membership.objects.filter(pk=membership.pk).update(last_used_at=timezone.now())
             return membership
     raise Http404("No such organization.")
-
-
-def last_used(memberships: list[Membership]) -> Membership:
-    """The membership whose organization the person chose last; if they never chose one,
-    the first of the list (by name)."""
-    used = [m for m in memberships if m.last_used_at is not None]
-    return max(used, key=lambda m: m.last_used_at) if used else memberships[0]
 
 
 def invitations_of(user) -> list[Invitation]:

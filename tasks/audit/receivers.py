@@ -25,6 +25,7 @@ from tasks.models import (
     Organization,
     Project,
 )
+from tasks.models.organizations import last_used
 
 # --- log-in and log-out ----------------------------------------------------------------------
 
@@ -33,15 +34,15 @@ def _organization_in_use(request, user) -> int | None:
     """The one organization a person's log-in event belongs to: the one they are working
     in (the session's, as ``OrganizationMiddleware`` resolved it), or, when none is chosen
     yet (a log-in, a failed log-in), the one they last used — where the log-in lands
-    (``tasks.tenancy.last_used``). None for someone in no organization (superusers see
+    (``tasks.models.organizations.last_used``). None for someone in no organization (superusers see
     those). Never every organization they belong to: the others learn nothing of when and
     from where the person works elsewhere."""
     membership = getattr(request, "membership", None) if request is not None else None
     if membership is not None and membership.user_id == user.pk:
         return membership.organization_id
     with scopes_disabled():
-        used = Membership.objects.filter(user=user).by_last_use()
-        return used.values_list("organization_id", flat=True).first()
+        memberships = list(Membership.objects.filter(user=user).by_name())
+    return last_used(memberships).organization_id if memberships else None
 
 
 def _record_for_user(action: str, request, user, who: Who) -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from django_scopes import ScopedManager
 
@@ -41,9 +41,9 @@ MANAGING_ROLES = frozenset({Role.ADMIN, Role.LEAD})
 
 
 class MembershipQuerySet(models.QuerySet):
-    def by_last_use(self) -> "MembershipQuerySet":
-        """The organization a person last worked in first; never used ones by name."""
-        return self.order_by(F("last_used_at").desc(nulls_last=True), "organization__name")
+    def by_name(self) -> "MembershipQuerySet":
+        """By organization name: the order a person's organizations are listed in."""
+        return self.order_by("organization__name")
 
 
 class Membership(models.Model):
@@ -183,3 +183,10 @@ class ApiToken(models.Model):
         stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - self.LAST_USED_RESOLUTION)
         tokens = ApiToken.objects.with_scopes_disabled().filter(stale, pk=self.pk)
         return tokens.update(last_used_at=now) == 1
+
+
+def last_used(memberships: list[Membership]) -> Membership:
+    """Of a person's memberships (by name), the one whose organization they chose last; if
+    they never chose one, the first. Where a log-in lands and is recorded."""
+    used = [m for m in memberships if m.last_used_at is not None]
+    return max(used, key=lambda m: m.last_used_at) if used else memberships[0]
