@@ -22,15 +22,9 @@ def request_report(project: Project, created_by=None) -> QCReport:
     periodic refresh: "system")."""
     from qc.jobs import run_qc_report  # qc.jobs imports this module
 
+    # On the trail as qc_report.created, and later succeeded or failed (tasks.audit.connect_job).
     report = QCReport.objects.create(
         organization=project.organization, project=project, created_by=created_by
-    )
-    record(
-        Action.QC_REPORT_CREATED,
-        organization=project.organization_id,
-        obj=report,
-        object_type=AUDIT_OBJECT,
-        data={"project": project.pk},
     )
     run_qc_report.delay_on_commit(project.organization_id, report.pk)
     return report

@@ -165,6 +165,23 @@ def decline_invitation(*, invitation: Invitation) -> None:
     Invitation.objects.with_scopes_disabled().filter(pk=invitation.pk).delete()
 
 
+@transaction.atomic
+def withdraw_invitation(*, invitation: Invitation, actor_membership, superuser: bool) -> None:
+    """A lead takes back an invitation still waiting for an answer (one they may give:
+    a lead cannot withdraw an admin's). The person's invitations page no longer offers it;
+    the trail keeps that it was withdrawn, by whom."""
+    check_may_grant(actor_membership=actor_membership, superuser=superuser, role=invitation.role)
+    record(
+        Action.INVITATION_WITHDRAWN,
+        organization=invitation.organization_id,
+        object_type="invitation",
+        object_id=invitation.pk,
+        object_repr=invitation.user.email,
+        data={"role": invitation.role},
+    )
+    Invitation.objects.with_scopes_disabled().filter(pk=invitation.pk).delete()
+
+
 def resend_invitations(*, memberships, base_url: str | None = None) -> int:
     """Send a fresh set-password link to members who have not set a password yet (the
     first link expires; members from before invitations needed accepting); returns how

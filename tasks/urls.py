@@ -10,6 +10,7 @@ urlpatterns = [
     path("invitations/", views.invitations, name="invitations"),
     path("organization/security/", views.organization_security, name="organization_security"),
     path("audit/", views.audit_trail, name="audit"),
+    path("audit/verify", views.audit_verify, name="audit_verify"),
     path("audit/export.csv", views.audit_export, {"fmt": "csv"}, name="audit_csv"),
     path("audit/export.jsonl", views.audit_export, {"fmt": "jsonl"}, name="audit_jsonl"),
 ]

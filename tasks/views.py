@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from tasks import services
 from tasks.audit import Action, AuditEventFilter, export_lines, record
+from tasks.audit.chain import verify
 from tasks.decorators import membership_required
 from tasks.models import AuditEvent, Membership, Organization, Project, Role
 from tasks.tenancy import get_for_organization_or_404, invitations_of, select_organization
@@ -91,8 +92,35 @@ def audit_trail(request):
             "filter": filtered,
             "page": page,
             "query": query.urlencode(),
+            "last_check": _last_verification(request.organization),
         },
     )
+
+
+def _last_verification(organization):
+    """The newest "Verify" of the organization's trail, as the trail itself recorded it."""
+    return (
+        AuditEvent.objects.filter(organization=organization, action=Action.AUDIT_VERIFIED)
+        .order_by("-sequence")
+        .first()
+    )
+
+
+@membership_required
+@require_POST
+def audit_verify(request):
+    """Check the organization's hash chain now; the outcome is an event of the trail, which
+    the audit page shows above the entries."""
+    if not request.membership.manages:
+        raise PermissionDenied("The audit trail is for project leads and admins.")
+    result = verify(request.organization.pk)
+    record(
+        Action.AUDIT_VERIFIED,
+        organization=request.organization,
+        object_type="audit",
+        data=result.as_dict(),
+    )
+    return redirect("tasks:audit")
 
 
 @membership_required

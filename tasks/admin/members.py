@@ -5,8 +5,10 @@ their invitations page), and API tokens."""
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import path
 
 from tasks import services
 from tasks.admin.base import OrganizationScopedAdmin
@@ -68,6 +70,32 @@ class MembershipAdmin(OrganizationScopedAdmin):
     def resend_invitation(self, request, queryset):
         services.resend_invitations(memberships=queryset, base_url=request.build_absolute_uri("/"))
         self.message_user(request, self.RESENT, messages.SUCCESS)
+
+    def get_urls(self):
+        withdraw = self.admin_site.admin_view(self.withdraw_invitation_view)
+        return [
+            path("invitations/<int:pk>/withdraw/", withdraw, name="tasks_invitation_withdraw"),
+            *super().get_urls(),
+        ]
+
+    def withdraw_invitation_view(self, request, pk: int):
+        """POST only; another organization's invitation, or one already answered, is a 404."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        invitation = Invitation.objects.pending().select_related("user").filter(pk=pk).first()
+        if invitation is None:
+            raise Http404("No such invitation.")
+        services.withdraw_invitation(
+            invitation=invitation,
+            actor_membership=request.membership,
+            superuser=request.user.is_superuser,
+        )
+        self.message_user(
+            request, f"The invitation of {invitation.user.email} is withdrawn.", messages.SUCCESS
+        )
+        return redirect("admin:tasks_membership_changelist")
 
     def changelist_view(self, request, extra_context=None):
         waiting = Invitation.objects.pending().select_related("user", "organization", "invited_by")

@@ -28,6 +28,8 @@ What lives where:
 - ``receivers``: the signal receivers (log-in/out/failed; projects, organizations,
   memberships, tokens; jobs via ``connect_job``), connected once when
   ``tasks.apps.TasksConfig.ready`` imports the module;
+- ``chain``: the hash chain PostgreSQL writes on insert, and ``verify`` that checks it
+  (``manage.py verify_audit``, the lead's Verify);
 - ``reading``: the filter (``AuditEventFilter``), the columns every reader shows
   (``COLUMNS``) and the CSV / JSON Lines download (``export_lines``).
 

@@ -17,6 +17,7 @@ class Action:
     INVITATION_SENT = "invitation.sent"
     INVITATION_ACCEPTED = "invitation.accepted"
     INVITATION_DECLINED = "invitation.declined"
+    INVITATION_WITHDRAWN = "invitation.withdrawn"
     PROJECT_CREATED = "project.created"
     PROJECT_UPDATED = "project.updated"
     PROJECT_SCHEMA_CHANGED = "project.schema_changed"
@@ -46,6 +47,8 @@ class Action:
     EXPORT_FAILED = "export.failed"
     EXPORT_DOWNLOADED = "export.downloaded"
     QC_REPORT_CREATED = "qc_report.created"
+    QC_REPORT_SUCCEEDED = "qc_report.succeeded"
+    QC_REPORT_FAILED = "qc_report.failed"
     QC_REPORT_DOWNLOADED = "qc_report.downloaded"
     TOKEN_CREATED = "token.created"
     TOKEN_USED = "token.used"
@@ -53,6 +56,7 @@ class Action:
     TOKEN_REVOKED = "token.revoked"
     AUDIT_EXPORTED = "audit.exported"
     AUDIT_READ = "audit.read"
+    AUDIT_VERIFIED = "audit.verified"
 
     LABELS = {
         LOGIN: "Logged in",
@@ -67,6 +71,7 @@ class Action:
         INVITATION_SENT: "Invitation sent",
         INVITATION_ACCEPTED: "Invitation accepted",
         INVITATION_DECLINED: "Invitation declined",
+        INVITATION_WITHDRAWN: "Invitation withdrawn",
         PROJECT_CREATED: "Project created",
         PROJECT_UPDATED: "Project changed",
         PROJECT_SCHEMA_CHANGED: "Questions changed",
@@ -96,6 +101,8 @@ class Action:
         EXPORT_FAILED: "Export failed",
         EXPORT_DOWNLOADED: "Export file downloaded",
         QC_REPORT_CREATED: "QC report requested",
+        QC_REPORT_SUCCEEDED: "QC report computed",
+        QC_REPORT_FAILED: "QC report failed",
         QC_REPORT_DOWNLOADED: "QC report downloaded",
         TOKEN_CREATED: "API token created",
         TOKEN_USED: "API token used",
@@ -103,6 +110,7 @@ class Action:
         TOKEN_REVOKED: "API token revoked",
         AUDIT_EXPORTED: "Audit trail exported",
         AUDIT_READ: "Audit trail read through the API",
+        AUDIT_VERIFIED: "Audit trail verified",
     }
 
 

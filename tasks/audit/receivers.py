@@ -345,7 +345,7 @@ def _token_saved(sender, instance, created, **kwargs):
 
 # --- background jobs ---------------------------------------------------------------------------
 
-# Background jobs (imports, generations, exports): when they are asked for and how they
+# Background jobs (imports, generations, exports, QC reports): when they are asked for and how they
 # end. Status changes are saved with save(update_fields=[..., "status", ...]); progress
 # counters go through update() and are not events. What each kind records besides its
 # state and error is its own ``audit_facts()``.
@@ -361,8 +361,11 @@ def job_before(sender, instance, update_fields=None, **kwargs):
         instance._audit_before = _before(sender, instance, ("status",))
 
 
+_KINDS: dict = {}  # model → its kind on the trail ("import", "export", …), by connect_job
+
+
 def job_saved(sender, instance, created, update_fields=None, **kwargs):
-    kind = {ImportJob: "import", GenerationJob: "generation"}.get(sender) or "export"
+    kind = _KINDS[sender]
     base = {"project": instance.project_id}
     if created:
         record(
@@ -392,6 +395,7 @@ def job_saved(sender, instance, created, update_fields=None, **kwargs):
 
 
 def connect_job(model, kind: str) -> None:
+    _KINDS[model] = kind
     pre_save.connect(job_before, sender=model, dispatch_uid=f"audit-{kind}-job-before")
     post_save.connect(job_saved, sender=model, dispatch_uid=f"audit-{kind}-job")
 

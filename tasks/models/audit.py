@@ -24,7 +24,8 @@ class AuditEventQuerySet(models.QuerySet):
 
 class AuditEvent(models.Model):
     """Who did what to which object, when and from where. Append-only: the model refuses
-    updates and deletes, and on PostgreSQL a trigger refuses them for any SQL too.
+    updates and deletes, and on PostgreSQL a trigger refuses them for any SQL too. Each
+    organization's events are chained by hash (``tasks.audit.chain``).
 
     The organization and the actor are kept as plain ids (no database constraint, nothing
     cascades): the trail outlives the people and objects it talks about, and deleting a
@@ -57,6 +58,11 @@ class AuditEvent(models.Model):
     user_agent = models.CharField(max_length=300, blank=True)
     changes = models.JSONField(default=dict, blank=True, help_text="{field: [before, after]}")
     data = models.JSONField(default=dict, blank=True)
+    # The hash chain (tasks.audit.chain): written by PostgreSQL's trigger on INSERT, never
+    # by the application; db_default makes Django read them back from the INSERT.
+    sequence = models.BigIntegerField(db_default=0, editable=False)
+    previous_hash = models.CharField(max_length=64, db_default="", editable=False)
+    hash = models.CharField(max_length=64, db_default="", editable=False)
 
     objects = ScopedManager(
         organization="organization",
@@ -65,6 +71,13 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "sequence"],
+                name="audit_org_sequence_unique",
+                nulls_distinct=False,
+            )
+        ]
         indexes = [
             models.Index(fields=["organization", "-at"], name="audit_org_at_idx"),
             models.Index(fields=["organization", "action"], name="audit_org_action_idx"),

@@ -48,3 +48,36 @@ def test_lead_finds_a_change_in_the_trail_and_downloads_it(page, acme, tmp_path)
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
     assert [(r["action"], r["actor"]) for r in rows] == [("project.updated", acme.lead.email)]
     assert json.loads(rows[0]["changes"]) == {"name": ["Acme project", HOSTILE]}
+
+
+def test_lead_verifies_the_chain_and_sees_where_it_was_broken(page, acme):
+    """Verify says "Intact" with the newest hash; after someone with the owner's rights
+    rewrites an entry in SQL, Verify names that entry."""
+    from django.db import connection
+    from django_scopes import scopes_disabled
+
+    from tasks.models import AuditEvent
+
+    log_in_through_the_form(page, acme.lead.email, PASSWORD)
+    page.goto("/audit/")
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_load_state()
+    expect(page.locator("#audit-intact")).to_contain_text("Intact.")
+    head = page.locator("#audit-head-hash").inner_text()
+    assert len(head) == 64
+    expect(page.locator("#audit-events tbody tr").first).to_contain_text("Audit trail verified")
+    with scopes_disabled():
+        target = AuditEvent.objects.filter(organization=acme.organization).order_by("id")[1]
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE tasks_auditevent DISABLE TRIGGER tasks_auditevent_append_only")
+        cursor.execute(
+            "UPDATE tasks_auditevent SET actor_label = 'someone else' WHERE id = %s", [target.pk]
+        )
+        cursor.execute("ALTER TABLE tasks_auditevent ENABLE TRIGGER tasks_auditevent_append_only")
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_load_state()
+    broken = page.locator("#audit-broken")
+    expect(broken).to_contain_text(f"Broken at entry #{target.pk}")
+    expect(broken).to_contain_text("changed after it was written")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "audit-verify-broken.png"), full_page=True)

@@ -150,3 +150,23 @@ def test_the_api_says_a_first_report_is_being_computed(judged, acme, as_user):
     response = as_user(acme.lead).get(f"/api/v1/projects/{judged.project.pk}/qc-report")
     assert response.status_code == 404
     assert f"/api/v1/qc-reports/{pending.pk}" in str(response.json())
+
+
+def test_how_each_report_ended_is_on_the_audit_trail(judged, acme, compute):
+    """Requested by the lead, then computed, or failed with the reason the lead reads."""
+    from tasks.audit import Action
+    from tests.tasks.test_audit import events
+
+    good = compute(judged.project)
+    break_display_orders(judged.project)
+    bad = compute(judged.project)
+    trail = [
+        (e.action, e.object_id, e.actor_label, e.data.get("error"))
+        for e in events(acme.organization, object_type="qc_report")
+    ]
+    assert trail == [
+        (Action.QC_REPORT_CREATED, str(good.pk), acme.lead.email, None),
+        (Action.QC_REPORT_SUCCEEDED, str(good.pk), "system", None),
+        (Action.QC_REPORT_CREATED, str(bad.pk), acme.lead.email, None),
+        (Action.QC_REPORT_FAILED, str(bad.pk), "system", DATABASE_REFUSED.removeprefix("Failed: ")),
+    ]

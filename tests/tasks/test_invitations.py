@@ -213,3 +213,55 @@ def test_a_new_address_is_invited_too_and_joins_on_accepting(
     log_in(client, "newbie@example.com", "my own passphrase 42")
     answer(client, "accept", acme.organization)
     assert acme.project.name in client.get("/").content.decode()
+
+
+def withdraw_url(invitation) -> str:
+    return reverse("admin:tasks_invitation_withdraw", args=[invitation.pk])
+
+
+def test_a_lead_withdraws_a_waiting_invitation(client, acme, globex, invited, as_user):
+    with scopes_disabled():
+        invitation = Invitation.objects.get(user=invited)
+    lead = as_user(acme.lead)
+    listed = lead.get(reverse("admin:tasks_membership_changelist")).content.decode()
+    assert f'action="{withdraw_url(invitation)}"' in listed
+    assert lead.get(withdraw_url(invitation)).status_code == 405  # a link cannot do it
+    response = lead.post(withdraw_url(invitation))
+    assert response.status_code == 302
+    with scopes_disabled():
+        assert not Invitation.objects.filter(pk=invitation.pk).exists()
+        (withdrawn,) = AuditEvent.objects.filter(action=Action.INVITATION_WITHDRAWN)
+    assert (withdrawn.organization, withdrawn.actor, withdrawn.object_repr) == (
+        acme.organization,
+        acme.lead,
+        invited.email,
+    )
+    log_in(client, invited.email)
+    assert "Invitations (" not in client.get("/").content.decode()
+    assert (
+        client.post(
+            reverse("tasks:invitations"), {"invitation": invitation.pk, "answer": "accept"}
+        ).status_code
+        == 404
+    )
+    assert memberships(invited) == {"Globex": Role.ANNOTATOR}
+    assert lead.post(withdraw_url(invitation)).status_code == 404  # already gone
+
+
+def test_withdrawing_is_for_the_inviting_organizations_leads_only(
+    acme, globex, invited, as_user, django_capture_on_commit_callbacks
+):
+    with scopes_disabled():
+        invitation = Invitation.objects.get(user=invited)
+    assert as_user(globex.lead).post(withdraw_url(invitation)).status_code == 404
+    assert as_user(acme.annotator).post(withdraw_url(invitation)).status_code in (302, 403)
+    # A lead cannot take back an invitation to be an admin (they could not give it).
+    admin = member(acme.organization, Role.ADMIN, email="boss@acme.test")
+    with django_capture_on_commit_callbacks(execute=True):
+        invite(as_user(admin), "new-admin@acme.test", role="admin")
+    with scopes_disabled():
+        as_admin = Invitation.objects.get(user__email="new-admin@acme.test")
+    assert as_user(acme.lead).post(withdraw_url(as_admin)).status_code == 403
+    with scopes_disabled():
+        assert Invitation.objects.filter(pk__in=[invitation.pk, as_admin.pk]).count() == 2
+        assert not AuditEvent.objects.filter(action=Action.INVITATION_WITHDRAWN).exists()
