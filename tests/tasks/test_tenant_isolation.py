@@ -21,12 +21,13 @@ from tasks.models import (
     GenerationJob,
     GenerationRecipe,
     ImportJob,
+    Invitation,
     LLMEndpoint,
     Membership,
     Project,
     Prompt,
 )
-from tests.factories import PromptFactory, api_token
+from tests.factories import PromptFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -92,6 +93,13 @@ def recipe(tenant):
     with scopes_disabled():
         return GenerationRecipe.objects.get_or_create(
             organization=tenant.organization, name="mine", defaults={"variants": []}
+        )[0]
+
+
+def invitation(tenant):
+    with scopes_disabled():
+        return Invitation.objects.get_or_create(
+            organization=tenant.organization, user=UserFactory(), defaults={"role": "annotator"}
         )[0]
 
 
@@ -420,6 +428,7 @@ ADMIN_OBJECT_URLS = {
         "object_id": generation_job(t).pk,
         "verb": "cancel",
     },
+    "admin:tasks_invitation_withdraw": lambda t: {"pk": invitation(t).pk},
     "admin:view_on_site": lambda t: {
         "content_type_id": ContentType.objects.get_for_model(Project).pk,
         "object_id": t.project.pk,
@@ -469,10 +478,12 @@ def test_every_admin_url_with_an_object_is_covered():
 def test_admin_urls_with_another_organizations_object_are_404(name, role, acme, globex, as_user):
     client = caller(acme, role, as_user)
     theirs = reverse(name, kwargs=ADMIN_OBJECT_URLS[name](globex))
-    method = client.post if name.endswith("_control") else client.get
+    method = client.post if name.endswith(("_control", "_withdraw")) else client.get
     assert method(theirs).status_code == 404
     with scopes_disabled():
         assert GenerationJob.objects.get(pk=generation_job(globex).pk).status == "queued"
+        if name.endswith("_withdraw"):  # still waiting for its answer
+            assert Invitation.objects.filter(organization=globex.organization).exists()
 
 
 @pytest.mark.parametrize("role", ["lead", "admin", "annotator"])
