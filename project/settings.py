@@ -315,8 +315,9 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
-    # /healthz is probed over plain HTTP by docker compose and load balancers.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # /healthz, /healthz/live and /healthz/ready are probed over plain HTTP by docker
+    # compose and load balancers.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz(?:/live|/ready)?$"]
     SECURE_HSTS_SECONDS = int(env("DJANGO_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
@@ -387,3 +388,10 @@ CELERY_BEAT_SCHEDULE = {
     # QC reports of active projects whose judgments changed, every 15 minutes.
     "refresh-qc-reports": {"task": "qc.jobs.refresh_qc_reports", "schedule": 900.0},
 }
+
+# --- health (project/health.py; README, "Health") ------------------------------------------
+# /healthz/ready fails (503) when the disk holding MEDIA_ROOT has less free space than this.
+CHOSEN_HEALTH_MIN_FREE_MB = int(env("CHOSEN_HEALTH_MIN_FREE_MB", "500"))
+# The Celery worker and beat record a heartbeat this often; one older than 3 intervals is
+# stale (the worker's and beat's health checks fail).
+CHOSEN_HEARTBEAT_SECONDS = float(env("CHOSEN_HEARTBEAT_SECONDS", "10"))

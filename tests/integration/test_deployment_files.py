@@ -93,12 +93,27 @@ def test_compose_runs_the_whole_stack_with_health_checks():
     assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "beat", "ollama"}
     assert services["postgres"]["image"] == "postgres:16"
     assert "/var/lib/postgresql/data" in str(services["postgres"]["volumes"])
-    for name in ("postgres", "redis", "web", "ollama"):
+    for name in ("postgres", "redis", "web", "worker", "beat", "ollama"):
         assert services[name]["healthcheck"]["test"], name
     assert "manage.py migrate" in str(services["migrate"]["command"])
     assert "gunicorn" in str(services["web"]["command"])
     assert services["ollama"]["profiles"] == ["llm"]
     assert services["web"]["environment"]["DJANGO_ENV"] == "production"
+
+
+def test_compose_checks_web_for_liveness_and_worker_and_beat_by_their_heartbeats():
+    """README, "Health": web is unhealthy only when it does not answer (an outage of
+    PostgreSQL or Redis is theirs, and must not get web restarted); worker and beat are
+    unhealthy when their heartbeat stops. tests/project/test_health.py runs these commands."""
+    services = compose_config()["services"]
+    web = services["web"]["healthcheck"]["test"]
+    assert web[:2] == ["CMD", "python"] and "http://127.0.0.1:8000/healthz/live" in web[-1]
+    for name in ("worker", "beat"):
+        check = services[name]["healthcheck"]
+        assert check["test"] == ["CMD", "python", "-m", "project.health", name]
+        # Checked at least every few heartbeats' staleness, given time to start and to answer.
+        assert check["retries"] >= 2 and check["start_period"] and check["timeout"]
+    assert "healthcheck" not in services["migrate"]
 
 
 def settings_variables() -> set[str]:
