@@ -103,6 +103,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Before the first middleware that reads the database: a 503 while PostgreSQL is away.
+    "tasks.outages.DatabaseOutageMiddleware",
     # Must come after authentication: picks the request's organization and opens its scope.
     "tasks.tenancy.OrganizationMiddleware",
 ]
@@ -138,22 +140,32 @@ if PRODUCTION and not (DATABASE_URL and REDIS_URL):
     )
 DATABASE_URL = DATABASE_URL or embedded.database_url(BASE_DIR)
 REDIS_URL = REDIS_URL or embedded.redis_url(BASE_DIR)
+# Connections are kept for a minute and checked before a request reuses one, so after a
+# PostgreSQL restart each web worker reconnects by itself (tasks.outages answers 503 while
+# it cannot). An unreachable server costs a request at most connect_timeout seconds.
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
 }
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must name a PostgreSQL database (postgres://…).")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Django's Redis cache that answers from the process's memory while Redis does not
+# (tasks.outages): nothing in the cache is needed to judge. A Redis that stops answering
+# costs a call at most the socket timeout, once a second.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "tasks.outages.FailSoftRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": env("CACHE_KEY_PREFIX", "chosen"),
+        "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
     }
 }
-# Sessions read from Redis, written through to the database (one query less per request).
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Sessions in PostgreSQL only: a Redis outage neither logs anyone out nor, when Redis comes
+# back with its old data, revives a session that ended meanwhile (cached_db would: its
+# cache writes fail while Redis is away). The cost is one primary-key read per request.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # Celery with Redis as broker, always: jobs run in a worker, as in production. (Unit tests
 # switch on eager execution for themselves.)

@@ -137,41 +137,99 @@
   }
 
   // --- submit: one round trip that returns the next item ---------------------------------------
-  async function send(f, url) {
+  // A submit may be sent again: its URL names the assignment and the server stores one
+  // judgment per assignment (a second submit answers with the one already stored). So when
+  // the server cannot be reached (a web worker restarting, the connection dropped before
+  // the answer came) or answers 502/503/504 (the database restarting), the page sends the
+  // same answers again by itself: after 0.5 s, doubling up to 5 s, for up to two minutes.
+  // Undo is never repeated by itself: sent twice, it would undo two submits.
+  const RETRY_FIRST_MS = 500;
+  const RETRY_MAX_MS = 5000;
+  const RETRY_FOR_MS = 120000;
+  const RETRYING = "The server did not answer; your answers are safe, retrying…";
+  const GAVE_UP = "Could not reach the server; your answers are still here. Press Enter to retry.";
+  const FAILED = "The server could not take this; your answers are still here. Press Enter to try again.";
+
+  // One attempt: {data} to show, {retry: message} to send again, or {failed: true}.
+  async function attempt(url, body) {
+    let response;
+    try {
+      response = await fetch(url, {
+        method: "POST",
+        body,
+        headers: { "X-Chosen-Fragment": "1", "X-CSRFToken": body.get("csrfmiddlewaretoken") },
+        credentials: "same-origin",
+      });
+    } catch (error) {
+      return { retry: RETRYING }; // no answer at all
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (error) {
+      // Cut off while reading (TypeError): no answer. Not JSON (a proxy's error page, the
+      // log-in page after a redirect): nothing sending it again would change, unless 5xx.
+      if (error instanceof TypeError) return { retry: RETRYING };
+    }
+    if ([502, 503, 504].includes(response.status)) {
+      return { retry: (data && data.message) || RETRYING };
+    }
+    return data && typeof data.html === "string" ? { data } : { failed: true };
+  }
+
+  function say(f, text, level) {
+    let note = document.getElementById("flash");
+    if (!note) {
+      note = document.createElement("p");
+      note.id = "flash";
+      f.prepend(note);
+    }
+    note.className = `message ${level}`;
+    note.setAttribute("role", level === "error" ? "alert" : "status");
+    note.textContent = text;
+  }
+
+  function show(data) {
+    workspace.innerHTML = data.html;
+    if (data.progress) {
+      const bar = document.querySelector("#progress progress");
+      bar.max = data.progress.mine_target;
+      bar.value = data.progress.mine;
+      document.getElementById("progress-text").textContent =
+        `${data.progress.mine} of ${data.progress.mine_target}`;
+    }
+    setUp();
+  }
+
+  const pause = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+  async function send(f, url, { retry }) {
     if (inFlight) return; // a double press sends once (the server also stores one judgment)
     inFlight = true;
     f.querySelectorAll("button").forEach((b) => { b.disabled = true; });
     const timer = f.querySelector("#time-spent");
     if (timer) timer.value = String(Math.round(performance.now() - shownAt));
     const body = new FormData(f);
+    const started = performance.now();
+    let wait = RETRY_FIRST_MS;
     try {
-      const response = await fetch(url, {
-        method: "POST",
-        body,
-        headers: { "X-Chosen-Fragment": "1", "X-CSRFToken": body.get("csrfmiddlewaretoken") },
-        credentials: "same-origin",
-      });
-      const data = await response.json();
-      workspace.innerHTML = data.html;
-      if (data.progress) {
-        const bar = document.querySelector("#progress progress");
-        bar.max = data.progress.mine_target;
-        bar.value = data.progress.mine;
-        document.getElementById("progress-text").textContent =
-          `${data.progress.mine} of ${data.progress.mine_target}`;
+      for (;;) {
+        const outcome = await attempt(url, body);
+        if (outcome.data) {
+          show(outcome.data);
+          return;
+        }
+        const late = performance.now() - started + wait > RETRY_FOR_MS;
+        if (!outcome.retry || !retry || late) {
+          // Nothing is lost: the form stays as it was, ready to send again.
+          say(f, outcome.retry ? GAVE_UP : FAILED, "error");
+          f.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+          return;
+        }
+        say(f, outcome.retry, "info");
+        await pause(wait);
+        wait = Math.min(wait * 2, RETRY_MAX_MS);
       }
-      setUp();
-    } catch (error) {
-      // Nothing is lost: the form stays as it was, ready to send again.
-      let note = document.getElementById("flash");
-      if (!note) {
-        note = document.createElement("p");
-        note.id = "flash";
-        note.className = "message error";
-        f.prepend(note);
-      }
-      note.textContent = "Could not reach the server; your answers are still here. Press Enter to retry.";
-      f.querySelectorAll("button").forEach((b) => { b.disabled = false; });
     } finally {
       inFlight = false;
     }
@@ -185,14 +243,14 @@
       // A button without its own formaction reports the page's URL: use the form's action.
       const own = event.submitter && event.submitter.hasAttribute("formaction");
       const url = own ? event.submitter.formAction : f.action;
-      send(f, url);
+      send(f, url, { retry: true });
     });
   }
   const undoForm = document.getElementById("undo-form");
   if (undoForm && workspace) {
     undoForm.addEventListener("submit", (event) => {
       event.preventDefault();
-      send(undoForm, undoForm.action);
+      send(undoForm, undoForm.action, { retry: false });
     });
   }
   const helpOpen = document.getElementById("help-open");
