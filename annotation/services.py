@@ -91,6 +91,8 @@ def skip_assignment(
 ) -> Assignment:
     assignment = _locked(project, assignment_id, annotator)
     project = assignment.project
+    if assignment.status == Assignment.Status.SKIPPED:
+        return assignment  # the page sent it again (its first answer was lost): done once
     if assignment.status != Assignment.Status.ACTIVE:
         raise AssignmentRefused("This item is no longer open for you.")
     if not project.allow_skip:

@@ -161,6 +161,10 @@ def test_skip_with_required_reason(acme, as_user):
     with scopes_disabled():
         a.refresh_from_db()
     assert (a.status, a.skip_reason) == ("skipped", "not my field")
+    # The page sends a skip again when its answer was lost: the same outcome, no refusal.
+    again = client.post(url, {"skip_reason": "not my field"}, **FRAGMENT)
+    assert again.status_code == 200
+    assert "no longer open for you" not in again.json()["html"]
 
 
 def test_undo_reopens_the_last_submit(acme, as_user):
