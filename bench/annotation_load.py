@@ -168,6 +168,7 @@ def start_gunicorn(port: int, workers: int) -> subprocess.Popen:
             str(workers),
             "--log-level",
             "warning",
+            "--no-control-socket",  # gunicorn 27's default socket is one per user: shared
         ],
         cwd=ROOT,
         env=env,

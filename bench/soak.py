@@ -135,6 +135,7 @@ def start_servers(soak: Soak, gunicorn_workers: int) -> None:
             str(gunicorn_workers),
             "--log-level",
             "warning",
+            "--no-control-socket",  # gunicorn 27's default socket is one per user: shared
         ],
         grace=20,
     )
