@@ -11,8 +11,8 @@ from django.conf import settings
 
 from exports.models import Export
 from exports.pairs import Options
-from exports.writer import ALL_FORMATS, conversation_problem, export_to_folder
-from tasks.lifecycle import run_job
+from exports.writer import ALL_FORMATS, conversation_problem, export_to_folder, partial_folders
+from tasks.lifecycle import run_job, send
 from tasks.models import Project
 
 
@@ -90,17 +90,22 @@ def request_export(project: Project, fmt: str, options: Options, created_by=None
         format=fmt,
         options=asdict(options),
     )
-    run_export.delay_on_commit(project.organization_id, export.pk)
+    send(run_export, export)
     return export
 
 
 def run_export(export_id: int) -> Export:
     """Write a queued export into its folder and store its counts and files, or its failure
-    and why (a conversation the lead chose to refuse: in their words)."""
+    and why (a conversation the lead chose to refuse: in their words; a full or unwritable
+    disk: in the operator's). Its files are listed, and so served, only once it succeeded;
+    a failed one leaves none behind."""
 
     def work(export: Export) -> None:
         folder = folder_of(export)
-        shutil.rmtree(folder, ignore_errors=True)  # a retried job starts clean
+        # A job run again (its worker was killed) starts clean: no file of the earlier run
+        # is kept, half-written or whole (it was never listed: the job had not succeeded).
+        for leftover in [folder, *partial_folders(folder)]:
+            shutil.rmtree(leftover, ignore_errors=True)
         options = options_from(export.options)
         manifest = export_to_folder(export.project, export.format, folder, options)
         export.counts, export.files = manifest["counts"], manifest["files"]

@@ -31,8 +31,9 @@ ALL_FORMATS = (*FORMATS, "judgments")
 
 def export_to_folder(project: Project, fmt: str, folder: Path, options: Options) -> dict:
     """Write the export into ``folder`` (created; must be empty or absent) and return its
-    manifest. Files are written in a temporary folder beside it and moved in at the end, so
-    a failure leaves nothing half-written."""
+    manifest. Files are written in a temporary folder beside it (``partial_folders``) and
+    moved in at the end, so a failure leaves nothing half-written, and a worker killed
+    mid-way leaves only that temporary folder."""
     if fmt not in ALL_FORMATS:
         raise ValueError(f"format must be one of {', '.join(ALL_FORMATS)}")
     folder = Path(folder)
@@ -42,7 +43,7 @@ def export_to_folder(project: Project, fmt: str, folder: Path, options: Options)
     if refusal:
         raise ConversationRefused(refusal)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     try:
         manifest = _write(project, fmt, work, options)
         if folder.exists():
@@ -52,6 +53,13 @@ def export_to_folder(project: Project, fmt: str, folder: Path, options: Options)
         shutil.rmtree(work, ignore_errors=True)
         raise
     return manifest
+
+
+def partial_folders(folder: Path) -> list[Path]:
+    """The temporary folders ``export_to_folder`` left beside ``folder`` when its process
+    was killed while writing."""
+    folder = Path(folder)
+    return sorted(folder.parent.glob(f".{folder.name}.partial-*"))
 
 
 def _write(project: Project, fmt: str, work: Path, options: Options) -> dict:

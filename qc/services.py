@@ -10,7 +10,7 @@ from annotation.models import Judgment
 from qc.models import QCReport
 from qc.report import compute_report
 from tasks.audit import Action, record
-from tasks.lifecycle import run_job
+from tasks.lifecycle import run_job, send
 from tasks.models import Project
 
 AUDIT_OBJECT = "qc_report"  # a report's object_type on the trail
@@ -26,7 +26,7 @@ def request_report(project: Project, created_by=None) -> QCReport:
     report = QCReport.objects.create(
         organization=project.organization, project=project, created_by=created_by
     )
-    run_qc_report.delay_on_commit(project.organization_id, report.pk)
+    send(run_qc_report, report)
     return report
 
 

@@ -25,7 +25,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django_scopes import scopes_disabled
@@ -34,7 +34,7 @@ from tasks import llm
 from tasks.audit import Action, record
 from tasks.importers.rows import candidate_hash
 from tasks.items import build_items
-from tasks.lifecycle import finish
+from tasks.lifecycle import finish, gave_up, heartbeat, send
 from tasks.models import (
     Candidate,
     GenerationFailure,
@@ -60,7 +60,6 @@ FLAWED = (
 # The seed's recipe: brevity, thoroughness and a deliberately flawed answer, at the seed's
 # temperatures (conservative to creative).
 DEFAULT_RECIPE_NAME = "Brief / thorough / flawed"
-HEARTBEAT_SECONDS = 30
 logger = logging.getLogger(__name__)
 DEFAULT_VARIANTS = [
     {"name": "brief-0.3", "system_prompt": BRIEF, "temperature": 0.3, "seed": 1},
@@ -221,7 +220,7 @@ def request_generation(
 def start(job: GenerationJob) -> None:
     from tasks.jobs import run_generation  # tasks.jobs imports this module
 
-    run_generation.delay_on_commit(job.organization_id, job.pk)
+    send(run_generation, job)
 
 
 def _prompts(job: GenerationJob):
@@ -299,54 +298,57 @@ def dispatch(job_id: int) -> None:
         chunks = [pending[i : i + size] for i in range(0, len(pending), size)]
         job.total = len(prompt_ids) * wanted  # prompts may have come or gone since creation
         job.epoch += 1
-        job.chunks_left, job.finished_chunks = len(chunks), []
+        job.chunks_left, job.finished_chunks, job.started_chunks = len(chunks), [], []
         job.status = GenerationJob.Status.RUNNING
         job.started_at = job.started_at or timezone.now()
         job.heartbeat_at = timezone.now()
+        job.sent_at = None  # until the chunks' messages are in the queue
         job.save(
             update_fields=[
                 "total",
                 "epoch",
                 "chunks_left",
                 "finished_chunks",
+                "started_chunks",
                 "status",
                 "started_at",
                 "heartbeat_at",
+                "sent_at",
             ]
         )
         if not chunks:
             _finish(job)
             return
-        from tasks.jobs import generate_chunk  # tasks.jobs imports this module
-
         epoch = job.epoch
-        transaction.on_commit(
-            lambda: [
-                generate_chunk.delay(job.organization_id, job.pk, epoch, chunk, index)
-                for index, chunk in enumerate(chunks)
-            ]
-        )
+        transaction.on_commit(lambda: _send_chunks(job, epoch, chunks), robust=True)
+
+
+def _send_chunks(job: GenerationJob, epoch: int, chunks: list[list[int]]) -> None:
+    """The chunk messages of a dispatch, then the time they were all in the queue: a job
+    left without it (the queue went away meanwhile) is dispatched again by the sweeper."""
+    from tasks.jobs import generate_chunk  # tasks.jobs imports this module
+
+    for index, chunk in enumerate(chunks):
+        generate_chunk.delay(job.organization_id, job.pk, epoch, chunk, index)
+    GenerationJob.objects.filter(pk=job.pk, epoch=epoch).update(sent_at=timezone.now())
 
 
 def run_chunk(job_id: int, epoch: int, prompt_ids: list[int], index: int = 0) -> None:
     """Generate what these prompts lack. Does nothing for a finished job or a chunk of an
     earlier dispatch; a chunk delivered twice is counted once."""
-    job = GenerationJob.objects.select_related("endpoint", "project").get(pk=job_id)
-    if job.epoch != epoch or job.finished:
+    if not _take_chunk(job_id, epoch, index):
         return
-    beating = threading.Event()
-    heart = threading.Thread(target=_heartbeat, args=[job.pk, beating], daemon=True)
-    heart.start()
-    try:
-        if job.status == GenerationJob.Status.RUNNING and _endpoint_allowed(job):
-            _generate(job, epoch, prompt_ids)
-    except Exception:
-        # Whatever went wrong, the chunk is over: the job must not wait for it forever.
-        # Unsettled pairs show as "not generated" when the job finishes.
-        logger.exception("generation job %s: chunk %s of epoch %s failed", job_id, index, epoch)
-    finally:
-        beating.set()
-        heart.join(timeout=5)
+    job = GenerationJob.objects.select_related("endpoint", "project").get(pk=job_id)
+    # A sign of life while the chunk runs (long requests included), so the sweeper does not
+    # take a busy job for a dead one.
+    with heartbeat(GenerationJob, job.pk, status__in=_ALIVE):
+        try:
+            if job.status == GenerationJob.Status.RUNNING and _endpoint_allowed(job):
+                _generate(job, epoch, prompt_ids)
+        except Exception:
+            # Whatever went wrong, the chunk is over: the job must not wait for it forever.
+            # Unsettled pairs show as "not generated" when the job finishes.
+            logger.exception("generation job %s: chunk %s of epoch %s failed", job_id, index, epoch)
     _build_settled_items(job, prompt_ids)
     _chunk_done(job_id, epoch, index)
 
@@ -364,15 +366,21 @@ def _chunk_done(job_id: int, epoch: int, index: int) -> None:
             _finish(job)
 
 
-def _heartbeat(job_id: int, stop: threading.Event) -> None:
-    """A sign of life while a chunk runs (long requests included), so beat does not take a
-    busy job for a dead one."""
-    try:
-        while not stop.wait(HEARTBEAT_SECONDS):
-            with scopes_disabled():  # a thread of its own: no organization scope here
-                GenerationJob.objects.filter(pk=job_id).update(heartbeat_at=timezone.now())
-    finally:
-        connection.close()
+_ALIVE = (GenerationJob.Status.RUNNING, GenerationJob.Status.CANCELLING)
+
+
+def _take_chunk(job_id: int, epoch: int, index: int) -> bool:
+    """Note that a worker took this chunk of this epoch (see GenerationJob.started_chunks);
+    False for a finished job or a chunk of an earlier dispatch, which does nothing."""
+    with transaction.atomic():
+        job = GenerationJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.epoch != epoch or job.finished:
+            return False
+        if index not in job.started_chunks:
+            job.started_chunks.append(index)
+            job.heartbeat_at = timezone.now()
+            job.save(update_fields=["started_chunks", "heartbeat_at"])
+    return True
 
 
 def _endpoint_allowed(job: GenerationJob) -> bool:
@@ -608,24 +616,52 @@ def resume(job: GenerationJob) -> bool:
     return True
 
 
-def resume_stalled() -> int:
-    """Resume running jobs without a sign of life for CHOSEN_GENERATION_STALL_SECONDS
-    (beat runs this): a worker killed mid-job leaves its job running forever otherwise."""
-    limit = timezone.now() - timedelta(seconds=settings.CHOSEN_GENERATION_STALL_SECONDS)
+def resume_stalled(*, broker_forgot: bool = False) -> int:
+    """Resume running jobs whose work was lost (beat's sweeper runs this,
+    tasks.jobs.sweep_jobs): no sign of life for CHOSEN_JOB_STALE_SECONDS, and a chunk a
+    worker took never finished (its worker died), or the chunks never all reached the
+    queue, or they have waited CHOSEN_JOB_LOST_SECONDS; and every running job when the
+    broker restarted without its data (``broker_forgot``: its chunk messages are gone).
+    Chunks that merely wait in the queue behind other work are left alone: dispatching
+    them again would put them behind it once more. A job lost CHOSEN_JOB_MAX_ATTEMPTS
+    times fails, keeping what it generated. Queued jobs whose message was lost are
+    lifecycle.sweep's. Returns how many jobs were resumed."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CHOSEN_JOB_STALE_SECONDS)
+    lost = now - timedelta(seconds=settings.CHOSEN_JOB_LOST_SECONDS)
+    resumed = 0
     with scopes_disabled():
-        stalled = list(
-            GenerationJob.objects.filter(
-                Q(
-                    status__in=[GenerationJob.Status.RUNNING, GenerationJob.Status.CANCELLING],
-                    heartbeat_at__lt=limit,
+        silent = GenerationJob.objects.filter(status__in=_ALIVE)
+        if not broker_forgot:
+            silent = silent.filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
+        for job in silent:
+            taken = set(job.started_chunks) - set(job.finished_chunks)
+            if not (broker_forgot or taken or job.sent_at is None or job.sent_at < lost):
+                continue
+            died = 0 if broker_forgot else 1  # a worker died under it (counted in attempts)
+            # Taken by a conditional UPDATE: two sweeps resume it once.
+            if not GenerationJob.objects.filter(
+                pk=job.pk, epoch=job.epoch, heartbeat_at=job.heartbeat_at, status__in=_ALIVE
+            ).update(heartbeat_at=now, attempts=F("attempts") + died):
+                continue
+            job.attempts += died
+            if job.attempts >= settings.CHOSEN_JOB_MAX_ATTEMPTS:
+                recount(job)
+                job.refresh_from_db()
+                error = (
+                    f"{gave_up(job.attempts)} The {job.done} candidates it stored are kept; "
+                    "start it again to ask for the rest."
                 )
-                # queued but never dispatched: its message was lost
-                | Q(status=GenerationJob.Status.QUEUED, created_at__lt=limit)
+                finish(job, GenerationJob.Status.FAILED, error=error)
+                continue
+            logger.warning(
+                "generation job %s resumed: %s",
+                job.pk,
+                "the job queue lost its messages" if broker_forgot else f"chunks {taken} lost",
             )
-        )
-    for job in stalled:
-        start(job)
-    return len(stalled)
+            start(job)
+            resumed += 1
+    return resumed
 
 
 def progress_of(job: GenerationJob) -> dict:

@@ -1,6 +1,7 @@
 """Import jobs: uploads stored, imported by a Celery job (or during the request for small
 API uploads), progress and outcome reported. The importing itself is in tasks/importers/."""
 
+import logging
 import uuid
 from pathlib import PurePath
 
@@ -19,9 +20,10 @@ from tasks.importers.limits import (
 )
 from tasks.importers.potato import PotatoImportFailed, import_potato_project
 from tasks.importers.prompts import ImportFailed, import_prompts
-from tasks.lifecycle import JobRefused, run_job
+from tasks.lifecycle import JobRefused, run_job, send
 from tasks.models import ImportJob, Organization
 
+logger = logging.getLogger(__name__)
 PROGRESS_KEY = "chosen:import-progress:{}"
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
 
@@ -121,7 +123,7 @@ def create_import_job(
 def enqueue(job: ImportJob) -> None:
     from tasks.jobs import run_import  # tasks.jobs imports this module
 
-    run_import.delay_on_commit(job.organization_id, job.pk)
+    send(run_import, job)
 
 
 def progress_of(job: ImportJob) -> dict:
@@ -130,7 +132,7 @@ def progress_of(job: ImportJob) -> dict:
         done = job.total_bytes
         rows = job.report.get("rows_read", 0)
     else:
-        current = cache.get(PROGRESS_KEY.format(job.pk)) or {}
+        current = _progress_cache("get", PROGRESS_KEY.format(job.pk)) or {}
         done, rows = current.get("bytes", 0), current.get("rows", 0)
     fraction = (
         min(done / job.total_bytes, 1.0) if job.total_bytes else (1.0 if job.finished else 0.0)
@@ -156,10 +158,20 @@ def run_import_job(job_id: int) -> ImportJob:
         fields=["report", "errors", "project"],
     )
     if job.finished:
-        cache.delete(PROGRESS_KEY.format(job.pk))
+        _progress_cache("delete", PROGRESS_KEY.format(job.pk))
         for f in job.files:  # the uploads have served their purpose
             default_storage.delete(f["path"])
     return job
+
+
+def _progress_cache(operation: str, *args, **kwargs):
+    """The progress kept in the (Redis) cache: only shown while the job runs, so a cache
+    that cannot be reached costs the progress bar, never the import."""
+    try:
+        return getattr(cache, operation)(*args, **kwargs)
+    except Exception as error:
+        logger.warning("import progress not kept: the cache is unreachable (%s)", error)
+        return None
 
 
 def _import(job: ImportJob) -> None:
@@ -167,7 +179,8 @@ def _import(job: ImportJob) -> None:
     them (the job's own account of why: ImportJob.failure_reason)."""
 
     def progress(rows: int, done: int) -> None:
-        cache.set(PROGRESS_KEY.format(job.pk), {"rows": rows, "bytes": done}, timeout=24 * 3600)
+        progress_now = {"rows": rows, "bytes": done}
+        _progress_cache("set", PROGRESS_KEY.format(job.pk), progress_now, timeout=24 * 3600)
 
     def refuse(report: dict, errors: list) -> JobRefused:
         job.report, job.errors = report, errors

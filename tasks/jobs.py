@@ -1,14 +1,16 @@
 """Celery jobs of the tasks app (autodiscovered as ``jobs``), and the base every
 organization's job uses (OrganizationTask, ORGANIZATION_JOB). Jobs are thin doors: each
-calls one service, which runs the job through ``tasks.lifecycle``."""
+calls one service, which runs the job through ``tasks.lifecycle``. A job that runs one
+row of a job model names it (``job_model``): beat's sweeper (``sweep_jobs``) then sends it
+again when its message was lost, or its worker died."""
 
 from celery.contrib.django.task import DjangoTask
 from django.db import OperationalError
 from django_scopes import scope
 
 from project.celery import app
-from tasks import generation, imports
-from tasks.models import Organization
+from tasks import generation, imports, lifecycle
+from tasks.models import GenerationJob, ImportJob, Organization
 
 
 class OrganizationTask(DjangoTask):
@@ -29,6 +31,7 @@ class OrganizationTask(DjangoTask):
 
 
 # A job on one organization's rows, tried again when the database is briefly unreachable.
+# A job run through tasks.lifecycle adds ``"job_model": <its model>``.
 ORGANIZATION_JOB = {
     "base": OrganizationTask,
     "bind": True,
@@ -38,12 +41,12 @@ ORGANIZATION_JOB = {
 }
 
 
-@app.task(**ORGANIZATION_JOB)
+@app.task(**ORGANIZATION_JOB, job_model=ImportJob)
 def run_import(self, organization_id: int, job_id: int) -> str:
     return imports.run_import_job(job_id).status
 
 
-@app.task(**ORGANIZATION_JOB)
+@app.task(**ORGANIZATION_JOB, job_model=GenerationJob)
 def run_generation(self, organization_id: int, job_id: int) -> None:
     """Dispatch a generation job's missing work in chunks (also how a job is resumed)."""
     generation.dispatch(job_id)
@@ -58,6 +61,12 @@ def generate_chunk(
 
 
 @app.task
-def resume_stalled_generations() -> int:
-    """Beat: resume generation jobs whose worker died (no sign of life for a while)."""
-    return generation.resume_stalled()
+def sweep_jobs() -> dict:
+    """Beat: jobs a dead worker or an unreachable job queue left behind are sent again
+    (tasks.lifecycle.sweep), generation jobs resume the chunks a dead worker had."""
+    app.loader.import_default_modules()  # every app's jobs, whichever were imported here
+    jobs = [task for task in app.tasks.values() if getattr(task, "job_model", None)]
+    forgot = lifecycle.broker_forgot(app)
+    counts = lifecycle.sweep(jobs, broker_forgot=forgot)
+    counts["resumed"] += generation.resume_stalled(broker_forgot=forgot)
+    return {name: count for name, count in counts.items() if count}

@@ -86,6 +86,7 @@ class GenerationJob(OrganizationJob):
     )
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    RERUN_WHEN_LOST = False  # tasks.generation.resume_stalled resumes just what is missing
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="generation_jobs")
     endpoint = models.ForeignKey(LLMEndpoint, on_delete=models.PROTECT, related_name="jobs")
@@ -103,7 +104,9 @@ class GenerationJob(OrganizationJob):
     chunks_left = models.IntegerField(default=0)
     # Chunks of this epoch that finished: a chunk delivered twice counts once.
     finished_chunks = models.JSONField(default=list, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Chunks of this epoch a worker took: one taken, unfinished and silent was lost with its
+    # worker (a chunk not taken yet still waits in the queue).
+    started_chunks = models.JSONField(default=list, blank=True)
 
     class Meta(OrganizationJob.Meta):
         pass

@@ -1,5 +1,7 @@
 """What every background job of an organization records, and import jobs."""
 
+import errno
+
 from django.conf import settings
 from django.db import DatabaseError, models
 from django_scopes import ScopedManager
@@ -27,11 +29,21 @@ class JobStatus(models.TextChoices):
 class OrganizationJob(models.Model):
     """What every background job of an organization records: who started it, its state,
     when it ran and, if it failed, why. ``tasks.lifecycle.run_job`` runs a job through
-    these states; each kind adds what it works on and what it produced."""
+    these states; each kind adds what it works on and what it produced.
+
+    What keeps a job from being lost or run twice (``tasks.lifecycle``): when its message
+    reached the job queue (``sent_at``), which message a worker runs it for and how many
+    times a worker started it (``message_id``, ``attempts``: the claim that a worker which
+    lost the job cannot finish it with), and the worker's sign of life while it runs
+    (``heartbeat_at``); beat's sweeper sends again what the queue never got and queues
+    again what a dead worker held."""
 
     Status = JobStatus
     # The states a job does not leave (a kind with more states extends this).
     FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    # tasks.lifecycle.run_job runs this kind: a job its worker lost is queued again whole.
+    # (GenerationJob says False: it resumes its own chunks, see tasks.generation.)
+    RERUN_WHEN_LOST = True
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     created_by = models.ForeignKey(
@@ -42,6 +54,16 @@ class OrganizationJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its message reached the job queue; empty: not yet."
+    )
+    message_id = models.CharField(
+        max_length=64, blank=True, help_text="The job queue's message the worker runs it for."
+    )
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker started it.")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last sign of life of the worker running it."
+    )
 
     objects = ScopedManager(organization="organization")
 
@@ -57,6 +79,23 @@ class OrganizationJob(models.Model):
         """What the audit trail records about this job when it starts and ends, besides
         its state and error (each kind names its own)."""
         return {}
+
+    @property
+    def waiting_for_queue(self) -> bool:
+        """Queued, but its message has not reached the job queue (it was unreachable when
+        the job was asked for): beat's sweeper sends it once the queue is back."""
+        return self.status == JobStatus.QUEUED and self.sent_at is None
+
+    @property
+    def status_note(self) -> str:
+        """What its status alone does not say, for the person who started it (empty when
+        nothing needs saying)."""
+        if self.waiting_for_queue:
+            return (
+                "Waiting for the job queue, which cannot be reached just now; the job is "
+                "kept and starts by itself once the queue is back."
+            )
+        return ""
 
     @property
     def failure(self) -> str:
@@ -78,8 +117,19 @@ class OrganizationJob(models.Model):
         export could not be written") and the kind of fault, for the person who started it
         and the operator who fixes it; never the traceback or the data, which the worker's
         log has."""
+        full = (errno.ENOSPC, errno.EDQUOT)
+        refused = (errno.EACCES, errno.EPERM, errno.EROFS)
         if isinstance(error, DatabaseError):
             cause = "the database refused one of its queries"
+        elif isinstance(error, OSError) and error.errno in full:
+            cause = (
+                f'the server\'s disk is full ("{error.strerror}"); run it again once space is freed'
+            )
+        elif isinstance(error, OSError) and error.errno in refused:
+            cause = (
+                f'the server may not write to its storage ("{error.strerror}"); the operator '
+                "should check the media volume"
+            )
         elif isinstance(error, OSError) and error.strerror:
             cause = f'the server\'s file system said "{error.strerror}"'
         else:
