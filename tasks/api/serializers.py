@@ -73,7 +73,15 @@ class PotatoUploadSerializer(serializers.Serializer):
 
 
 # What every job shows of its lifecycle (tasks.models.OrganizationJob), after its own fields.
-JOB_FIELDS = ["status", "failure", "error", "created_at", "started_at", "finished_at"]
+JOB_FIELDS = [
+    "status",
+    "status_note",
+    "failure",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+]
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -81,6 +89,11 @@ class JobSerializer(serializers.ModelSerializer):
 
     failure = serializers.CharField(
         read_only=True, help_text='"Failed: <reason>" when the job failed, else empty.'
+    )
+    status_note = serializers.CharField(
+        read_only=True,
+        help_text="What the status alone does not say (a queued job waiting for the job "
+        "queue to be reachable again), else empty.",
     )
 
 

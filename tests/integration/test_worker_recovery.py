@@ -185,6 +185,11 @@ def test_jobs_asked_for_while_the_broker_is_down_run_once_it_is_back(
             job = job_row(model, pk)
             assert job.status == "queued" and job.waiting_for_queue
             assert "Waiting for the job queue" in job.status_note
+        # …which the lead reads in the API's answer, and on the page.
+        polled = client.get(f"/api/v1/exports/{export.json()['id']}").json()
+        assert "Waiting for the job queue" in polled["status_note"]
+        page = client.get(f"/projects/{project.pk}/exports/").content.decode()
+        assert 'id="job-note">Waiting for the job queue' in page
 
         time.sleep(2)  # the outage goes on: beat's sweeps cannot reach the queue either
         assert [job_row(model, pk).status for model, pk in jobs] == ["queued", "queued"]
