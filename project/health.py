@@ -107,10 +107,18 @@ def _check_disk() -> dict:
     }
 
 
+# Without these web cannot serve anyone; a low or unwritable media disk only stops imports
+# and exports (they fail with that reason), so it makes web "degraded", not unready: taking
+# web out of rotation for it would stop every annotator too.
+SERVING = ("database", "broker")
+
+
 def readiness() -> dict:
     checks = {"database": _check_database(), "broker": _check_broker(), "disk": _check_disk()}
-    failing = [name for name, check in checks.items() if not check["ok"]]
-    return {"status": "unavailable" if failing else "ok", "failing": failing, "checks": checks}
+    failing = [name for name in SERVING if not checks[name]["ok"]]
+    degraded = [name for name, check in checks.items() if name not in SERVING and not check["ok"]]
+    status = "unavailable" if failing else "degraded" if degraded else "ok"
+    return {"status": status, "failing": failing, "degraded": degraded, "checks": checks}
 
 
 def _public_id(node: str) -> str:
@@ -139,7 +147,7 @@ def _background() -> dict:
 
 
 def _answer(report: dict) -> JsonResponse:
-    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    return JsonResponse(report, status=503 if report["status"] == "unavailable" else 200)
 
 
 @never_cache

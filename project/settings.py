@@ -394,12 +394,15 @@ CHOSEN_GENERATION_CHUNK_PROMPTS = 10
 # job it runs alive every HEARTBEAT seconds; beat's sweeper, every SWEEP seconds, queues again
 # a running job silent for STALE seconds (at most MAX_ATTEMPTS starts, then it fails saying
 # why), sends a queued job whose message never reached the queue, and sends again one whose
-# message has waited LOST seconds (a broker that lost its data). A killed job is running again
-# within STALE + SWEEP seconds (40 s).
+# message has waited LOST seconds (a broker that lost its data, or a worker killed after it
+# had taken the message and before it started the job: Redis hands that message out again
+# only after its 12-hour visibility timeout). Sending again is safe (a job runs once) and
+# happens at most once per LOST seconds per job. A killed job is running again within
+# STALE + SWEEP seconds (40 s), a lost message within LOST + SWEEP (70 s).
 CHOSEN_JOB_HEARTBEAT_SECONDS = 10
 CHOSEN_JOB_STALE_SECONDS = 30
 CHOSEN_JOB_SWEEP_SECONDS = 10
-CHOSEN_JOB_LOST_SECONDS = 900
+CHOSEN_JOB_LOST_SECONDS = 60
 CHOSEN_JOB_MAX_ATTEMPTS = 3
 # QC: prompts whose word sets are at least this similar (Jaccard) are reported as
 # near-duplicates, in groups.
@@ -420,7 +423,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- health (project/health.py; README, "Health") ------------------------------------------
-# /healthz/ready fails (503) when the disk holding MEDIA_ROOT has less free space than this.
+# /healthz/ready says "degraded" (still 200) when the disk holding MEDIA_ROOT has less free
+# space than this.
 CHOSEN_HEALTH_MIN_FREE_MB = int(env("CHOSEN_HEALTH_MIN_FREE_MB", "500"))
 # The Celery worker and beat record a heartbeat this often; one older than 3 intervals is
 # stale (the worker's and beat's health checks fail).

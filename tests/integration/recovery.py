@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import kombu.pools
 from django.db import connection
 from django_scopes import scopes_disabled
 
@@ -148,7 +149,11 @@ def broker_at(url: str):
     before = conf.broker_url
 
     def reset() -> None:
+        # kombu keeps one producer pool per connection in a process-wide registry: closing
+        # ours without clearing it leaves a closed pool for the next sender to find
+        # ("Acquire on closed pool" in every later test that sends a job).
         celery_app.pool.force_close_all()
+        kombu.pools.reset()
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
 

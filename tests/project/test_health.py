@@ -109,13 +109,16 @@ def test_ready_is_503_naming_the_broker_when_redis_stops(client, private_redis):
         assert str(port) not in response.content.decode()
 
 
-def test_ready_is_503_naming_the_disk_when_media_has_too_little_free_space(client, settings):
+def test_too_little_media_space_is_degraded_not_unready(client, settings):
+    """A full media disk stops imports and exports (they fail saying so), not annotation:
+    web stays in rotation (200) and says it is degraded, naming the disk."""
     free_mb = shutil.disk_usage(Path(settings.MEDIA_ROOT).parent).free // 2**20
     settings.CHOSEN_HEALTH_MIN_FREE_MB = free_mb + 1024
     ready = client.get("/healthz/ready")
-    assert ready.status_code == 503
+    assert ready.status_code == 200
     body = ready.json()
-    assert body["failing"] == ["disk"]
+    assert (body["status"], body["failing"], body["degraded"]) == ("degraded", [], ["disk"])
+    assert client.get("/healthz").json()["status"] == "degraded"
     disk = body["checks"]["disk"]
     assert disk["ok"] is False and disk["min_free_mb"] == free_mb + 1024
     assert abs(disk["free_mb"] - free_mb) < 1024 and disk["writable"] is True
