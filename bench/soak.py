@@ -48,6 +48,8 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchdb import fill_pairwise_items  # noqa: E402 (bench/ is the script's folder)
+
 from project.embedded import Stack, database_url, redis_url  # noqa: E402
 
 SECRET_KEY = secrets.token_urlsafe(64)
@@ -221,37 +223,7 @@ def fill(n_items: int, n_annotators: int, n_leads: int) -> People:
                 people[role].append(email)
         _, token = create_api_token(organization=org, name="soak pipeline")
     with connection.cursor() as cursor:
-        params = {"org": org.pk, "project": project.pk, "n": n_items}
-        cursor.execute(
-            "INSERT INTO tasks_prompt (organization_id, project_id, external_id, text, metadata, "
-            "source, content_hash, created_at) SELECT %(org)s, %(project)s, 'p' || g, "
-            "'Prompt ' || g || ': which answer is better?', '{}', 'soak', md5(g::text), now() "
-            "FROM generate_series(1, %(n)s) g",
-            params,
-        )
-        cursor.execute(
-            "INSERT INTO tasks_candidate (organization_id, prompt_id, text, source, "
-            "source_key, model, parameters, finish_reason, content_hash, created_at) "
-            "SELECT p.organization_id, p.id, 'Answer ' || v.k || ' to ' || p.external_id, "
-            "'imported', 'response_' || v.k, '', '{}', 'stop', md5(p.id || v.k), now() "
-            "FROM tasks_prompt p CROSS JOIN (VALUES ('a'), ('b')) v(k) "
-            "WHERE p.project_id = %(project)s",
-            params,
-        )
-        cursor.execute(
-            "INSERT INTO tasks_item (organization_id, project_id, prompt_id, mode, candidate_key, "
-            "target_annotations, assignment_count, random_order, created_at) SELECT %(org)s, "
-            "%(project)s, c.prompt_id, 'pairwise', min(c.id) || '-' || max(c.id), 2, 0, "
-            "(random() * 2147483647)::int, now() FROM tasks_candidate c JOIN tasks_prompt p "
-            "ON p.id = c.prompt_id WHERE p.project_id = %(project)s GROUP BY c.prompt_id",
-            params,
-        )
-        cursor.execute(
-            "INSERT INTO tasks_itemcandidate (item_id, candidate_id, position) SELECT i.id, c.id, "
-            "row_number() OVER (PARTITION BY i.id ORDER BY c.id) - 1 FROM tasks_item i "
-            "JOIN tasks_candidate c ON c.prompt_id = i.prompt_id WHERE i.project_id = %(project)s",
-            params,
-        )
+        fill_pairwise_items(cursor, org.pk, project.pk, n_items)
         cursor.execute("ANALYZE")
     connection.close()  # the drills stop this database: hold no connection to it
     return People(project.pk, people["annotator"], people["lead"], token)
