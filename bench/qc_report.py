@@ -39,29 +39,13 @@ def fill(judgments: int, annotators: int):
     from django_scopes import scopes_disabled
 
     from tasks.models import Organization, Project
-    from tasks.schema import validate_questions
+    from tasks.project_templates import DPO_PAIRWISE
 
-    questions = validate_questions(
-        [
-            {
-                "name": "preference",
-                "kind": "preference",
-                "labels": [
-                    {"text": "A is better", "means": "A", "key": "a"},
-                    {"text": "B is better", "means": "B", "key": "b"},
-                    {"text": "Tie", "means": "tie", "key": "t"},
-                    {"text": "Both bad", "means": "both_bad", "key": "x"},
-                ],
-            },
-            {"name": "dimension", "kind": "choice", "options": ["helpful", "harmless", "honest"]},
-        ],
-        mode="pairwise",
-    )
     User = get_user_model()
     with scopes_disabled():
         org, _ = Organization.objects.get_or_create(slug="qc-bench", defaults={"name": "QC"})
         project = Project.objects.create(
-            organization=org, name=f"qc {judgments} {time.time()}", questions=questions
+            organization=org, name=f"qc {judgments} {time.time()}", questions=DPO_PAIRWISE.questions
         )
         people = [
             User.objects.get_or_create(username=f"qc{n}", defaults={"email": f"qc{n}@bench"})[0]
@@ -121,8 +105,8 @@ def fill(judgments: int, annotators: int):
             "answers, rubric_scores, reasoning, time_spent_ms, version, created_at, updated_at) "
             "SELECT a.organization_id, a.project_id, a.item_id, a.id, a.annotator_id, "
             "'preferred', x.chosen, x.other, CASE WHEN x.chosen = "
-            "(a.display_order->>0)::int THEN 'A is better' ELSE 'B is better' END, '[]', "
-            "jsonb_build_object('dimension', (ARRAY['helpful','harmless','honest'])"
+            "(a.display_order->>0)::int THEN 'Response A Preferred' ELSE 'Response B Preferred' END, '[]', "
+            "jsonb_build_object('alignment_dimension', (ARRAY['helpful','harmless','honest'])"
             "[1 + (a.item_id %% 3)]), '{}', 'because', (20000 + random() * 60000)::int, 1, "
             "now() - (a.item_id %% 14) * interval '1 day', now() FROM annotation_assignment a "
             "CROSS JOIN LATERAL (SELECT CASE WHEN a.annotator_id %% 3 = 0 AND random() < 0.8 "

@@ -39,6 +39,7 @@ from tasks.audit import acting_as
 from tasks.importers.prompts import import_prompts
 from tasks.importers.rows import candidate_hash
 from tasks.models import Candidate, Item, Organization, Project
+from tasks.project_templates import ALIGNMENT_DIMENSION, DPO_PREFERENCE
 from tasks.schema import validate_questions
 
 STUDY_PROJECT_NAME = "Support assistant replies (finished study)"
@@ -60,27 +61,8 @@ Compare two replies of our assistant to the same conversation and pick the bette
 
 QUESTIONS = validate_questions(
     [
-        {
-            "name": "preference",
-            "kind": "preference",
-            "description": "Which reply is better overall?",
-            "labels": [
-                {"value": "A", "text": "Response A is better", "means": "A", "key": "a"},
-                {"value": "B", "text": "Response B is better", "means": "B", "key": "b"},
-                {"value": "tie", "text": "Equally good", "means": "tie", "key": "e"},
-                {"value": "both_bad", "text": "Both bad", "means": "both_bad", "key": "x"},
-            ],
-        },
-        {
-            "name": "alignment_dimension",
-            "kind": "choice",
-            "description": "Which dimension best characterizes the difference?",
-            "options": [
-                {"value": "helpful", "text": "Helpful", "key": "1"},
-                {"value": "harmless", "text": "Harmless", "key": "2"},
-                {"value": "honest", "text": "Honest", "key": "3"},
-            ],
-        },
+        DPO_PREFERENCE,
+        ALIGNMENT_DIMENSION,
         {
             "name": "helpfulness",
             "kind": "rating",
