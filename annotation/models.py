@@ -88,6 +88,11 @@ class Judgment(models.Model):
     strength = models.PositiveSmallIntegerField(null=True, blank=True)
     ranking = models.JSONField(default=list, blank=True, help_text="Candidate ids, best first.")
     answers = models.JSONField(default=dict, blank=True, help_text="Other questions, by name.")
+    schema_version = models.PositiveIntegerField(
+        default=1,
+        db_default=1,
+        help_text="The project's schema version the answers were given under.",
+    )
     rubric_scores = models.JSONField(
         default=dict, blank=True, help_text='{"<candidate id>": {"<criterion>": score}}'
     )

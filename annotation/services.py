@@ -133,6 +133,7 @@ def resolve_answers(assignment: Assignment, answers: dict[str, Any]) -> dict[str
     if errors:
         raise ValidationError(errors)
     fields["reasoning"] = fields["answers"].pop("reasoning", "")
+    fields["schema_version"] = project.schema_version
     return fields
 
 
@@ -300,6 +301,7 @@ def snapshot(judgment: Judgment) -> dict:
         "ranking": judgment.ranking,
         "answers": judgment.answers,
         "rubric_scores": judgment.rubric_scores,
+        "schema_version": judgment.schema_version,
         "reasoning": judgment.reasoning,
         "corrected": judgment.corrected_id,
         "time_spent_ms": judgment.time_spent_ms,

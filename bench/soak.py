@@ -654,6 +654,29 @@ def percentile(values, q):
     return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 100 else max(values)
 
 
+def print_timeline(stats: Stats, start: float, step: float = 30.0) -> None:
+    """Submit latency and log-ins per ``step`` seconds: where the slow submits are."""
+    windows: dict[int, dict] = {}
+    for started, what, status, ms in stats.log:
+        window = windows.setdefault(int((started - start) // step), {"submit": [], "log in": 0})
+        if what == "submit" and status == 200:
+            window["submit"].append(ms)
+        elif what == "log in":
+            window["log in"] += 1
+    print(
+        f"\n{'seconds':>9} {'log-ins':>8} {'submits':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
+    )
+    for n in sorted(windows):
+        times = sorted(windows[n]["submit"])
+        if not times:
+            continue
+        at = [times[min(len(times) - 1, int(q * len(times)))] for q in (0.5, 0.95, 0.99)]
+        print(
+            f"{int(n * step):>4}-{int((n + 1) * step):<4} {windows[n]['log in']:>8} "
+            f"{len(times):>8} {at[0]:>8.0f} {at[1]:>8.0f} {at[2]:>8.0f}"
+        )
+
+
 # --- main --------------------------------------------------------------------------------
 
 
@@ -724,6 +747,7 @@ def main() -> int:
             if getattr(drill, "job", None):
                 recovery[drill.job] = _finished_after(soak, drill.job, drill.killed_at)
         errors = classify(stats, drills)
+        print_timeline(stats, start)
         return report(args, stats, result, drills, errors, recovery)
     finally:
         stop.set()

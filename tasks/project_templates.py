@@ -134,8 +134,7 @@ For each item:
 BEST_OF_N = _template(
     "best_of_n",
     "Best of N with a justification",
-    "Three to five generated candidates: pick the best and the worst, and say why in one "
-    "sentence.",
+    "Three to five generated candidates: pick the best and the worst, and say why in one sentence.",
     BEST_WORST,
     [
         {

@@ -26,6 +26,7 @@ class JudgmentSerializer(serializers.ModelSerializer):
             "ranking",
             "answers",
             "rubric_scores",
+            "schema_version",
             "reasoning",
             "corrected",
             "time_spent_ms",

@@ -26,6 +26,7 @@ from tasks.models import (
     Project,
 )
 from tasks.models.organizations import last_used
+from tasks.models.projects import SCHEMA_FIELDS
 
 # --- log-in and log-out ----------------------------------------------------------------------
 
@@ -117,6 +118,7 @@ PROJECT_FIELDS = (
     "guidelines",
     "questions",
     "html_layout",
+    "schema_version",
     "annotations_per_item",
     "quota_per_annotator",
     "allow_skip",
@@ -134,7 +136,6 @@ PROJECT_FIELDS = (
     "id_key",
     "text_key",
 )
-SCHEMA_FIELDS = {"questions", "mode", "html_layout"}
 
 
 def _values(instance, fields) -> dict:
@@ -171,7 +172,7 @@ def _project_saved(sender, instance, created, **kwargs):
         return
     changes = _changes(instance, PROJECT_FIELDS)
     if changes:
-        schema = bool(SCHEMA_FIELDS & set(changes))
+        schema = bool(set(SCHEMA_FIELDS) & set(changes))
         action = Action.PROJECT_SCHEMA_CHANGED if schema else Action.PROJECT_UPDATED
         record(action, organization=instance.organization_id, obj=instance, changes=changes)
 

@@ -46,6 +46,10 @@ class ProjectQuerySet(models.QuerySet):
         return project if named.exists() else None
 
 
+# What an annotator answers is decided by these fields; a change makes a new schema version.
+SCHEMA_FIELDS = ("questions", "mode", "html_layout")
+
+
 class Project(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -75,6 +79,13 @@ class Project(models.Model):
     )
     html_layout = models.TextField(
         blank=True, help_text="Optional Potato-style layout with {{field}} placeholders."
+    )
+    schema_version = models.PositiveIntegerField(
+        default=1,
+        db_default=1,
+        editable=False,
+        help_text="Goes up by one whenever the questions, the mode or the layout change; every "
+        "judgment keeps the version it was made under.",
     )
     # Overlap: every item gets `annotations_per_item` judgments; a random
     # `agreement_sample_percent` of items gets `agreement_sample_annotations` instead, so
@@ -142,6 +153,27 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        self.schema_version = self._next_schema_version(kwargs.get("update_fields"))
+        super().save(*args, **kwargs)
+
+    def _next_schema_version(self, update_fields) -> int:
+        """The stored version, plus one if this save changes what annotators answer."""
+        if self._state.adding or self.pk is None:
+            return self.schema_version
+        if update_fields is not None and not SCHEMA_FIELDS & set(update_fields):
+            return self.schema_version
+        stored = (
+            type(self)
+            ._base_manager.filter(pk=self.pk)
+            .values(*SCHEMA_FIELDS, "schema_version")
+            .first()
+        )
+        if stored is None:
+            return self.schema_version
+        changed = any(stored[f] != getattr(self, f) for f in SCHEMA_FIELDS)
+        return stored["schema_version"] + changed
 
     def clean(self) -> None:
         errors = {}

@@ -108,6 +108,7 @@ def test_project_and_question_schema_changes_keep_before_and_after(acme):
     assert trail[1].changes == {"name": ["Acme project", "Renamed"]}
     assert trail[2].changes["questions"][0] == before
     assert trail[2].changes["questions"][1][-1]["name"] == "tone"
+    assert trail[2].changes["schema_version"] == [1, 2]
 
 
 def test_tokens_created_used_and_revoked(acme, client, as_user):
