@@ -122,7 +122,7 @@ def start_stack(base: Path, gunicorn_workers: int) -> Soak:
     return soak
 
 
-def start_servers(soak: Soak, gunicorn_workers: int) -> None:
+def start_servers(soak: Soak, gunicorn_workers: int, gunicorn_threads: int) -> None:
     python = sys.executable
     soak.start(
         "gunicorn",
@@ -135,6 +135,8 @@ def start_servers(soak: Soak, gunicorn_workers: int) -> None:
             f"127.0.0.1:{soak.port}",
             "--workers",
             str(gunicorn_workers),
+            "--threads",
+            str(gunicorn_threads),
             "--log-level",
             "warning",
             "--no-control-socket",  # gunicorn 27's default socket is one per user: shared
@@ -688,6 +690,7 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--think", type=float, nargs=2, default=[2.0, 6.0])
     parser.add_argument("--gunicorn-workers", type=int, default=4)
+    parser.add_argument("--gunicorn-threads", type=int, default=4)
     parser.add_argument("--faults", action="store_true")
     parser.add_argument("--fault-scale", type=float, default=1.0)
     parser.add_argument("--job-every", type=float, default=15.0, help="seconds between jobs")
@@ -704,7 +707,7 @@ def main() -> int:
         soak = start_stack(base, args.gunicorn_workers)
         setup_django(soak)
         people = fill(args.items, args.annotators, args.leads)
-        start_servers(soak, args.gunicorn_workers)
+        start_servers(soak, args.gunicorn_workers, args.gunicorn_threads)
         print(
             f"Soak: {args.annotators} annotators, {args.leads} leads, an API client, "
             f"{args.minutes:g} min, think {args.think[0]:g}-{args.think[1]:g} s, "

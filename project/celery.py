@@ -138,6 +138,14 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
 app.steps["consumer"].add(WorkerHeartbeat)
 
 
+@signals.worker_init.connect
+def lower_the_worker_priority(**kwargs):
+    """Jobs yield the CPU to people (CHOSEN_WORKER_NICE): set before the pool starts, so
+    its processes inherit it. Raising the nice value needs no privilege."""
+    if settings.CHOSEN_WORKER_NICE > 0:
+        os.nice(settings.CHOSEN_WORKER_NICE)
+
+
 @signals.beat_init.connect
 def beat_heartbeat(sender, **kwargs):
     """Beat beats after each pass of its scheduler and sleeps at most one heartbeat interval

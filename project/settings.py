@@ -191,6 +191,17 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
+# Django's PBKDF2 at its full cost, hashed on a thread of lower CPU priority so that a crowd
+# logging in does not hold up annotation (tasks/passwords.py). The others verify hashes
+# made elsewhere (an imported user table). Same algorithm name: existing hashes verify.
+PASSWORD_HASHERS = [
+    "tasks.passwords.LowPriorityPBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+CHOSEN_PASSWORD_HASH_NICE = int(env("CHOSEN_PASSWORD_HASH_NICE", "10"))
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -404,6 +415,9 @@ CHOSEN_JOB_STALE_SECONDS = 30
 CHOSEN_JOB_SWEEP_SECONDS = 10
 CHOSEN_JOB_LOST_SECONDS = 60
 CHOSEN_JOB_MAX_ATTEMPTS = 3
+# Background jobs yield the CPU to people: the Celery worker runs at this nice value
+# (0: as the web). On a small server an export no longer slows the annotate page down.
+CHOSEN_WORKER_NICE = int(env("CHOSEN_WORKER_NICE", "10"))
 # QC: prompts whose word sets are at least this similar (Jaccard) are reported as
 # near-duplicates, in groups.
 CHOSEN_QC_PROMPT_SIMILARITY = float(env("CHOSEN_QC_PROMPT_SIMILARITY", "0.8"))

@@ -34,6 +34,7 @@ from django.utils import timezone
 from django_scopes import scopes_disabled
 from kombu.exceptions import OperationalError as QueueUnreachable
 
+from tasks.audit import record_job_requeued
 from tasks.models import JobStatus, OrganizationJob
 
 logger = logging.getLogger(__name__)
@@ -326,5 +327,6 @@ def _rescue(task, job: OrganizationJob, stale) -> str:
         job.attempts + 1,
         settings.CHOSEN_JOB_MAX_ATTEMPTS,
     )
+    record_job_requeued(job, attempt=job.attempts + 1, silent_since=job.heartbeat_at)
     send(task, job)
     return "requeued"

@@ -198,6 +198,8 @@ def database_unavailable_response(request: HttpRequest) -> HttpResponse:
         response = HttpResponse(html, status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     add_never_cache_headers(response)
+    # Said once by _database (a warning per outage), not by django.request once per request.
+    response._has_been_logged = True
     return response
 
 

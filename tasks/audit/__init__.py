@@ -39,7 +39,7 @@ The names other modules use are importable from ``tasks.audit``.
 from tasks.audit.actions import Action, action_choices
 from tasks.audit.context import Who, acting_as, current, request_context, who_of
 from tasks.audit.reading import COLUMNS, AuditEventFilter, as_record, export_lines
-from tasks.audit.receivers import connect_job
+from tasks.audit.receivers import connect_job, record_job_requeued
 from tasks.audit.record import diff, record, record_revocations, record_token_use
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "diff",
     "export_lines",
     "record",
+    "record_job_requeued",
     "record_revocations",
     "record_token_use",
     "request_context",

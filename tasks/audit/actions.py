@@ -27,6 +27,7 @@ class Action:
     IMPORT_STARTED = "import.created"
     IMPORT_SUCCEEDED = "import.succeeded"
     IMPORT_FAILED = "import.failed"
+    IMPORT_REQUEUED = "import.requeued"
     GENERATION_STARTED = "generation.created"
     GENERATION_SUCCEEDED = "generation.succeeded"
     GENERATION_FAILED = "generation.failed"
@@ -45,10 +46,12 @@ class Action:
     EXPORT_CREATED = "export.created"
     EXPORT_SUCCEEDED = "export.succeeded"
     EXPORT_FAILED = "export.failed"
+    EXPORT_REQUEUED = "export.requeued"
     EXPORT_DOWNLOADED = "export.downloaded"
     QC_REPORT_CREATED = "qc_report.created"
     QC_REPORT_SUCCEEDED = "qc_report.succeeded"
     QC_REPORT_FAILED = "qc_report.failed"
+    QC_REPORT_REQUEUED = "qc_report.requeued"
     QC_REPORT_DOWNLOADED = "qc_report.downloaded"
     TOKEN_CREATED = "token.created"
     TOKEN_USED = "token.used"
@@ -81,6 +84,7 @@ class Action:
         IMPORT_STARTED: "Import started",
         IMPORT_SUCCEEDED: "Import succeeded",
         IMPORT_FAILED: "Import failed",
+        IMPORT_REQUEUED: "Import started again (its worker died)",
         GENERATION_STARTED: "Generation started",
         GENERATION_SUCCEEDED: "Generation succeeded",
         GENERATION_FAILED: "Generation failed",
@@ -99,10 +103,12 @@ class Action:
         EXPORT_CREATED: "Export requested",
         EXPORT_SUCCEEDED: "Export written",
         EXPORT_FAILED: "Export failed",
+        EXPORT_REQUEUED: "Export started again (its worker died)",
         EXPORT_DOWNLOADED: "Export file downloaded",
         QC_REPORT_CREATED: "QC report requested",
         QC_REPORT_SUCCEEDED: "QC report computed",
         QC_REPORT_FAILED: "QC report failed",
+        QC_REPORT_REQUEUED: "QC report started again (its worker died)",
         QC_REPORT_DOWNLOADED: "QC report downloaded",
         TOKEN_CREATED: "API token created",
         TOKEN_USED: "API token used",

@@ -395,6 +395,23 @@ def job_saved(sender, instance, created, update_fields=None, **kwargs):
         )
 
 
+def record_job_requeued(job, *, attempt: int, silent_since) -> None:
+    """A running job queued again by beat's sweeper because its worker went silent (it is
+    saved with update(), so no signal tells)."""
+    kind = _KINDS[type(job)]
+    record(
+        f"{kind}.requeued",
+        organization=job.organization_id,
+        obj=job,
+        object_type=kind,
+        data={
+            "project": job.project_id,
+            "attempt": attempt,
+            "silent_since": silent_since.isoformat() if silent_since else None,
+        },
+    )
+
+
 def connect_job(model, kind: str) -> None:
     _KINDS[model] = kind
     pre_save.connect(job_before, sender=model, dispatch_uid=f"audit-{kind}-job-before")

@@ -90,6 +90,11 @@ def test_an_import_whose_worker_was_killed_is_imported_once(processes, acme, as_
     assert job.status == "succeeded", (job.error, second.output()[-3000:])
     assert job.attempts == 2 and job.report["prompts_created"] == 8_000
     with scopes_disabled():
+        trail = AuditEvent.objects.filter(object_type="import", object_id=str(pk)).order_by("id")
+        requeued = trail.get(action="import.requeued")
+    assert [e.action for e in trail] == ["import.created", "import.requeued", "import.succeeded"]
+    assert requeued.data["attempt"] == 2 and requeued.actor_label == "system"
+    with scopes_disabled():
         ids = list(Prompt.objects.filter(project=acme.project).values_list("external_id"))
     assert len(ids) == len(set(ids)) == 8_000
     assert recovered < RECOVERY_SECONDS + 30  # its own work included
