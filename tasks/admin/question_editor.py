@@ -134,6 +134,7 @@ def template_choices() -> list[dict]:
 
 
 def template_initial(key: str | None) -> dict:
-    """The form's initial data for the chosen template (none: a blank project)."""
+    """The form's initial data for the chosen template; a blank project starts from the
+    default questions, so that the editor has rows to show."""
     chosen = project_templates.get(key)
-    return chosen.initial() if chosen else {}
+    return chosen.initial() if chosen else {"questions": default_questions()}
