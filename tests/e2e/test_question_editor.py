@@ -34,6 +34,7 @@ def stored_questions(project_id: int) -> list:
 def test_a_lead_builds_questions_with_the_keyboard_and_annotators_get_them(
     page, browser, live_server, acme
 ):
+    page.set_viewport_size({"width": 1600, "height": 1000})
     log_in_through_the_form(page, acme.lead.email, PASSWORD)
     page.goto("/admin/tasks/project/add/")
     page.get_by_role("link", name=DPO_PAIRWISE.title).click()
@@ -95,7 +96,8 @@ def test_a_lead_builds_questions_with_the_keyboard_and_annotators_get_them(
     tab_to(page, preview)
     page.keyboard.press("s")
     expect(preview.locator('input[value="A_slight"]')).to_be_checked()
-    page.screenshot(path=SCREENSHOT, full_page=True)
+    page.locator("#qe-q0-labels4").scroll_into_view_if_needed()
+    page.screenshot(path=SCREENSHOT)  # the editor with its preview beside it
 
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".messagelist .success")).to_be_visible()
