@@ -1,11 +1,12 @@
 from django.urls import path
 
-from annotation import review, views
+from annotation import preview, review, views
 
 app_name = "annotation"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("projects/preview/", preview.question_preview, name="question_preview"),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
     path(
         "projects/<int:project_id>/annotate/<int:assignment_id>/submit/",

@@ -17,6 +17,7 @@ Kinds:
 
 import math
 import re
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -40,9 +41,45 @@ REQUIRED_BY_DEFAULT = {
 }
 
 
+@dataclass(frozen=True)
+class SchemaProblem:
+    """One problem of a schema, placed: the question (its index in the list), the list
+    inside it (``labels`` or ``options``) and the row there, and the field (``key``,
+    ``scale.min``; empty for the whole question or row). An editor shows ``message`` (the
+    text of ``errors_list``) beside that field."""
+
+    message: str
+    question: int | None = None
+    part: str | None = None
+    index: int | None = None
+    field: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# What _Checker's ``where`` says: ``questions[1] 'name' labels[0]``.
+WHERE_RE = re.compile(r"^questions\[(\d+)\](?: '[^']*')?(?: (labels|options)\[(\d+)\])?$")
+
+
+def _place(where: str, message: str, field: str) -> SchemaProblem:
+    found = WHERE_RE.match(where)
+    if found is None:
+        # the schema as a whole ("questions"), or the project's mode
+        return SchemaProblem(message, field="" if where == "questions" else where)
+    question, part, index = found.groups()
+    return SchemaProblem(
+        message, int(question), part, int(index) if index is not None else None, field
+    )
+
+
 class QuestionSchemaError(ValidationError):
-    def __init__(self, errors: list[str]):
+    """The problems of a schema: ``errors_list`` as text, ``problems`` placed at their
+    fields (the same order; placed from the text when only that is given)."""
+
+    def __init__(self, errors: list[str], problems: list[SchemaProblem] | None = None):
         self.errors_list = errors
+        self.problems = problems or [_place(e.split(": ", 1)[0], e, "") for e in errors]
         super().__init__(errors)
 
 
@@ -50,10 +87,12 @@ class _Checker:
     def __init__(self, mode: str):
         self.mode = mode
         self.errors: list[str] = []
+        self.problems: list[SchemaProblem] = []
         self.shortcuts: dict[str, str] = {}
 
-    def error(self, where: str, message: str) -> None:
+    def error(self, where: str, message: str, *, field: str = "") -> None:
         self.errors.append(f"{where}: {message}")
+        self.problems.append(_place(where, self.errors[-1], field))
 
     # Each field's type. A field left out (or null) takes its default; a value of another
     # type is an error naming the field and what was given, and the default stands in.
@@ -63,7 +102,7 @@ class _Checker:
         if value is None:
             return ""
         if not isinstance(value, str):
-            self.error(where, f"'{field}' must be text, not {_shown(value)}")
+            self.error(where, f"'{field}' must be text, not {_shown(value)}", field=field)
             return ""
         return value[:limit]
 
@@ -72,7 +111,7 @@ class _Checker:
         if value is None:
             return default
         if not isinstance(value, bool):
-            self.error(where, f"'{field}' must be true or false, not {_shown(value)}")
+            self.error(where, f"'{field}' must be true or false, not {_shown(value)}", field=field)
             return default
         return value
 
@@ -85,7 +124,11 @@ class _Checker:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            self.error(where, f"'{path or field}' must be a whole number, not {_shown(value)}")
+            self.error(
+                where,
+                f"'{path or field}' must be a whole number, not {_shown(value)}",
+                field=path or field,
+            )
             return None
         return value
 
@@ -100,7 +143,9 @@ class _Checker:
             or value < 0
         ):
             self.error(
-                where, f"'{field}' must be a number ≥ 0 (like 1 or 0.5), not {_shown(value)}"
+                where,
+                f"'{field}' must be a number ≥ 0 (like 1 or 0.5), not {_shown(value)}",
+                field=field,
             )
             return default
         return float(value)
@@ -110,7 +155,11 @@ class _Checker:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.error(where, f"'{path or field}' must be an object, not {_shown(value)}")
+            self.error(
+                where,
+                f"'{path or field}' must be an object, not {_shown(value)}",
+                field=path or field,
+            )
             return {}
         return value
 
@@ -121,16 +170,18 @@ class _Checker:
         if isinstance(key, int) and not isinstance(key, bool) and 0 <= key <= 9:
             key = str(key)  # a digit, as YAML reads `key_value: 1`
         if not isinstance(key, str):
-            self.error(where, f"'key' must be a single character, not {_shown(key)}")
+            self.error(where, f"'key' must be a single character, not {_shown(key)}", field="key")
             return None
         key = key.strip().lower()
         if len(key) != 1 and key not in {"space"}:
-            self.error(where, f"key {key!r} must be a single character")
+            self.error(where, f"key {key!r} must be a single character", field="key")
             return None
         if key in RESERVED_KEYS:
-            self.error(where, f"key {key!r} is reserved by the annotate page")
+            self.error(where, f"key {key!r} is reserved by the annotate page", field="key")
         elif key in self.shortcuts:
-            self.error(where, f"key {key!r} is already the shortcut of {self.shortcuts[key]}")
+            self.error(
+                where, f"key {key!r} is already the shortcut of {self.shortcuts[key]}", field="key"
+            )
         else:
             self.shortcuts[key] = owner
         return key
@@ -172,18 +223,22 @@ def validate_questions(questions: Any, *, mode: str = "pairwise") -> list[dict]:
             continue
         name = question.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
-            check.error(where, "'name' must be a short identifier (letters, digits, _)")
+            check.error(
+                where, "'name' must be a short identifier (letters, digits, _)", field="name"
+            )
             name = f"#{index}"
         elif name in names:
-            check.error(where, f"name {name!r} is used by another question")
+            check.error(where, f"name {name!r} is used by another question", field="name")
         names.add(name)
         where = f"{where} {name!r}"
         kind = question.get("kind")
         if not isinstance(kind, str):
-            check.error(where, f"'kind' must be one of {', '.join(KINDS)}, not {_shown(kind)}")
+            check.error(
+                where, f"'kind' must be one of {', '.join(KINDS)}, not {_shown(kind)}", field="kind"
+            )
             continue
         if kind not in KINDS:
-            check.error(where, f"kind {kind!r} is not one of {', '.join(KINDS)}")
+            check.error(where, f"kind {kind!r} is not one of {', '.join(KINDS)}", field="kind")
             continue
         normalized.append(_NORMALIZERS[kind](check, where, name, question))
     preference = [q for q in normalized if q["kind"] == "preference"]
@@ -192,7 +247,7 @@ def validate_questions(questions: Any, *, mode: str = "pairwise") -> list[dict]:
     if sum(q["kind"] == "correction" for q in normalized) > 1:
         check.error("questions", "at most one 'correction' question")
     if check.errors:
-        raise QuestionSchemaError(check.errors)
+        raise QuestionSchemaError(check.errors, check.problems)
     return normalized
 
 
@@ -215,11 +270,12 @@ def _preference(check: _Checker, where: str, name: str, question: dict) -> dict:
                 where,
                 f"'labels' are for pairwise projects; a {check.mode} project "
                 "picks candidates by number",
+                field="labels",
             )
         result["labels"] = []
         return result
     if not isinstance(labels, list) or len(labels) < 2:
-        check.error(where, "'labels' must list at least the two choices (A and B)")
+        check.error(where, "'labels' must list at least the two choices (A and B)", field="labels")
         result["labels"] = []
         return result
     normalized, meanings = [], set()
@@ -231,20 +287,24 @@ def _preference(check: _Checker, where: str, name: str, question: dict) -> dict:
         value = check.text(at, label, "value", 200)
         text = check.text(at, label, "text", 200) or value
         if not text:
-            check.error(at, "'text' is empty")
+            check.error(at, "'text' is empty", field="text")
         means = label.get("means")
         if not isinstance(means, str) or means not in MEANINGS:
             shown = repr(means) if isinstance(means, str) else _shown(means)
-            check.error(at, f"'means' must be one of {', '.join(MEANINGS)}, not {shown}")
+            check.error(
+                at, f"'means' must be one of {', '.join(MEANINGS)}, not {shown}", field="means"
+            )
             means = None
         strength = label.get("strength")
         if strength is not None and (
             isinstance(strength, bool) or not isinstance(strength, int) or not 1 <= strength <= 3
         ):
-            check.error(at, f"'strength' must be 1, 2 or 3, not {_shown(strength)}")
+            check.error(
+                at, f"'strength' must be 1, 2 or 3, not {_shown(strength)}", field="strength"
+            )
             strength = None
         if means in ("tie", "both_bad") and means in meanings:
-            check.error(at, f"a second label meaning {means!r}")
+            check.error(at, f"a second label meaning {means!r}", field="means")
         meanings.add(means)
         normalized.append(
             {
@@ -257,7 +317,9 @@ def _preference(check: _Checker, where: str, name: str, question: dict) -> dict:
             }
         )
     if not {"A", "B"} <= meanings:
-        check.error(where, "labels must include one meaning 'A' and one meaning 'B'")
+        check.error(
+            where, "labels must include one meaning 'A' and one meaning 'B'", field="labels"
+        )
     result["labels"] = normalized
     return result
 
@@ -266,7 +328,9 @@ def _choice(check: _Checker, where: str, name: str, question: dict, kind: str) -
     result = _base(check, where, question, name, kind)
     options = question.get("options")
     if not isinstance(options, list) or len(options) < (2 if kind == "choice" else 1):
-        check.error(where, f"'options' must list at least {2 if kind == 'choice' else 1}")
+        check.error(
+            where, f"'options' must list at least {2 if kind == 'choice' else 1}", field="options"
+        )
         options = []
     normalized, values = [], set()
     for i, option in enumerate(options):
@@ -279,11 +343,11 @@ def _choice(check: _Checker, where: str, name: str, question: dict, kind: str) -
         value = option.get("value")
         if not isinstance(value, str) or not value.strip():
             shown = "empty" if value in (None, "") else _shown(value)
-            check.error(at, f"'value' must be a non-empty text, not {shown}")
+            check.error(at, f"'value' must be a non-empty text, not {shown}", field="value")
             continue
         value = value[:200]
         if value in values:
-            check.error(at, f"value {value!r} appears twice")
+            check.error(at, f"value {value!r} appears twice", field="value")
         values.add(value)
         normalized.append(
             {
@@ -305,7 +369,9 @@ def _rating(check: _Checker, where: str, name: str, question: dict) -> dict:
     if low is None or high is None:
         low, high = 1, 5
     elif not low < high <= low + 100:
-        check.error(where, "'scale' needs integers min < max (at most 100 points apart)")
+        check.error(
+            where, "'scale' needs integers min < max (at most 100 points apart)", field="scale"
+        )
         low, high = 1, 5
     point_labels = {}
     for point, text in check.mapping(where, scale, "labels", path="scale.labels").items():
@@ -314,10 +380,16 @@ def _rating(check: _Checker, where: str, name: str, question: dict) -> dict:
         except (TypeError, ValueError):
             point_int = None
         if point_int is None or not low <= point_int <= high:
-            check.error(where, f"scale label for {point!r} is outside {low}..{high}")
+            check.error(
+                where, f"scale label for {point!r} is outside {low}..{high}", field="scale.labels"
+            )
             continue
         if not isinstance(text, str):
-            check.error(where, f"'scale.labels' {point!r} must be text, not {_shown(text)}")
+            check.error(
+                where,
+                f"'scale.labels' {point!r} must be text, not {_shown(text)}",
+                field="scale.labels",
+            )
             continue
         point_labels[str(point_int)] = text[:100]
     result["scale"] = {"min": low, "max": high, "labels": point_labels}
@@ -332,14 +404,16 @@ def _text_question(check: _Checker, where: str, name: str, question: dict) -> di
     max_length = check.whole(where, question, "max_length", TEXT_LIMIT)
     if min_length is None or min_length < 0:
         if min_length is not None:
-            check.error(where, "'min_length' must be a whole number ≥ 0")
+            check.error(where, "'min_length' must be a whole number ≥ 0", field="min_length")
         min_length = 0
     if max_length is None or not 0 < max_length <= TEXT_LIMIT:
         if max_length is not None:
-            check.error(where, f"'max_length' must be between 1 and {TEXT_LIMIT}")
+            check.error(
+                where, f"'max_length' must be between 1 and {TEXT_LIMIT}", field="max_length"
+            )
         max_length = TEXT_LIMIT
     if min_length > max_length:
-        check.error(where, "'min_length' is larger than 'max_length'")
+        check.error(where, "'min_length' is larger than 'max_length'", field="min_length")
     result.update(
         min_length=min_length,
         max_length=max_length,

@@ -12,6 +12,7 @@ from django.urls import path
 
 from tasks.admin.base import OrganizationJobAdmin, OrganizationScopedAdmin
 from tasks.admin.generation import generate_page
+from tasks.admin.question_editor import QuestionEditorForm, template_choices, template_initial
 from tasks.importers.limits import ImportTooLarge
 from tasks.imports import (
     check_config_upload,
@@ -158,13 +159,7 @@ PROJECT_FIELDSETS = [
 ]
 
 
-class ProjectForm(forms.ModelForm):
-    questions = forms.JSONField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 14, "cols": 90, "class": "vLargeTextField"}),
-        help_text="The question schema as JSON. Empty: the default for the mode.",
-    )
-
+class ProjectForm(QuestionEditorForm):
     class Meta:
         model = Project
         # What the lead edits (import_warnings is shown read-only, source_config not at all).
@@ -189,6 +184,41 @@ class ProjectAdmin(OrganizationScopedAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_prompts=Count("prompts"))
+
+    def get_fieldsets(self, request, obj=None):
+        """The confirmation of a schema change, right under the questions, for a project
+        that has judgments (see QuestionEditorForm)."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or not obj.judgments.exists():
+            return fieldsets
+        return [
+            (
+                title,
+                {
+                    **opts,
+                    "fields": [
+                        g
+                        for f in opts["fields"]
+                        for g in ([f, "confirm_schema_change"] if f == "questions" else [f])
+                    ],
+                },
+            )
+            for title, opts in fieldsets
+        ]
+
+    def get_changeform_initial_data(self, request):
+        """A new project from the template chosen on the Add page (``?template=<key>``)."""
+        return {
+            **super().get_changeform_initial_data(request),
+            **template_initial(request.GET.get("template")),
+        }
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context.update(
+            project_templates=template_choices() if add else [],
+            chosen_template=request.GET.get("template", ""),
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.action(description="Generate candidates with a local LLM")
     def generate_candidates(self, request, queryset):
