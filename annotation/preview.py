@@ -19,8 +19,7 @@ from django.http import JsonResponse
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
-from annotation.rendering import render_layout, render_markdown
-from annotation.workspace import LETTERS, Shown, prompt_context
+from annotation.workspace import context_for, shown_in_order
 from tasks.decorators import membership_required
 from tasks.models import Candidate, Project, Prompt
 from tasks.schema import QuestionSchemaError, default_questions, validate_questions
@@ -62,7 +61,7 @@ def question_preview(request):
         return JsonResponse(
             {"html": "", "css": "", "errors": [p.as_dict() for p in invalid.problems]}
         )
-    context = preview_context(project, request=request)
+    context = preview_context(project)
     html = render_to_string("annotation/_preview.html", context, request=request)
     css = context["layout"].css if context["layout"] else ""
     return JsonResponse({"html": html, "css": css, "errors": []})
@@ -132,37 +131,10 @@ def sample_item(project: Project) -> tuple[Prompt, list[Candidate]]:
     return prompt, [Candidate(text=text) for text in SAMPLE_RESPONSES[:wanted]]
 
 
-def preview_context(project: Project, *, request) -> dict:
+def preview_context(project: Project) -> dict:
     """What ``annotation.workspace.context_for`` gives the annotate page's templates, for
     the sample item shown in the order it was read."""
     prompt, candidates = sample_item(project)
-    pairwise = project.mode == Project.Mode.PAIRWISE
-    shown = [
-        Shown(
-            position,
-            f"Response {LETTERS[position - 1] if pairwise else position}",
-            candidate,
-            render_markdown(candidate.text),
-        )
-        for position, candidate in enumerate(candidates, start=1)
-    ]
-    layout = None
-    if project.html_layout and pairwise:
-        values = {project.text_key: prompt.text}
-        for field, entry in zip(project.candidate_fields, shown, strict=False):
-            values[field] = entry.candidate.text
-        layout = render_layout(project.html_layout, values)
     assignment = SimpleNamespace(pk=0, project=project, item=SimpleNamespace(prompt=prompt))
-    return {
-        "assignment": assignment,
-        "project": project,
-        "prompt": prompt,
-        "shown": shown,
-        "layout": layout,
-        "answers": {},
-        "errors": {},
-        "questions": project.questions,
-        "message": "",
-        "reason": "",
-        **prompt_context(prompt),
-    }
+    context = context_for(assignment, shown=shown_in_order(project, candidates))
+    return {**context, "message": "", "reason": ""}

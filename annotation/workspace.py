@@ -22,15 +22,20 @@ class Shown:
 
 def shown_candidates(assignment: Assignment) -> list[Shown]:
     by_id = {c.pk: c for c in Candidate.objects.filter(pk__in=assignment.display_order)}
-    pairwise = assignment.project.mode == Project.Mode.PAIRWISE
+    return shown_in_order(assignment.project, [by_id[cid] for cid in assignment.display_order])
+
+
+def shown_in_order(project: Project, candidates: list[Candidate]) -> list[Shown]:
+    """The candidates as the page names them, in the order given (the display order)."""
+    pairwise = project.mode == Project.Mode.PAIRWISE
     return [
         Shown(
             position,
             f"Response {LETTERS[position - 1] if pairwise else position}",
-            by_id[cid],
-            render_markdown(by_id[cid].text),
+            candidate,
+            render_markdown(candidate.text),
         )
-        for position, cid in enumerate(assignment.display_order, start=1)
+        for position, candidate in enumerate(candidates, start=1)
     ]
 
 
@@ -71,10 +76,16 @@ def progress(project: Project, annotator) -> dict:
 
 
 def context_for(
-    assignment: Assignment, *, answers: dict | None = None, errors: dict | None = None
+    assignment: Assignment,
+    *,
+    answers: dict | None = None,
+    errors: dict | None = None,
+    shown: list[Shown] | None = None,
 ) -> dict:
+    """The annotate templates' context for an assignment; ``shown``: its candidates when
+    they are not in the database (the question editor's preview)."""
     project, prompt = assignment.project, assignment.item.prompt
-    shown = shown_candidates(assignment)
+    shown = shown_candidates(assignment) if shown is None else shown
     layout = None
     if project.html_layout and project.mode == Project.Mode.PAIRWISE:
         values = {project.text_key: prompt.text}

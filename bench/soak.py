@@ -690,13 +690,16 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--think", type=float, nargs=2, default=[2.0, 6.0])
     parser.add_argument("--gunicorn-workers", type=int, default=4)
-    parser.add_argument("--gunicorn-threads", type=int, default=4)
+    parser.add_argument("--gunicorn-threads", type=int, default=16)
     parser.add_argument("--faults", action="store_true")
     parser.add_argument("--fault-scale", type=float, default=1.0)
     parser.add_argument("--job-every", type=float, default=15.0, help="seconds between jobs")
     parser.add_argument("--settle", type=float, default=120.0, help="wait for jobs to end")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the folder (logs, data)")
+    parser.add_argument(
+        "--requests", type=Path, help="write every request (seconds, what, status, ms) as JSONL"
+    )
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="soak-", dir="/tmp"))
@@ -751,6 +754,11 @@ def main() -> int:
                 recovery[drill.job] = _finished_after(soak, drill.job, drill.killed_at)
         errors = classify(stats, drills)
         print_timeline(stats, start)
+        if args.requests:
+            with args.requests.open("w") as out:
+                for started, what, status, ms in stats.log:
+                    out.write(json.dumps([round(started - start, 3), what, status, round(ms, 1)]))
+                    out.write("\n")
         return report(args, stats, result, drills, errors, recovery)
     finally:
         stop.set()

@@ -16,10 +16,8 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 
 from tasks import project_templates
+from tasks.models.projects import SCHEMA_FIELDS
 from tasks.schema import QuestionSchemaError, default_questions, validate_questions
-
-# The fields whose change makes a new schema version (as the audit trail groups them).
-SCHEMA_FIELDS = ("questions", "mode", "html_layout")
 
 
 def _jsonb_order(key: str) -> tuple[int, bytes]:
@@ -89,7 +87,7 @@ class QuestionEditorForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         project = self.instance
         self.judgments = project.judgments.count() if project.pk else 0
-        self.schema_version = getattr(project, "schema_version", 1)
+        self.schema_version = project.schema_version
         if self.judgments:
             self.fields["questions"].widget.guard = {
                 "judgments": self.judgments,

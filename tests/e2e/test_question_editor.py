@@ -147,8 +147,10 @@ def test_a_conflicting_shortcut_is_shown_at_its_field_and_nothing_is_saved(page,
         error = page.locator(f"#{error_id}")
         expect(error).to_contain_text(conflict)
         expect(error).to_have_attribute("role", "alert")
-        # in the same field box as the input, right under it
-        assert error.evaluate("(e) => e.parentElement.querySelector('input') !== null")
+        # in the same field box as the input, right under it (retried: the editor renders
+        # the errors again when the preview answers)
+        beside = page.locator(f"xpath=//*[@id='{error_id}']/parent::*//input")
+        expect(beside).to_have_attribute("id", key.get_attribute("id"))
         expect(key).to_have_attribute("aria-invalid", "true")
 
     expect(page.locator("#qe-q0-labels2 .qe-error")).to_contain_text(conflict)  # live

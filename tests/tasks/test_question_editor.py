@@ -160,7 +160,7 @@ def changed_questions(project) -> str:
 def test_a_judged_project_says_which_version_its_judgments_keep(acme, as_user):
     judgment(acme)
     html = as_user(acme.lead).get(change_url(acme.project)).content.decode()
-    version = getattr(acme.project, "schema_version", 1)
+    version = acme.project.schema_version
     assert (
         f"1 judgment was made under schema version {version}. Saving changed questions keeps "
         f"them (they stay tagged with version {version}); new judgments get version "
