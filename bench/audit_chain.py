@@ -187,8 +187,8 @@ def bulk_into_an_analyzed_empty_trail(events: int) -> float:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     with psycopg.connect(fresh, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO tasks_organization (name, slug, created_at, require_mfa) "
-            "VALUES ('fresh', 'fresh', now(), false)"
+            "INSERT INTO tasks_organization (name, slug, created_at, require_mfa, "
+            "pseudonym_salt) VALUES ('fresh', 'fresh', now(), false, md5(random()::text))"
         )
         conn.execute("ANALYZE tasks_auditevent")
         started = time.perf_counter()

@@ -7,6 +7,7 @@ of nouns:
 - ``prompts``: Prompt, Candidate, Item and ItemCandidate (an item's slots);
 - ``jobs``: the job lifecycle every background job shares (OrganizationJob), ImportJob;
 - ``generation``: LLMEndpoint, GenerationRecipe, GenerationJob, GenerationFailure;
+- ``feedback``: FeedbackSignal (a source's signal), SignalPair and KTOExample built from it;
 - ``audit``: AuditEvent, the append-only trail.
 
 Everything is importable from ``tasks.models`` as before; the app label and the
@@ -14,6 +15,7 @@ migrations do not change.
 """
 
 from tasks.models.audit import AuditEvent, AuditEventQuerySet, AuditTrailIsAppendOnly
+from tasks.models.feedback import FeedbackSignal, KTOExample, Rule, SignalPair
 from tasks.models.generation import GenerationFailure, GenerationJob, GenerationRecipe, LLMEndpoint
 from tasks.models.jobs import ImportJob, JobStatus, OrganizationJob
 from tasks.models.organizations import (
@@ -39,6 +41,7 @@ __all__ = [
     "AuditEventQuerySet",
     "AuditTrailIsAppendOnly",
     "Candidate",
+    "FeedbackSignal",
     "GenerationFailure",
     "GenerationJob",
     "GenerationRecipe",
@@ -48,6 +51,7 @@ __all__ = [
     "Item",
     "ItemCandidate",
     "JobStatus",
+    "KTOExample",
     "LLMEndpoint",
     "Membership",
     "MembershipQuerySet",
@@ -57,4 +61,6 @@ __all__ = [
     "ProjectQuerySet",
     "Prompt",
     "Role",
+    "Rule",
+    "SignalPair",
 ]

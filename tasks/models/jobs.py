@@ -145,6 +145,7 @@ class ImportJob(OrganizationJob):
     class Kind(models.TextChoices):
         PROMPTS = "prompts", "Prompts into a project"
         POTATO = "potato", "Potato config and data"
+        FEEDBACK = "feedback", "Feedback logs, A/B tests, grades or corrections into a project"
 
     project = models.ForeignKey(
         Project, null=True, blank=True, on_delete=models.CASCADE, related_name="import_jobs"

@@ -3,6 +3,7 @@ invitations that become memberships when the person accepts, and the organizatio
 tokens."""
 
 import hashlib
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
@@ -10,6 +11,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django_scopes import ScopedManager
+
+
+def new_salt() -> str:
+    return secrets.token_hex(32)
 
 
 class Organization(models.Model):
@@ -20,6 +25,12 @@ class Organization(models.Model):
     require_mfa = models.BooleanField(
         default=False,
         help_text="Members must set up two-factor authentication before they can work here.",
+    )
+    pseudonym_salt = models.CharField(
+        max_length=64,
+        default=new_salt,
+        editable=False,
+        help_text="Salt of the hashes that stand in for user ids read from imported logs.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

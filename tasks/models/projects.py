@@ -123,6 +123,12 @@ class Project(models.Model):
         help_text="Fields of an imported row that hold candidate responses, e.g. "
         '["response_a", "response_b"]. Empty: response_* fields and a "responses" list.',
     )
+    pair_settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="How pairs are built from feedback signals (tasks/feedback/pairs.py): "
+        "thresholds for confidence, A/B significance, grade margin; empty: the defaults.",
+    )
     id_key = models.CharField(max_length=64, default="id")
     text_key = models.CharField(max_length=64, default="text")
     annotator_access = models.CharField(
