@@ -145,6 +145,10 @@ PROJECT_FIELDSETS = [
         {"fields": ["gold_rate_percent", "discussion_visible_to_annotators"]},
     ),
     (
+        "Pairs from feedback logs, A/B tests and reviews",
+        {"classes": ["collapse"], "fields": ["pair_settings"]},
+    ),
+    (
         "Imported data",
         {
             "classes": ["collapse"],

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django_scopes import ScopedManager
 
+from tasks.feedback.settings import validate_pair_settings
 from tasks.models.organizations import Membership, Organization
 from tasks.schema import default_questions, validate_questions
 
@@ -189,6 +190,10 @@ class Project(models.Model):
             self.questions = validate_questions(self.questions, mode=self.mode)
         except ValidationError as exc:
             errors["questions"] = exc.messages
+        try:
+            validate_pair_settings(self.pair_settings)
+        except ValidationError as exc:
+            errors["pair_settings"] = exc.messages
         if self.agreement_sample_percent and (
             self.agreement_sample_annotations <= self.annotations_per_item
         ):
