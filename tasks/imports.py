@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.files.uploadhandler import FileUploadHandler
 
+from tasks.importers.feedback import import_feedback
 from tasks.importers.limits import (
     MAX_CONFIG_BYTES,
     ImportTooLarge,
@@ -103,9 +104,12 @@ def create_import_job(
     skip_invalid=False,
     allow_duplicates=False,
     created_by=None,
+    options: dict | None = None,
 ) -> ImportJob:
     """Store the uploads and record the job; raises ImportTooLarge, storing nothing, when
-    they exceed CHOSEN_IMPORT_MAX_BYTES."""
+    they exceed CHOSEN_IMPORT_MAX_BYTES. ``options`` of a feedback import (as
+    ``tasks.importers.feedback.check_options`` returns them) wait in ``report["options"]``
+    until the job runs, and stay in its report."""
     check_upload_size(uploads)
     files = store_uploads(organization, uploads)
     return ImportJob.objects.create(
@@ -117,6 +121,7 @@ def create_import_job(
         allow_duplicates=allow_duplicates,
         total_bytes=sum(f["size"] for f in files),
         created_by=created_by,
+        report={"options": options} if options else {},
     )
 
 
@@ -202,6 +207,20 @@ def _import(job: ImportJob) -> None:
             )
             job.project = project
             outcome = {**report.as_dict(), "warnings": warnings + report.warnings}
+        elif job.kind == ImportJob.Kind.FEEDBACK:
+            options = job.report.get("options") or {}
+            report = import_feedback(
+                project=job.project,
+                files=list(streams.items()),
+                kind=options.get("kind", "auto"),
+                scale=options.get("scale"),
+                redact=options.get("redact", False),
+                redact_patterns=options.get("redact_patterns", ()),
+                skip_invalid=job.skip_invalid,
+                job=job,
+                progress=progress,
+            )
+            outcome = report.as_dict()
         else:
             report = import_prompts(
                 project=job.project,

@@ -13,6 +13,7 @@ from django.urls import path
 from tasks.admin.base import OrganizationJobAdmin, OrganizationScopedAdmin
 from tasks.admin.generation import generate_page
 from tasks.admin.question_editor import QuestionEditorForm, template_choices, template_initial
+from tasks.importers.feedback import KINDS, FeedbackOptionsInvalid, check_options
 from tasks.importers.limits import ImportTooLarge
 from tasks.imports import (
     check_config_upload,
@@ -60,6 +61,61 @@ class ImportPromptsForm(forms.Form):
         files = check_data_uploads(self.cleaned_data["files"])
         _check_size(files)
         return files
+
+
+class ImportFeedbackForm(forms.Form):
+    """Feedback logs, Open WebUI's feedback export, A/B tests, grades or corrections
+    (tasks.importers.feedback describes each format)."""
+
+    files = MultipleFileField(help_text="JSON (a list of rows), JSONL or CSV; several at once.")
+    kind = forms.ChoiceField(
+        choices=[(k, k.replace("_", " ")) for k in KINDS],
+        initial="auto",
+        help_text="auto recognises Open WebUI's export, and the others by their columns.",
+    )
+    scale = forms.CharField(
+        required=False,
+        max_length=1000,
+        help_text="For graded reviews: two numbers (1 5, the default) or the labels from "
+        "worst to best, separated by spaces (poor fair good excellent).",
+    )
+    redact = forms.BooleanField(
+        required=False,
+        help_text="Replace e-mail addresses and phone numbers in every text before storing it.",
+    )
+    redact_patterns = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="More regular expressions to replace, one per line (implies redaction).",
+    )
+    skip_invalid = forms.BooleanField(
+        required=False,
+        help_text="Import the valid rows and list the rejected ones. "
+        "Without it, any problem stops the import and nothing is written.",
+    )
+
+    def clean_files(self):
+        files = check_data_uploads(self.cleaned_data["files"])
+        _check_size(files)
+        return files
+
+    def clean(self):
+        cleaned = super().clean()
+        if "kind" in cleaned:
+            try:
+                cleaned["options"] = check_options(
+                    kind=cleaned["kind"],
+                    scale=(cleaned.get("scale") or "").split() or None,
+                    redact=cleaned.get("redact", False),
+                    redact_patterns=[
+                        line
+                        for line in (cleaned.get("redact_patterns") or "").splitlines()
+                        if line.strip()
+                    ],
+                )
+            except FeedbackOptionsInvalid as exc:
+                raise forms.ValidationError(str(exc), code="invalid") from None
+        return cleaned
 
 
 class ImportPotatoForm(forms.Form):
@@ -240,6 +296,11 @@ class ProjectAdmin(OrganizationScopedAdmin):
                 name="tasks_project_import",
             ),
             path(
+                "<int:object_id>/import-feedback/",
+                self.admin_site.admin_view(self.import_feedback_view),
+                name="tasks_project_import_feedback",
+            ),
+            path(
                 "import-potato/",
                 self.admin_site.admin_view(self.import_potato_view),
                 name="tasks_project_import_potato",
@@ -268,6 +329,28 @@ class ProjectAdmin(OrganizationScopedAdmin):
             return redirect("admin:tasks_importjob_change", job.pk)
         return self._upload_page(request, form, f"Import prompts into {project.name}", project)
 
+    def import_feedback_view(self, request, object_id):
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        project = self.get_object(request, object_id)
+        form, refused = _bind_import_form(request, ImportFeedbackForm)
+        if refused:
+            return refused
+        if form.is_bound and form.is_valid():
+            job = create_import_job(
+                organization=project.organization,
+                kind=ImportJob.Kind.FEEDBACK,
+                project=project,
+                uploads=form.cleaned_data["files"],
+                skip_invalid=form.cleaned_data["skip_invalid"],
+                options=form.cleaned_data["options"],
+                created_by=request.user,
+            )
+            enqueue(job)
+            return redirect("admin:tasks_importjob_change", job.pk)
+        title = f"Import feedback into {project.name}"
+        return self._upload_page(request, form, title, project)
+
     def import_potato_view(self, request):
         if not self.has_add_permission(request):
             raise PermissionDenied
@@ -290,6 +373,7 @@ class ProjectAdmin(OrganizationScopedAdmin):
 
     import_prompts_view.csrf_exempt = True  # checked in _bind_import_form, see there
     import_potato_view.csrf_exempt = True
+    import_feedback_view.csrf_exempt = True
 
     def _upload_page(self, request, form, title, project):
         context = {

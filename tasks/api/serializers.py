@@ -5,6 +5,7 @@ request bodies of imports and generation."""
 from rest_framework import serializers
 
 from tasks import generation, imports
+from tasks.importers.feedback import KINDS, FeedbackOptionsInvalid, check_options
 from tasks.imports import check_config_upload, check_data_uploads
 from tasks.models import GenerationFailure, GenerationJob, ImportJob, LLMEndpoint, Project
 
@@ -53,6 +54,45 @@ class ImportUploadSerializer(serializers.Serializer):
 
     def validate_file(self, files):
         return check_data_uploads(files)
+
+
+class FeedbackUploadSerializer(serializers.Serializer):
+    """A feedback import: its files and options (tasks.importers.feedback describes the
+    formats). ``validated_data["options"]`` is what the job stores."""
+
+    file = serializers.ListField(
+        child=serializers.FileField(), allow_empty=False, help_text="One or more data files."
+    )
+    kind = serializers.ChoiceField(choices=KINDS, default="auto")
+    scale = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        required=False,
+        max_length=50,
+        help_text="Grade scale: two numbers (1, 5) or labels from worst to best.",
+    )
+    redact = serializers.BooleanField(default=False)
+    redact_pattern = serializers.ListField(
+        child=serializers.CharField(max_length=300, trim_whitespace=False),
+        required=False,
+        default=list,
+        help_text="Regular expressions whose matches are replaced (repeat the field).",
+    )
+    skip_invalid = serializers.BooleanField(default=False)
+
+    def validate_file(self, files):
+        return check_data_uploads(files)
+
+    def validate(self, attrs):
+        try:
+            attrs["options"] = check_options(
+                kind=attrs["kind"],
+                scale=attrs.get("scale"),
+                redact=attrs["redact"],
+                redact_patterns=attrs.get("redact_pattern") or [],
+            )
+        except FeedbackOptionsInvalid as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return attrs
 
 
 class PotatoUploadSerializer(serializers.Serializer):

@@ -16,6 +16,7 @@ from tasks import generation
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
 from tasks.api.serializers import (
+    FeedbackUploadSerializer,
     GenerationJobSerializer,
     GenerationRequestSerializer,
     ImportJobSerializer,
@@ -43,7 +44,7 @@ class UploadTooLarge(exceptions.APIException):
     default_code = "too_large"
 
 
-IMPORT_ACTIONS = ("imports", "import_potato")
+IMPORT_ACTIONS = ("imports", "import_potato", "feedback_imports")
 
 
 def _upload_refusal(exc: Exception) -> Exception:
@@ -136,6 +137,37 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
             uploads=upload.validated_data["file"],
             skip_invalid=upload.validated_data["skip_invalid"],
             allow_duplicates=upload.validated_data["allow_duplicates"],
+            created_by=_person(request),
+        )
+        return _job_response(job, run_now_or_enqueue(job), request)
+
+    @extend_schema(
+        request={"multipart/form-data": FeedbackUploadSerializer},
+        responses={201: ImportJobSerializer, 202: ImportJobSerializer},
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="feedback-imports",
+        permission_classes=[ManagesOrganization],
+        parser_classes=[MultiPartParser, FormParser],
+        filter_backends=[],
+    )
+    def feedback_imports(self, request, pk=None):
+        """Import feedback logs (ours or Open WebUI's export), A/B test results, graded
+        reviews or expert corrections as preference signal (``kind``; ``scale`` for grades;
+        ``redact`` and ``redact_pattern`` to replace personal data before it is stored).
+        Answers as prompt imports do: 201, 400 listing every problem, or 202 with a job."""
+        project = self.get_object()
+        upload = FeedbackUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        job = create_import_job(
+            organization=request.organization,
+            kind=ImportJob.Kind.FEEDBACK,
+            project=project,
+            uploads=upload.validated_data["file"],
+            skip_invalid=upload.validated_data["skip_invalid"],
+            options=upload.validated_data["options"],
             created_by=_person(request),
         )
         return _job_response(job, run_now_or_enqueue(job), request)

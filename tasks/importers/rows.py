@@ -130,11 +130,12 @@ def read_rows(
     *,
     name: str,
     fmt: str | None = None,
-    id_key: str = "id",
+    id_key: str | None = "id",
     text_key: str = "text",
 ) -> Iterator[RawRow | RowProblem]:
     """Yield each row of a binary stream as a RawRow, or a RowProblem for a row that cannot
-    be parsed. Raises FileProblem when the file cannot be read any further."""
+    be parsed. Raises FileProblem when the file cannot be read any further. A CSV header
+    must name ``id_key`` and ``text_key`` (or ``messages``), unless ``id_key`` is None."""
     fmt = fmt or detect_format(name)
     _check_is_text(stream, name, fmt)
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
@@ -313,7 +314,9 @@ def _json_array(text: IO[str], name: str) -> Iterator[RawRow | RowProblem]:
             )
 
 
-def _csv(text: IO[str], name: str, *, id_key: str, text_key: str) -> Iterator[RawRow | RowProblem]:
+def _csv(
+    text: IO[str], name: str, *, id_key: str | None, text_key: str
+) -> Iterator[RawRow | RowProblem]:
     # strict: a quote left open runs to the end of the file, which must be an error naming
     # the row where it opened, not one giant value.
     reader = csv.reader(text, strict=True)
@@ -326,7 +329,8 @@ def _csv(text: IO[str], name: str, *, id_key: str, text_key: str) -> Iterator[Ra
     header = [h.lstrip("\ufeff").strip() for h in header]
     if len(set(header)) != len(header):
         raise FileProblem(RowProblem(name, "line 1", f"the header repeats a column: {header}"))
-    check_csv_header(header, id_key=id_key, text_key=text_key, name=name)
+    if id_key is not None:  # None: the caller checks the columns (feedback imports)
+        check_csv_header(header, id_key=id_key, text_key=text_key, name=name)
     while True:
         first_line = reader.line_num + 1
         try:

@@ -198,6 +198,7 @@ OBJECT_URLS = {
     },
     "project-detail": lambda t: {"pk": t.project.pk},
     "project-imports": lambda t: {"pk": t.project.pk},
+    "project-feedback-imports": lambda t: {"pk": t.project.pk},
     "importjob-detail": lambda t: {"pk": import_job(t).pk},
     "project-generation-jobs": lambda t: {"pk": t.project.pk},
     "generationjob-detail": lambda t: {"pk": generation_job(t).pk},
@@ -212,6 +213,7 @@ OBJECT_URLS = {
 # The method and the status the URL gives for one's own object (GET 200 unless listed).
 OWN_RESPONSE = {
     "project-imports": ("post", {"lead": 400, "annotator": 403}),  # 400: no file sent
+    "project-feedback-imports": ("post", {"lead": 400, "annotator": 403}),  # 400: no file
     "importjob-detail": ("get", {"lead": 200, "annotator": 403}),
     "project-generation-jobs": ("post", {"lead": 400, "annotator": 403}),  # 400: no endpoint
     "generationjob-detail": ("get", {"lead": 200, "annotator": 403}),
@@ -424,6 +426,7 @@ def test_every_admin_of_ours_is_listed_here():
 # the tenant's object in them.
 ADMIN_OBJECT_URLS = {
     "admin:tasks_project_import": lambda t: {"object_id": t.project.pk},
+    "admin:tasks_project_import_feedback": lambda t: {"object_id": t.project.pk},
     "admin:tasks_generationjob_control": lambda t: {
         "object_id": generation_job(t).pk,
         "verb": "cancel",

@@ -1,0 +1,256 @@
+"""Feedback-import benchmark: 1,000,000 feedback-log rows from JSONL into PostgreSQL.
+
+Targets (issue 20): at least 20,000 rows/s and peak resident memory under 400 MB.
+
+The rows are realistic in size and mix: prompts of 120-400 characters (a quarter of the
+rows repeat an earlier question, some with another case or spacing; one in ten is a
+multi-turn conversation), replies of 300-800; thumbs on 60% of the rows, a 1-5 rating on
+20%, a regeneration (with the reply the user kept) on 12%, a user edit on 6%, complaints
+on 2%; a model, a timestamp and a user id on each. They are written to a temporary file
+and imported in a child process (so its peak RSS is its own) into a fresh project, through
+the service the command, the API and the admin use.
+
+    .venv/bin/python bench/feedback_import.py               # 1,000,000 rows
+    .venv/bin/python bench/feedback_import.py --rows 50000  # a quick run
+    BENCH_DATABASE_URL=postgres://… .venv/bin/python bench/feedback_import.py
+"""
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@localhost:5432/chosen_bench_fb")
+from benchdb import DATABASE_URL, prepare_database  # noqa: E402
+
+TARGET_RATE = 20_000
+TARGET_RSS_MB = 400
+WORDS = [
+    "account",
+    "invoice",
+    "export",
+    "settings",
+    "password",
+    "plan",
+    "team",
+    "seat",
+    "billing",
+    "refund",
+    "policy",
+    "order",
+    "delivery",
+    "customer",
+    "support",
+    "request",
+    "contract",
+    "renewal",
+    "discount",
+    "upgrade",
+    "downgrade",
+    "month",
+    "year",
+    "payment",
+    "card",
+    "transfer",
+    "bank",
+    "report",
+    "dashboard",
+    "user",
+    "admin",
+    "access",
+    "permission",
+    "role",
+    "project",
+    "file",
+    "upload",
+    "download",
+    "limit",
+    "error",
+    "message",
+    "screen",
+    "button",
+    "page",
+    "menu",
+    "option",
+    "the",
+    "a",
+    "to",
+    "of",
+    "and",
+    "in",
+    "for",
+    "with",
+    "on",
+    "by",
+    "from",
+    "your",
+    "our",
+    "this",
+    "that",
+    "can",
+    "will",
+    "should",
+    "please",
+    "how",
+    "what",
+]
+
+
+def sentences(rng: random.Random, n: int) -> list[str]:
+    out = []
+    for _ in range(n):
+        words = rng.choices(WORDS, k=rng.randint(6, 16))
+        out.append(" ".join(words).capitalize() + rng.choice(".!?."))
+    return out
+
+
+def text_of(rng: random.Random, pool: list[str], low: int, high: int, tag: str) -> str:
+    target = rng.randint(low, high)
+    parts, size = [tag], len(tag)
+    while size < target:
+        part = rng.choice(pool)
+        parts.append(part)
+        size += len(part) + 1
+    return " ".join(parts)[:target]
+
+
+def write_rows(path: Path, n: int, seed: int = 20) -> None:
+    rng = random.Random(seed)
+    pool = sentences(rng, 4000)
+    questions: list[str] = []
+    models = ["support-7b", "support-13b", "support-70b"]
+    start = 1_740_000_000
+    with path.open("w") as f:
+        for i in range(n):
+            if questions and rng.random() < 0.25:
+                prompt = rng.choice(questions)
+                if rng.random() < 0.3:
+                    prompt = prompt.upper() if rng.random() < 0.5 else "  " + prompt
+            else:
+                prompt = text_of(rng, pool, 120, 400, f"Q{i}:") + "?"
+                if len(questions) < 50_000:
+                    questions.append(prompt)
+                else:
+                    questions[rng.randrange(50_000)] = prompt
+            messages = [{"role": "user", "content": prompt}]
+            if rng.random() < 0.1:
+                messages = [
+                    {"role": "system", "content": "You are the help desk of Acme."},
+                    {"role": "user", "content": text_of(rng, pool, 60, 200, "First:")},
+                    {"role": "assistant", "content": text_of(rng, pool, 100, 300, "Sure.")},
+                    *messages,
+                ]
+            row = {
+                "id": f"ev-{i}",
+                "messages": messages,
+                "reply": text_of(rng, pool, 300, 800, f"A{i}."),
+                "model": rng.choice(models),
+                "timestamp": start + i * 7,
+                "user": f"user-{rng.randrange(20_000)}",
+            }
+            kind = rng.random()
+            if kind < 0.6:
+                row["thumbs"] = "up" if rng.random() < 0.7 else "down"
+            elif kind < 0.8:
+                row["rating"] = rng.randint(1, 5)
+            elif kind < 0.92:
+                row["regenerated_from"] = text_of(rng, pool, 300, 800, f"R{i}.")
+                row["kept"] = rng.choice(["reply", "regenerated_from"])
+            elif kind < 0.98:
+                row["edited"] = text_of(rng, pool, 300, 800, f"E{i}.")
+                row["thumbs"] = "down"
+            else:
+                row["complaint"] = True
+            f.write(json.dumps(row) + "\n")
+
+
+def child(n: int, path: str) -> None:
+    os.environ["DATABASE_URL"] = DATABASE_URL
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django_scopes import scope, scopes_disabled
+
+    from tasks.importers.feedback import import_feedback
+    from tasks.models import Organization, Project
+
+    settings.CHOSEN_IMPORT_MAX_ROWS = max(settings.CHOSEN_IMPORT_MAX_ROWS, n)
+    with scopes_disabled():
+        org, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+        project = Project.objects.create(organization=org, name=f"feedback {n} {time.time()}")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with scope(organization=org), open(path, "rb") as stream:
+        started = time.perf_counter()
+        report = import_feedback(project=project, files=[(Path(path).name, stream)])
+        seconds = time.perf_counter() - started
+    assert report.rows_read == n and not report.problems, report.summary()
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "seconds": seconds,
+                "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "rss_before_mb": rss_before,
+                "summary": report.summary(),
+            }
+        )
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    prepare_database()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "feedback-log.jsonl"
+        began = time.perf_counter()
+        write_rows(path, args.rows)
+        size = path.stat().st_size
+        took = time.perf_counter() - began
+        print(f"wrote {args.rows:,} rows ({size / 1e6:,.0f} MB) in {took:.0f} s")
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(args.rows), str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode:
+            print(out.stderr[-4000:])
+            return 1
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+    rate = result["n"] / result["seconds"]
+    rows = [
+        ("rows/s", f"{rate:,.0f}", f">= {TARGET_RATE:,}", rate >= TARGET_RATE),
+        (
+            "peak RSS (MB)",
+            f"{result['rss_peak_mb']:.0f}",
+            f"< {TARGET_RSS_MB}",
+            result["rss_peak_mb"] < TARGET_RSS_MB,
+        ),
+        ("seconds", f"{result['seconds']:.1f}", "", True),
+        ("MB/s of JSONL", f"{size / 1e6 / result['seconds']:.1f}", "", True),
+    ]
+    print(f"Feedback import: {args.rows:,} feedback-log rows, PostgreSQL, {os.cpu_count()} cores")
+    print(result["summary"])
+    print(f"{'metric':<16} {'measured':>12} {'target':>10}  ok")
+    for name, measured, target, ok in rows:
+        print(f"{name:<16} {measured:>12} {target:>10}  {'yes' if ok else 'NO'}")
+    return 0 if all(ok for *_, ok in rows) else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(int(sys.argv[2]), sys.argv[3])
+    else:
+        sys.exit(main())

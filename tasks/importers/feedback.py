@@ -1,0 +1,1117 @@
+"""Importing preference signal the enterprise already has: chat feedback logs (ours and Open
+WebUI's export), A/B test results, graded reviews and expert corrections.
+
+Every row becomes one ``FeedbackSignal`` (a feedback-log row with both a regeneration and
+an edit becomes two), its conversation one ``Prompt`` and its texts ``Candidate`` rows of
+that prompt (source ``feedback_log``). Nothing else is built: no items. Which pairs and
+KTO rows the signals make, and which of them experts verify, is the pair builder's work
+(``tasks.feedback.pairs``).
+
+Formats (the kind is given: ``kind=`` / ``--kind``; ``auto`` reads each file's first row:
+Open WebUI's shape, else ``variant_a`` → A/B, ``grade`` → grade, ``corrected`` →
+correction, else a feedback log). Files are JSONL, JSON (a list of rows) or CSV; in CSV a
+``messages`` cell holds the conversation as JSON.
+
+``feedback`` — our feedback log, one reply the user reacted to per row; every signal
+field is optional, but a row needs at least one::
+
+    {"id": "ev-1", "messages": [{"role": "user", "content": "How do I reset my password?"}],
+     "reply": "Open Settings › Security…", "model": "support-7b",
+     "timestamp": "2025-03-01T10:15:00Z", "user": "u-8812", "thumbs": "down", "rating": 2,
+     "regenerated_from": "<the reply this one replaced>", "kept": "reply",
+     "edited": "<the user's edit of reply>", "complaint": true}
+
+  ``messages`` ends with the user turn (or give ``prompt``, a text); ``thumbs`` is
+  ``up``/``down``/``1``/``-1``; ``rating`` 1..5 (score (rating-1)/4); ``kept`` is
+  ``reply`` or ``regenerated_from`` (stored as ``data.kept`` = ``reply``/``other``);
+  ``timestamp`` ISO 8601 or epoch seconds (or milliseconds).
+
+``open_webui`` — the file Open WebUI's Admin › Evaluations › Feedback "Export" downloads
+(``feedback-history-export-<ms>.json``), read unchanged: a JSON list of
+``{"id", "user_id", "type": "rating", "data": {"rating": 1|0|-1, "model_id",
+"sibling_model_ids"?, "reason"?, "comment"?, "tags"?, "details": {"rating": 1..10}?},
+"meta": {"chat_id", "message_id", "message_index", "arena"?, "model_id", "base_models"},
+"snapshot": {"chat": {"id", "title", "chat": {"history": {"messages": {<id>: {"id",
+"parentId", "childrenIds", "role", "content", "model"?}}, "currentId"}}}},
+"created_at", "updated_at"}``. The rated message is found in the snapshot's history
+by ``meta.message_id``; the conversation is its chain of parents; ``rating`` is the thumbs
+(0, an arena draw, is ``data.draw``); ``details.rating`` is the score ((r-1)/9); the first
+sibling reply (a regeneration, or the other arena model) is ``other`` with
+``data.relation = "sibling"``.
+
+``ab_test`` — one A/B test per row: ``prompt`` (or ``messages``, or ``prompt_id``: the id
+of a prompt already in the project), ``variant_a``, ``variant_b``, and either ``wins_a``
+and ``wins_b`` (optional ``impressions_a``, ``impressions_b``) or ``winner`` (``a``/``b``);
+optional ``id``, ``model_a``, ``model_b``::
+
+    prompt,variant_a,variant_b,wins_a,wins_b,impressions_a,impressions_b
+    "Summarize the refund policy","Refunds within 30 days…","You may return…",412,388,1000,1000
+
+``grade`` — ``prompt``, ``output``, ``grade``, optional ``reviewer``, ``comment``, ``id``,
+``model``. The scale is the import's (``scale=`` / ``--scale``): numeric ``1 5`` (the
+default) or ordinal ``poor fair good excellent``; score = the grade's position on it,
+mapped onto 0..1::
+
+    {"prompt": "Explain VAT", "output": "VAT is…", "grade": "good", "reviewer": "r-17"}
+
+``correction`` — ``prompt``, ``original``, ``corrected``, optional ``expert``, ``comment``,
+``id``, ``model``::
+
+    {"prompt": "Translate 'Kündigung'", "original": "Cancellation", "corrected": "Notice of
+     termination", "expert": "legal-3"}
+
+Identity, and why re-importing adds nothing twice:
+
+- a prompt is its conversation: ``conversation_key`` = ``Prompt.content_hash`` = SHA-256
+  of the normalized conversation before the reply (the text for one user turn, else the
+  messages as prompt imports hash them), so thumbs on replies to the same question from
+  different users land on one prompt; a new one gets the external id ``fb-<key[:24]>``,
+  and a prompt already in the project with that content is reused;
+- a candidate is its text within its prompt (``candidate_hash``, as for prompt imports);
+- a signal is its content: ``data.digest`` = SHA-256 of its kind, prompt, texts, fields
+  and ``data`` (the row's own ``id`` included), so the same file (or an export that
+  repeats rows) adds no signal twice, while a row whose content changed is a new signal.
+
+Privacy: user and reviewer ids are stored only as ``pseudonym(organization, id)``; with
+``redact`` every text (conversation, replies, edits, comments, reasons) goes through
+``Redactor`` before it is hashed or stored, and the report counts what was replaced.
+
+All or nothing by default, every bad row listed (file, line, key); ``skip_invalid``
+imports the valid rows, as prompt imports do.
+"""
+
+import gc
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from hashlib import sha256
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from tasks.feedback.privacy import Redactor, UnsafePattern, pseudonym
+from tasks.importers import bulk
+from tasks.importers.limits import too_many_rows_message
+from tasks.importers.prompts import ImportFailed, ImportReport
+from tasks.importers.rows import (
+    ROLES,
+    FileProblem,
+    RawRow,
+    RowProblem,
+    _check_text,
+    _Invalid,
+    _unstorable_json,
+    candidate_hash,
+    read_rows,
+)
+from tasks.models import Candidate, FeedbackSignal, Project, Prompt
+from tasks.text import content_hash
+
+KINDS = ("auto", "feedback", "open_webui", "ab_test", "grade", "correction")
+SIGNAL_KIND = {
+    "feedback": FeedbackSignal.Kind.FEEDBACK,
+    "open_webui": FeedbackSignal.Kind.FEEDBACK,
+    "ab_test": FeedbackSignal.Kind.AB_TEST,
+    "grade": FeedbackSignal.Kind.GRADE,
+    "correction": FeedbackSignal.Kind.CORRECTION,
+}
+# Prompts remembered by content during one import; beyond this the cache starts again and
+# the database (index prompt_hash_idx) answers, so memory stays bounded.
+PROMPT_CACHE_SIZE = 400_000
+_LINE = re.compile(r"line (\d+)")
+# What _check_text refuses in a text (a control character, a surrogate, NUL), in one pattern.
+_UNSAFE = re.compile("[\x00-\x08\x0e-\x1f\ud800-\udfff]")
+
+
+class Scale:
+    """A grade scale: numeric (``low``..``high``) or ordinal (labels, worst first)."""
+
+    def __init__(self, values: Iterable[Any] = ("1", "5")):
+        values = [str(v).strip() for v in values]
+        if len(values) < 2 or any(not v for v in values):
+            raise ValueError("a scale needs two numbers (1 5) or at least two labels")
+        self.labels: list[str] | None = None
+        if len(values) == 2 and all(_is_number(v) for v in values):
+            self.low, self.high = float(values[0]), float(values[1])
+            if not self.low < self.high:
+                raise ValueError(f"the scale's first number must be below the second: {values}")
+        elif any(_is_number(v) for v in values) and all(_is_number(v) for v in values):
+            raise ValueError("a numeric scale is two numbers, its lowest and highest grade")
+        else:
+            if len({v.casefold() for v in values}) != len(values):
+                raise ValueError(f"the scale repeats a label: {values}")
+            self.labels = values
+            self._position = {v.casefold(): i for i, v in enumerate(values)}
+
+    def as_list(self) -> list:
+        return list(self.labels) if self.labels else [_plain(self.low), _plain(self.high)]
+
+    def score(self, grade: Any) -> float:
+        """The grade's position on the scale, 0..1; _Invalid if it is not on it."""
+        if self.labels is not None:
+            position = self._position.get(str(grade).strip().casefold())
+            if position is None:
+                raise _Invalid(f"is not on the scale ({', '.join(self.labels)})", "grade")
+            return position / (len(self.labels) - 1)
+        number = _number(grade, "grade")
+        if not self.low <= number <= self.high:
+            raise _Invalid(
+                f"{_plain(number)} is outside the scale {_plain(self.low)}..{_plain(self.high)}",
+                "grade",
+            )
+        return (number - self.low) / (self.high - self.low)
+
+
+def _is_number(value: str) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def _plain(number: float):
+    return int(number) if float(number).is_integer() else number
+
+
+@dataclass(slots=True)
+class Text:
+    text: str
+    source_key: str
+    model: str = ""
+    digest: str = ""
+
+
+@dataclass(slots=True)
+class SignalRow:
+    file: str
+    where: str
+    kind: str  # FeedbackSignal.Kind value
+    prompt_key: str = ""
+    prompt_text: str = ""
+    messages: list | None = None
+    prompt_ref: str | None = None  # an existing prompt's external id (A/B ``prompt_id``)
+    reply: Text | None = None
+    other: Text | None = None
+    thumbs: int | None = None
+    score: float | None = None
+    complaint: bool = False
+    model: str = ""
+    occurred_at: datetime | None = None
+    user_hash: str = ""
+    data: dict = field(default_factory=dict)
+    digest: str = ""
+    row_id: str | None = None
+    prompt_id: int | None = None
+    reply_id: int | None = None
+    other_id: int | None = None
+
+
+@dataclass
+class FeedbackImportReport(ImportReport):
+    """What a feedback import did; ``problems`` as for prompt imports."""
+
+    signals_created: int = 0
+    signals_already_present: int = 0
+    signals_by_kind: dict = field(default_factory=dict)
+    redactions: dict | None = None
+    options: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "rows_read": self.rows_read,
+            "signals_created": self.signals_created,
+            "signals_already_present": self.signals_already_present,
+            "signals_by_kind": self.signals_by_kind,
+            "prompts_created": self.prompts_created,
+            "prompts_already_present": self.prompts_already_present,
+            "candidates_created": self.candidates_created,
+            "candidates_already_present": self.candidates_already_present,
+            "redactions": self.redactions,
+            "options": self.options,
+            "problems": [p.as_dict() for p in self.problems],
+            "problems_not_listed": self.problems_not_listed,
+            "warnings": self.warnings,
+        }
+
+    def summary(self) -> str:
+        text = (
+            f"{self.rows_read} rows: {self.signals_created} signals, {self.prompts_created} "
+            f"prompts and {self.candidates_created} candidates created; "
+            f"{self.signals_already_present} signals already present, "
+            f"{self.problem_count} rows rejected"
+        )
+        if self.redactions is not None:
+            counts = ", ".join(f"{n} {kind}" for kind, n in self.redactions.items())
+            text += f"; redacted: {counts}"
+        return text
+
+
+class FeedbackOptionsInvalid(ValueError):
+    """An option of the import itself (kind, scale, a redaction pattern) is wrong."""
+
+
+def check_options(
+    *, kind: str = "auto", scale=None, redact: bool = False, redact_patterns=()
+) -> dict:
+    """The options as stored with a job, checked; FeedbackOptionsInvalid says what is wrong."""
+    if kind not in KINDS:
+        raise FeedbackOptionsInvalid(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+    try:
+        parsed = Scale(scale) if scale else Scale()
+    except ValueError as exc:
+        raise FeedbackOptionsInvalid(f"scale: {exc}") from None
+    patterns = list(redact_patterns or ())
+    if patterns and not redact:
+        redact = True  # a pattern asks for redaction
+    try:
+        Redactor(patterns)
+    except UnsafePattern as exc:
+        raise FeedbackOptionsInvalid(f"redaction pattern: {exc}") from None
+    return {
+        "kind": kind,
+        "scale": parsed.as_list(),
+        "redact": bool(redact),
+        "redact_patterns": patterns,
+    }
+
+
+Progress = Callable[[int, int], None]
+
+
+def import_feedback(
+    *,
+    project: Project,
+    files: Iterable[tuple[str, IO[bytes]]],
+    kind: str = "auto",
+    scale=None,
+    redact: bool = False,
+    redact_patterns=(),
+    skip_invalid: bool = False,
+    job=None,
+    progress: Progress | None = None,
+    batch_size: int = 5000,
+) -> FeedbackImportReport:
+    """Import feedback files, given as (name, binary stream) pairs, into ``project``.
+
+    Returns the report; raises ImportFailed (nothing written) when a row or file has a
+    problem and ``skip_invalid`` is false, or the files hold more than
+    CHOSEN_IMPORT_MAX_ROWS rows; FeedbackOptionsInvalid for a bad kind, scale or pattern.
+    """
+    options = check_options(kind=kind, scale=scale, redact=redact, redact_patterns=redact_patterns)
+    report = FeedbackImportReport(options=options)
+    redactor = Redactor(options["redact_patterns"]) if options["redact"] else None
+    # Millions of short-lived rows and dicts, none in a cycle: the collector's full passes
+    # over them (and over everything Django holds) cost ~15% of a large import.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with transaction.atomic():
+            run = _Import(project, report, options, redactor, job, progress, batch_size)
+            run.skip_invalid = skip_invalid
+            for name, stream in files:
+                run.read_file(name, stream)
+            run.flush()
+            if redactor is not None:
+                report.redactions = redactor.as_dict()
+            report.signals_by_kind = dict(sorted(run.by_kind.items()))
+            if report.problem_count and not skip_invalid:
+                raise ImportFailed(report)
+    except _TooManyRows as exc:
+        raise ImportFailed(
+            FeedbackImportReport(rows_read=report.rows_read, problems=[exc.problem])
+        ) from None
+    finally:
+        if collecting:
+            gc.enable()
+    return report
+
+
+class _TooManyRows(Exception):
+    def __init__(self, problem: RowProblem):
+        self.problem = problem
+
+
+class _Import:
+    def __init__(self, project, report, options, redactor, job, progress, batch_size):
+        self.project, self.report, self.options = project, report, options
+        self.organization = project.organization
+        self.scale = Scale(options["scale"])
+        self.clean = redactor or (lambda text: text)
+        self.job_id = job.pk if job is not None else None
+        self.progress, self.batch_size = progress, batch_size
+        self.limit = settings.CHOSEN_IMPORT_MAX_FIELD_CHARS
+        self.max_rows = settings.CHOSEN_IMPORT_MAX_ROWS
+        self.rows_seen = 0
+        self.bytes_done = 0
+        self.pending: list[SignalRow] = []
+        self.writing = True
+        self.skip_invalid = False
+        self.by_kind: Counter = Counter()
+        # What this import created, so that most rows need no database lookup: prompts by
+        # content (bounded), and 64-bit prefixes of the candidates and signals it wrote.
+        self.prompt_ids: dict[str, int] = {}
+        self.prompts_complete = not Prompt.objects.filter(project=project).exists()
+        self.created_prompts: set[int] = set()
+        self.created_candidates: set[int] = set()
+        self.created_signals: set[int] = set()
+        self.pseudonyms: dict[str, str] = {}
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def read_file(self, name: str, stream: IO[bytes]) -> None:
+        start = _tell(stream)
+        reader = None if self.options["kind"] == "auto" else self.options["kind"]
+        try:
+            for entry in read_rows(stream, name=name, id_key=None):
+                self.rows_seen += 1
+                if self.rows_seen > self.max_rows:
+                    raise _TooManyRows(
+                        RowProblem(name, entry.where, too_many_rows_message(self.max_rows))
+                    )
+                if isinstance(entry, RawRow):
+                    self.report.rows_read += 1
+                    if reader is None:
+                        reader = detect_kind(entry.data)
+                    entry = self._normalize(reader, entry)
+                if isinstance(entry, RowProblem):
+                    self._problem(entry)
+                    continue
+                if self.writing:
+                    self.pending.extend(entry)
+                    if len(self.pending) >= self.batch_size:
+                        self.flush()
+                        self._progress(stream, start)
+        except FileProblem as exc:
+            self._problem(exc.problem)
+        self._progress(stream, start)
+        self.bytes_done += max(_tell(stream) - start, 0)
+
+    def _problem(self, problem: RowProblem) -> None:
+        self.report.add_problem(problem)
+        if not self.skip_invalid:  # all or nothing: stop writing, go on checking
+            self.writing, self.pending = False, []
+
+    def _progress(self, stream, start) -> None:
+        if self.progress:
+            self.progress(self.report.rows_read, self.bytes_done + max(_tell(stream) - start, 0))
+
+    def _normalize(self, reader: str, raw: RawRow) -> list[SignalRow] | RowProblem:
+        data = raw.data
+        row_id = None
+        try:
+            if data.get("id") not in (None, ""):
+                row_id = _check_text(data["id"], "id", 200, is_id=True).strip()
+            rows = READERS[reader](self, raw, row_id)
+            for row in rows:
+                row.row_id = row_id
+                self._finish(row)
+        except _Invalid as problem:
+            return RowProblem(raw.file, raw.where, problem.message, key=problem.key, row_id=row_id)
+        return rows
+
+    def _finish(self, row: SignalRow) -> None:
+        """Hash what identifies the row, once its texts are final (redacted)."""
+        if row.prompt_ref is None:
+            row.prompt_key = conversation_key(row.prompt_text, row.messages)
+        for text in (row.reply, row.other):
+            if text is not None:
+                text.digest = candidate_hash(text.text)
+        if row.row_id is not None:
+            row.data["id"] = row.row_id
+        problem = _unstorable_json(row.data)
+        if problem:
+            raise _Invalid(problem)
+        identity = [
+            row.kind,
+            row.prompt_key or row.prompt_ref,
+            row.reply.digest if row.reply else None,
+            row.other.digest if row.other else None,
+            row.thumbs,
+            row.score,
+            row.complaint,
+            row.model,
+            row.occurred_at.isoformat() if row.occurred_at else None,
+            row.user_hash,
+            row.data,
+        ]
+        # No sort_keys: the readers build ``data`` in a fixed order.
+        row.digest = sha256(json.dumps(identity, ensure_ascii=False).encode()).hexdigest()
+        row.data["digest"] = row.digest
+
+    # --- helpers the readers share ---------------------------------------------------------
+
+    def text(self, value: Any, key: str, *, allow_empty: bool = False) -> str:
+        if (
+            type(value) is str
+            and len(value) <= self.limit
+            and _UNSAFE.search(value) is None
+            and (allow_empty or not value.isspace() and value)
+        ):
+            return self.clean(value)  # what _check_text would accept, in one scan
+        return self.clean(_check_text(value, key, self.limit, allow_empty=allow_empty))
+
+    def optional_text(self, data: dict, key: str, limit: int | None = None) -> str:
+        value = data.get(key)
+        if value in (None, ""):
+            return ""
+        return self.clean(_check_text(value, key, limit or self.limit, allow_empty=True))
+
+    def label(self, data: dict, key: str) -> str:
+        """A short name (a model): checked, never redacted."""
+        value = data.get(key)
+        if value in (None, ""):
+            return ""
+        return _check_text(value, key, 200, allow_empty=True).strip()
+
+    def user(self, value: Any, key: str) -> str:
+        """The pseudonym of a user id; the id itself is never kept (nor echoed in errors)."""
+        if value in (None, ""):
+            return ""
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise _Invalid("must be text or a number", key)
+        value = str(value)
+        if len(value) > 500:
+            raise _Invalid("is longer than 500 characters", key)
+        found = self.pseudonyms.get(value)
+        if found is None:
+            if len(self.pseudonyms) > 100_000:
+                self.pseudonyms.clear()
+            found = self.pseudonyms[value] = pseudonym(self.organization, value)
+        return found
+
+    def conversation(self, data: dict) -> tuple[str, list | None]:
+        """(prompt text, messages or None) from ``messages`` or ``prompt``."""
+        messages = data.get("messages")
+        if messages is not None:
+            if not isinstance(messages, list):
+                raise _Invalid("must be a list of {role, content} turns", "messages")
+            return self.turns(messages, "messages")
+        if data.get("prompt") in (None, ""):
+            raise _Invalid("missing (give 'prompt' or 'messages')", "prompt")
+        return self.text(data["prompt"], "prompt"), None
+
+    def turns(self, messages: list, key: str) -> tuple[str, list | None]:
+        if not messages:
+            raise _Invalid("the conversation is empty", key)
+        checked = []
+        for i, message in enumerate(messages):
+            at = f"{key}[{i}]"
+            if not isinstance(message, dict) or message.get("role") not in ROLES:
+                raise _Invalid(f"needs a 'role' ({', '.join(ROLES)}) and 'content'", at)
+            checked.append(
+                {"role": message["role"], "content": self.text(message.get("content"), at)}
+            )
+        if checked[-1]["role"] != "user":
+            raise _Invalid("the conversation must end with a user turn", key)
+        if len(checked) == 1:
+            return checked[0]["content"], None
+        return checked[-1]["content"], checked
+
+    def when(self, value: Any, key: str) -> datetime | None:
+        if value in (None, ""):
+            return None
+        return parse_when(value, key)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        rows, self.pending = self.pending, []
+        if not rows or not self.writing:
+            return
+        rows = self._resolve_prompts(rows)
+        if not self.writing:
+            return
+        self._resolve_candidates(rows)
+        self._write_signals(rows)
+
+    def _resolve_prompts(self, rows: list[SignalRow]) -> list[SignalRow]:
+        project = self.project
+        refs = {r.prompt_ref for r in rows if r.prompt_ref is not None}
+        if refs:
+            found = {
+                external_id: (pk, digest)
+                for external_id, pk, digest in Prompt.objects.filter(
+                    project=project, external_id__in=refs
+                ).values_list("external_id", "id", "content_hash")
+            }
+            kept = []
+            for row in rows:
+                if row.prompt_ref is not None:
+                    if row.prompt_ref not in found:
+                        self._problem(
+                            RowProblem(
+                                row.file,
+                                row.where,
+                                "no prompt of this project has this id",
+                                key="prompt_id",
+                                row_id=row.row_id,
+                            )
+                        )
+                        continue
+                    row.prompt_id, row.prompt_key = found[row.prompt_ref]
+                kept.append(row)
+            rows = kept
+        known = self.prompt_ids
+        missing = {r.prompt_key for r in rows if r.prompt_id is None and r.prompt_key not in known}
+        if missing and not self.prompts_complete:
+            for digest, pk in (
+                Prompt.objects.filter(project=project, content_hash__in=missing)
+                .order_by("-id")
+                .values_list("content_hash", "id")
+            ):
+                known[digest] = pk  # the oldest last: it wins
+            present = missing & known.keys()
+            self.report.prompts_already_present += len(present)
+            missing -= present
+        if missing:
+            firsts: dict[str, SignalRow] = {}
+            for row in rows:
+                if row.prompt_key in missing and row.prompt_key not in firsts:
+                    firsts[row.prompt_key] = row
+            now = timezone.now()
+            ids = bulk.insert(
+                Prompt,
+                [
+                    "organization_id",
+                    "project_id",
+                    "external_id",
+                    "text",
+                    "messages",
+                    "metadata",
+                    "source",
+                    "content_hash",
+                    "created_at",
+                ],
+                [
+                    (
+                        project.organization_id,
+                        project.pk,
+                        f"fb-{key[:24]}",
+                        row.prompt_text,
+                        row.messages,
+                        {},
+                        row.file[:300],
+                        key,
+                        now,
+                    )
+                    for key, row in firsts.items()
+                ],
+                json_columns=["messages", "metadata"],
+            )
+            known.update(zip(firsts, ids, strict=True))
+            self.created_prompts.update(ids)
+            self.report.prompts_created += len(ids)
+        for row in rows:
+            if row.prompt_id is None:
+                row.prompt_id = known[row.prompt_key]
+        if len(known) > PROMPT_CACHE_SIZE:
+            known.clear()
+            self.prompts_complete = False
+        return rows
+
+    def _resolve_candidates(self, rows: list[SignalRow]) -> None:
+        wanted: dict[tuple[int, str], Text] = {}
+        for row in rows:
+            for text in (row.reply, row.other):
+                if text is not None:
+                    wanted.setdefault((row.prompt_id, text.digest), text)
+        created, seen = self.created_prompts, self.created_candidates
+        check = [
+            pair for pair in wanted if pair[0] not in created or _prefix(pair[1], pair[0]) in seen
+        ]
+        ids = _existing_candidates(check) if check else {}
+        self.report.candidates_already_present += len(ids)
+        new = [pair for pair in wanted if pair not in ids]
+        now, organization_id = timezone.now(), self.project.organization_id
+        source = Candidate.Source.FEEDBACK_LOG.value
+        new_ids = bulk.insert(
+            Candidate,
+            [
+                "organization_id",
+                "prompt_id",
+                "text",
+                "source",
+                "source_key",
+                "model",
+                "parameters",
+                "finish_reason",
+                "content_hash",
+                "created_at",
+            ],
+            [
+                (
+                    organization_id,
+                    pair[0],
+                    wanted[pair].text,
+                    source,
+                    wanted[pair].source_key,
+                    wanted[pair].model,
+                    {},
+                    "",
+                    pair[1],
+                    now,
+                )
+                for pair in new
+            ],
+            json_columns=["parameters"],
+        )
+        self.report.candidates_created += len(new_ids)
+        for pair, pk in zip(new, new_ids, strict=True):
+            ids[pair] = pk
+            seen.add(_prefix(pair[1], pair[0]))
+        for row in rows:
+            if row.reply is not None:
+                row.reply_id = ids[(row.prompt_id, row.reply.digest)]
+            if row.other is not None:
+                row.other_id = ids[(row.prompt_id, row.other.digest)]
+
+    def _write_signals(self, rows: list[SignalRow]) -> None:
+        created, seen = self.created_prompts, self.created_signals
+        check = [r for r in rows if r.prompt_id not in created or _prefix(r.digest) in seen]
+        stored: set[str] = set()
+        if check:
+            stored = set(
+                FeedbackSignal.objects.filter(
+                    project=self.project,
+                    kind__in={r.kind for r in check},
+                    prompt_id__in={r.prompt_id for r in check},
+                ).values_list("data__digest", flat=True)
+            )
+        fresh, batch = [], set()
+        for row in rows:
+            if row.digest in stored or row.digest in batch:
+                self.report.signals_already_present += 1
+                continue
+            batch.add(row.digest)
+            fresh.append(row)
+        now, project = timezone.now(), self.project
+        bulk.insert(
+            FeedbackSignal,
+            [
+                "organization_id",
+                "project_id",
+                "job_id",
+                "kind",
+                "prompt_id",
+                "reply_id",
+                "other_id",
+                "conversation_key",
+                "thumbs",
+                "score",
+                "complaint",
+                "model",
+                "occurred_at",
+                "user_hash",
+                "data",
+                "source",
+                "line",
+                "created_at",
+            ],
+            [
+                (
+                    project.organization_id,
+                    project.pk,
+                    self.job_id,
+                    r.kind,
+                    r.prompt_id,
+                    r.reply_id,
+                    r.other_id,
+                    r.prompt_key,
+                    r.thumbs,
+                    r.score,
+                    r.complaint,
+                    r.model,
+                    r.occurred_at,
+                    r.user_hash,
+                    r.data,
+                    r.file[:300],
+                    _line(r.where),
+                    now,
+                )
+                for r in fresh
+            ],
+            json_columns=["data"],
+        )
+        for row in fresh:
+            seen.add(_prefix(row.digest))
+            self.by_kind[row.kind] += 1
+        self.report.signals_created += len(fresh)
+
+
+def _existing_candidates(pairs: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """Ids of the candidates among (prompt id, content hash) pairs that exist (one query,
+    on the candidate_once index)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.prompt_id, c.content_hash, c.id FROM tasks_candidate c "
+            "JOIN unnest(%s::bigint[], %s::text[]) AS k(prompt_id, content_hash) "
+            "ON c.prompt_id = k.prompt_id AND c.content_hash = k.content_hash",
+            [[p for p, _ in pairs], [h for _, h in pairs]],
+        )
+        return {(prompt_id, digest): pk for prompt_id, digest, pk in cursor.fetchall()}
+
+
+# --- the readers: one raw row → its signals ------------------------------------------------
+
+THUMBS = {"up": 1, "down": -1, "1": 1, "-1": -1, "+1": 1, 1: 1, -1: -1}
+
+
+def _feedback_log(run: _Import, raw: RawRow, row_id) -> list[SignalRow]:
+    data = raw.data
+    text, messages = run.conversation(data)
+    model = run.label(data, "model")
+    base = SignalRow(raw.file, raw.where, FeedbackSignal.Kind.FEEDBACK)
+    base.prompt_text, base.messages, base.model = text, messages, model
+    base.occurred_at = run.when(data.get("timestamp"), "timestamp")
+    base.user_hash = run.user(data.get("user"), "user")
+    reply = Text(run.text(data.get("reply"), "reply"), "reply", model)
+    fields = {"format": "feedback_log"}
+    thumbs = data.get("thumbs")
+    if thumbs not in (None, ""):
+        key = thumbs.strip().lower() if isinstance(thumbs, str) else thumbs
+        if isinstance(thumbs, bool) or key not in THUMBS:
+            raise _Invalid("must be 'up', 'down', 1 or -1", "thumbs")
+        base.thumbs = THUMBS[key]
+    rating = data.get("rating")
+    if rating not in (None, ""):
+        number = _number(rating, "rating")
+        if not 1 <= number <= 5:
+            raise _Invalid("must be from 1 to 5", "rating")
+        base.score = (number - 1) / 4
+        fields["rating"] = _plain(number)
+    complaint = data.get("complaint")
+    if complaint not in (None, ""):
+        base.complaint = _flag(complaint, "complaint")
+    comment = run.optional_text(data, "comment")
+    if comment:
+        fields["comment"] = comment
+    regenerated = data.get("regenerated_from")
+    edited = data.get("edited")
+    kept = data.get("kept")
+    if kept not in (None, "") and kept not in ("reply", "regenerated_from"):
+        raise _Invalid("must be 'reply' or 'regenerated_from'", "kept")
+    if kept not in (None, "") and regenerated in (None, ""):
+        raise _Invalid("says which reply was kept, but there is no 'regenerated_from'", "kept")
+    if (
+        base.thumbs is None
+        and base.score is None
+        and not base.complaint
+        and regenerated in (None, "")
+        and edited in (None, "")
+    ):
+        raise _Invalid(
+            "holds no signal: give thumbs, rating, regenerated_from, edited or complaint",
+            "reply",
+        )
+    rows = []
+    first = base
+    first.reply, first.data = reply, dict(fields)
+    if regenerated not in (None, ""):
+        first.other = Text(run.text(regenerated, "regenerated_from"), "regenerated_from", model)
+        first.data["relation"] = "regeneration"
+        if kept:
+            first.data["kept"] = "reply" if kept == "reply" else "other"
+    rows.append(first)
+    if edited not in (None, ""):
+        edit_text = Text(run.text(edited, "edited"), "edited", "")
+        if first.other is None and len(rows) == 1:
+            first.other, first.data["relation"] = edit_text, "edit"
+        else:
+            second = SignalRow(raw.file, raw.where, FeedbackSignal.Kind.FEEDBACK)
+            second.prompt_text, second.messages, second.model = text, messages, model
+            second.occurred_at, second.user_hash = base.occurred_at, base.user_hash
+            second.reply, second.other = reply, edit_text
+            second.data = {"format": "feedback_log", "relation": "edit"}
+            rows.append(second)
+    return rows
+
+
+def _open_webui(run: _Import, raw: RawRow, row_id) -> list[SignalRow]:
+    data = raw.data
+    if data.get("type") not in (None, "rating"):
+        raise _Invalid(
+            f"only 'rating' feedback is read, not {str(data.get('type'))[:40]!r}", "type"
+        )
+    rating_data = data.get("data") if isinstance(data.get("data"), dict) else None
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else None
+    if rating_data is None:
+        raise _Invalid("missing (the rating itself)", "data")
+    if meta is None:
+        raise _Invalid("missing (which message was rated)", "meta")
+    snapshot = data.get("snapshot")
+    chat = snapshot.get("chat") if isinstance(snapshot, dict) else None
+    if not isinstance(chat, dict):
+        raise _Invalid(
+            "holds no chat: export the feedback with its snapshot (Admin › Evaluations › "
+            "Feedback › Export)",
+            "snapshot",
+        )
+    body = chat.get("chat") if isinstance(chat.get("chat"), dict) else chat
+    history = body.get("history") if isinstance(body.get("history"), dict) else {}
+    messages = history.get("messages")
+    if not isinstance(messages, dict):
+        messages = {m.get("id"): m for m in body.get("messages") or [] if isinstance(m, dict)}
+    message_id = meta.get("message_id")
+    message = messages.get(message_id) if isinstance(message_id, str) else None
+    if not isinstance(message, dict):
+        raise _Invalid("the rated message is not in the snapshot of the chat", "meta.message_id")
+    if message.get("role") != "assistant":
+        raise _Invalid("the rated message is not an assistant reply", "meta.message_id")
+    chain, seen, parent = [], {message_id}, message.get("parentId")
+    while parent is not None:
+        turn = messages.get(parent)
+        if not isinstance(turn, dict) or parent in seen or len(chain) > 1000:
+            raise _Invalid("the chat's history is broken (a missing or looping parent)", "snapshot")
+        seen.add(parent)
+        chain.append(turn)
+        parent = turn.get("parentId")
+    chain.reverse()
+    text, conversation = run.turns(
+        [{"role": t.get("role"), "content": t.get("content")} for t in chain],
+        "snapshot.chat.history",
+    )
+    model = run.label(rating_data, "model_id") or run.label(message, "model")
+    row = SignalRow(raw.file, raw.where, FeedbackSignal.Kind.FEEDBACK)
+    row.prompt_text, row.messages, row.model = text, conversation, model
+    row.reply = Text(run.text(message.get("content"), "snapshot.message.content"), "reply", model)
+    row.user_hash = run.user(data.get("user_id"), "user_id")
+    created = data.get("created_at")
+    row.occurred_at = run.when(created, "created_at")
+    fields: dict[str, Any] = {"format": "open_webui", "feedback_id": str(data.get("id", ""))[:100]}
+    rating = rating_data.get("rating")
+    if rating not in (None, ""):
+        value = _number(rating, "data.rating")
+        if value not in (1, 0, -1):
+            raise _Invalid("must be 1, 0 or -1", "data.rating")
+        if value == 0:
+            fields["draw"] = True
+        else:
+            row.thumbs = int(value)
+    details = rating_data.get("details")
+    if isinstance(details, dict) and details.get("rating") not in (None, ""):
+        score = _number(details["rating"], "data.details.rating")
+        if not 1 <= score <= 10:
+            raise _Invalid("must be from 1 to 10", "data.details.rating")
+        row.score = (score - 1) / 9
+        fields["rating"] = _plain(score)
+    for key in ("reason", "comment"):
+        value = run.optional_text(rating_data, key)
+        if value:
+            fields[key] = value
+    tags = rating_data.get("tags")
+    if isinstance(tags, list) and tags:
+        fields["tags"] = [run.clean(_check_text(t, "data.tags", 200)) for t in tags[:20]]
+    if meta.get("arena"):
+        fields["arena"] = True
+    if isinstance(meta.get("chat_id"), str):
+        fields["chat_id"] = meta["chat_id"][:100]
+    parent_turn = messages.get(message.get("parentId")) or {}
+    siblings = [
+        messages[i]
+        for i in parent_turn.get("childrenIds") or []
+        if i != message_id and isinstance(messages.get(i), dict)
+    ]
+    if siblings:
+        sibling = siblings[0]
+        sibling_model = run.label(sibling, "model")
+        row.other = Text(
+            run.text(sibling.get("content"), "snapshot.sibling.content"), "sibling", sibling_model
+        )
+        fields["relation"] = "sibling"
+        fields["sibling_models"] = [
+            str(m)[:200] for m in rating_data.get("sibling_model_ids") or [] if m
+        ][:10]
+    if row.thumbs is None and row.score is None and not fields.get("draw"):
+        raise _Invalid("holds no rating", "data.rating")
+    row.data = fields
+    return [row]
+
+
+def _ab_test(run: _Import, raw: RawRow, row_id) -> list[SignalRow]:
+    data = raw.data
+    row = SignalRow(raw.file, raw.where, FeedbackSignal.Kind.AB_TEST)
+    if data.get("prompt") in (None, "") and data.get("messages") is None:
+        if data.get("prompt_id") in (None, ""):
+            raise _Invalid("missing (give 'prompt', 'messages' or 'prompt_id')", "prompt")
+        row.prompt_ref = _check_text(data["prompt_id"], "prompt_id", 200, is_id=True).strip()
+    else:
+        row.prompt_text, row.messages = run.conversation(data)
+    row.reply = Text(
+        run.text(data.get("variant_a"), "variant_a"), "variant_a", run.label(data, "model_a")
+    )
+    row.other = Text(
+        run.text(data.get("variant_b"), "variant_b"), "variant_b", run.label(data, "model_b")
+    )
+    counts = {}
+    for key in ("wins_a", "wins_b", "impressions_a", "impressions_b"):
+        if data.get(key) not in (None, ""):
+            counts[key] = _count(data[key], key)
+    winner = data.get("winner")
+    if winner not in (None, ""):
+        if not isinstance(winner, str) or winner.strip().lower() not in ("a", "b"):
+            raise _Invalid("must be 'a' or 'b'", "winner")
+        if "wins_a" in counts or "wins_b" in counts:
+            raise _Invalid("give either the wins of each variant or a winner, not both", "winner")
+        counts["winner"] = winner.strip().lower()
+    elif "wins_a" not in counts or "wins_b" not in counts:
+        missing = "wins_a" if "wins_a" not in counts else "wins_b"
+        raise _Invalid("missing (give wins_a and wins_b, or winner)", missing)
+    for side in ("a", "b"):
+        shown = counts.get(f"impressions_{side}")
+        if shown is not None and counts.get(f"wins_{side}", 0) > shown:
+            raise _Invalid(f"more wins than impressions_{side}", f"wins_{side}")
+    if run.optional_text(data, "comment"):
+        counts["comment"] = run.optional_text(data, "comment")
+    row.data = counts
+    return [row]
+
+
+def _grade(run: _Import, raw: RawRow, row_id) -> list[SignalRow]:
+    data = raw.data
+    row = SignalRow(raw.file, raw.where, FeedbackSignal.Kind.GRADE)
+    row.prompt_text, row.messages = run.conversation(data)
+    row.model = run.label(data, "model")
+    row.reply = Text(run.text(data.get("output"), "output"), "output", row.model)
+    if data.get("grade") in (None, ""):
+        raise _Invalid("missing", "grade")
+    row.score = run.scale.score(data["grade"])
+    grade = data["grade"]
+    shown = grade.strip() if isinstance(grade, str) else grade
+    row.data = {"grade": shown, "scale": run.scale.as_list()}
+    row.user_hash = run.user(data.get("reviewer"), "reviewer")
+    comment = run.optional_text(data, "comment")
+    if comment:
+        row.data["comment"] = comment
+    row.occurred_at = run.when(data.get("timestamp"), "timestamp")
+    return [row]
+
+
+def _correction(run: _Import, raw: RawRow, row_id) -> list[SignalRow]:
+    data = raw.data
+    row = SignalRow(raw.file, raw.where, FeedbackSignal.Kind.CORRECTION)
+    row.prompt_text, row.messages = run.conversation(data)
+    row.model = run.label(data, "model")
+    row.reply = Text(run.text(data.get("original"), "original"), "original", row.model)
+    row.other = Text(run.text(data.get("corrected"), "corrected"), "corrected", "")
+    if candidate_hash(row.reply.text) == candidate_hash(row.other.text):
+        raise _Invalid("is the same as the original", "corrected")
+    row.user_hash = run.user(data.get("expert"), "expert")
+    row.data = {}
+    comment = run.optional_text(data, "comment")
+    if comment:
+        row.data["comment"] = comment
+    row.occurred_at = run.when(data.get("timestamp"), "timestamp")
+    return [row]
+
+
+READERS = {
+    "feedback": _feedback_log,
+    "open_webui": _open_webui,
+    "ab_test": _ab_test,
+    "grade": _grade,
+    "correction": _correction,
+}
+
+
+def detect_kind(row: dict) -> str:
+    """The kind a row's shape says (``auto``)."""
+    if isinstance(row.get("snapshot"), dict) or (
+        isinstance(row.get("data"), dict) and isinstance(row.get("meta"), dict)
+    ):
+        return "open_webui"
+    if "variant_a" in row:
+        return "ab_test"
+    if "grade" in row:
+        return "grade"
+    if "corrected" in row:
+        return "correction"
+    return "feedback"
+
+
+def conversation_key(text: str, messages: list | None) -> str:
+    """SHA-256 of the normalized conversation before the reply: ``Prompt.content_hash`` as
+    prompt imports compute it (the text for one user turn, else the messages as JSON)."""
+    if messages:
+        return content_hash(json.dumps(messages, ensure_ascii=False))
+    return content_hash(text)
+
+
+def parse_when(value: Any, key: str) -> datetime:
+    """An aware datetime from ISO 8601 (UTC when no offset) or epoch seconds/milliseconds."""
+    if isinstance(value, bool):
+        raise _Invalid("must be an ISO 8601 time or epoch seconds", key)
+    if isinstance(value, str) and _is_number(value.strip()):
+        value = float(value.strip())
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise _Invalid("must be an ISO 8601 time or epoch seconds", key)
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise _Invalid("is not a possible time", key) from None
+    if not isinstance(value, str) or len(value) > 64:
+        raise _Invalid("must be an ISO 8601 time or epoch seconds", key)
+    try:
+        parsed = parse_datetime(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise _Invalid("must be an ISO 8601 time (2025-03-01T10:15:00Z) or epoch seconds", key)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool):
+        raise _Invalid("must be a number", key)
+    if isinstance(value, str):
+        value = value.strip()
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _Invalid("must be a number", key) from None
+    if not math.isfinite(number):
+        raise _Invalid("must be a number", key)
+    return number
+
+
+def _count(value: Any, key: str) -> int:
+    number = _number(value, key)
+    if number < 0 or not number.is_integer() or number > 10**12:
+        raise _Invalid("must be a whole number, 0 or more", key)
+    return int(number)
+
+
+def _flag(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise _Invalid("must be true or false", key)
+
+
+def _tell(stream) -> int:
+    try:
+        return stream.tell()
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def _line(where: str) -> int:
+    found = _LINE.search(where)
+    return int(found.group(1)) if found else 0
+
+
+def _prefix(digest: str, salt: int = 0) -> int:
+    """A 64-bit prefix of a hex digest (with a salt: a prompt id), for in-memory sets."""
+    return int(digest[:16], 16) ^ (salt << 64)
