@@ -96,11 +96,12 @@ def settle(*, project: Project, items: list[int] | None = None) -> int:
     return sum(len(ids) for ids in changed.values())
 
 
-def reveal(judgment: Judgment) -> str:
+def reveal(judgment: Judgment, pairs: list[SignalPair] | None = None) -> str:
     """What the source said about the pair an expert just judged, and whether the expert
     agreed; empty for an item that verifies no pair. Shown only after the answer, so the
-    source cannot sway it."""
-    pairs = list(SignalPair.objects.filter(item_id=judgment.item_id).order_by("pk"))
+    source cannot sway it. ``pairs``: the item's pairs, when the caller has read them."""
+    if pairs is None:
+        pairs = list(SignalPair.objects.filter(item_id=judgment.item_id).order_by("pk"))
     if not pairs:
         return ""
     order = judgment.assignment.display_order
@@ -121,3 +122,14 @@ def reveal(judgment: Judgment) -> str:
             f"confidence {pair.confidence:.0%}: {pair.reason}); {answer}."
         )
     return " ".join(said)
+
+
+def revealed_for(judgments) -> dict[int, str]:
+    """``reveal`` of each of these judgments that verified a pair, by judgment id (the
+    history page: one query for all their pairs)."""
+    by_item: dict[int, list[SignalPair]] = defaultdict(list)
+    for pair in SignalPair.objects.filter(item_id__in={j.item_id for j in judgments}).order_by(
+        "pk"
+    ):
+        by_item[pair.item_id].append(pair)
+    return {j.pk: reveal(j, by_item[j.item_id]) for j in judgments if j.item_id in by_item}

@@ -19,7 +19,7 @@ from annotation.services import (
     undo_last_submit,
     update_judgment,
 )
-from annotation.verification import reveal
+from annotation.verification import reveal, revealed_for
 from annotation.workspace import answers_from_form, context_for, progress, project_rows
 from tasks.decorators import membership_required
 from tasks.models import Project
@@ -171,13 +171,18 @@ def history(request, project_id: int):
     project = member_project(request, project_id)
     judgments = (
         Judgment.objects.filter(project=project, annotator=request.user)
-        .select_related("item__prompt", "chosen", "rejected")
+        .select_related("item__prompt", "chosen", "rejected", "assignment")
         .order_by("-created_at")[:500]
     )
     return render(
         request,
         "annotation/history.html",
-        {"project": project, "judgments": judgments, "discussed": _discussed(project, judgments)},
+        {
+            "project": project,
+            "judgments": judgments,
+            "discussed": _discussed(project, judgments),
+            "revealed": revealed_for(judgments),
+        },
     )
 
 

@@ -352,3 +352,12 @@ def test_an_ordinary_item_reveals_nothing(acme, as_user):
         headers={"X-Chosen-Fragment": "1"},
     )
     assert response.json()["reveal"] == ""
+
+
+def test_the_history_page_tells_the_source_of_a_verified_pair(acme, as_user):
+    project = verification_project(acme.organization)
+    make_pair(project, 0)
+    queue(project)
+    judge(project, acme.annotator, "reject")
+    page = as_user(acme.annotator).get(reverse("annotation:history", args=[project.pk]))
+    assert "you rejected both, so the pair is dropped." in page.content.decode()
