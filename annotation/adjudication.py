@@ -14,6 +14,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, TextField, Value
 from django.db.models.functions import Cast, Coalesce, Concat
 
 from annotation.models import Adjudication, ItemNote, Judgment
+from annotation.verification import settle
 from tasks.audit import Action, diff, record
 from tasks.models import Candidate, Item, Project
 
@@ -236,6 +237,7 @@ def decide(*, item: Item, lead, fields: dict) -> Adjudication:
         changes=diff(_decision(previous), _decision(adjudication)),
         data={"project": item.project_id},
     )
+    settle(project=item.project, items=[item.pk])
     return adjudication
 
 

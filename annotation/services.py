@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from annotation.allocator import release_items
 from annotation.models import Assignment, Judgment, JudgmentRevision
+from annotation.verification import settle
 from tasks.audit import Action, diff, record
 from tasks.importers.rows import candidate_hash
 from tasks.models import Candidate, Project
@@ -71,6 +72,7 @@ def submit_judgment(
     assignment.status, assignment.finished_at = Assignment.Status.SUBMITTED, timezone.now()
     assignment.save(update_fields=["status", "finished_at"])
     _audit(Action.JUDGMENT_CREATED, judgment, after=snapshot(judgment))
+    settle(project=assignment.project, items=[judgment.item_id])
     return judgment
 
 
@@ -288,6 +290,7 @@ def update_judgment(*, judgment_id: int, annotator, answers: dict[str, Any]) -> 
     judgment.version += 1
     judgment.save()
     _audit(Action.JUDGMENT_EDITED, judgment, before=before, after=snapshot(judgment))
+    settle(project=judgment.assignment.project, items=[judgment.item_id])
     return judgment
 
 
@@ -332,6 +335,7 @@ def undo_last_submit(*, project: Project, annotator) -> Assignment | None:
     for judgment in Judgment.objects.filter(assignment=last):
         _audit(Action.JUDGMENT_UNDONE, judgment, before=snapshot(judgment))
         judgment.delete()
+    settle(project=project, items=[last.item_id])
     last.status, last.finished_at = Assignment.Status.ACTIVE, None
     last.expires_at = timezone.now() + timedelta(minutes=project.assignment_timeout_minutes)
     last.save(update_fields=["status", "finished_at", "expires_at"])

@@ -19,6 +19,7 @@ from annotation.services import (
     undo_last_submit,
     update_judgment,
 )
+from annotation.verification import reveal, revealed_for
 from annotation.workspace import answers_from_form, context_for, progress, project_rows
 from tasks.decorators import membership_required
 from tasks.models import Project
@@ -55,9 +56,11 @@ def _respond(
     level="info",
     answers=None,
     errors=None,
+    revealed="",
 ):
     """The annotate page, or its workspace fragment as JSON for the page's script.
-    ``level`` styles the message as Django's message tags do: success, info or error."""
+    ``level`` styles the message as Django's message tags do: success, info or error;
+    ``revealed`` is what the source of the item just judged said (``reveal``)."""
     if assignment is None:
         allocation = next_assignment(project=project, annotator=request.user)
         assignment, reason = allocation.assignment, allocation.reason
@@ -75,7 +78,10 @@ def _respond(
     if _wants_fragment(request):
         html = render_to_string("annotation/_workspace.html", context, request=request)
         numbers = {k: v for k, v in context["progress"].items() if k != "project"}
-        return JsonResponse({"html": html, "message": message, "progress": numbers}, status=status)
+        return JsonResponse(
+            {"html": html, "message": message, "progress": numbers, "reveal": revealed},
+            status=status,
+        )
     return render(request, "annotation/annotate.html", context, status=status)
 
 
@@ -90,7 +96,7 @@ def _act(request, project_id: int, assignment_id: int, action, done: str):
     project = member_project(request, project_id)
     answers = answers_from_form(project, request.POST)
     try:
-        action(project, answers)
+        done_with = action(project, answers)
     except AssignmentRefused as refused:
         return _respond(request, project, status=409, message=str(refused), level="error")
     except ValidationError as invalid:
@@ -104,9 +110,13 @@ def _act(request, project_id: int, assignment_id: int, action, done: str):
             answers=answers,
             errors=invalid.message_dict,
         )
+    # A verification item's source is told only now that the expert has answered.
+    revealed = reveal(done_with) if isinstance(done_with, Judgment) else ""
     if not _wants_fragment(request):
+        if revealed:
+            messages.info(request, revealed)
         return redirect("annotation:annotate", project_id=project.pk)
-    return _respond(request, project, message=done, level="success")
+    return _respond(request, project, message=done, level="success", revealed=revealed)
 
 
 @membership_required
@@ -161,13 +171,18 @@ def history(request, project_id: int):
     project = member_project(request, project_id)
     judgments = (
         Judgment.objects.filter(project=project, annotator=request.user)
-        .select_related("item__prompt", "chosen", "rejected")
+        .select_related("item__prompt", "chosen", "rejected", "assignment")
         .order_by("-created_at")[:500]
     )
     return render(
         request,
         "annotation/history.html",
-        {"project": project, "judgments": judgments, "discussed": _discussed(project, judgments)},
+        {
+            "project": project,
+            "judgments": judgments,
+            "discussed": _discussed(project, judgments),
+            "revealed": revealed_for(judgments),
+        },
     )
 
 

@@ -3,6 +3,7 @@ header (configs naming the split files), counts, agreement, labels, options, mod
 how to load the files in TRL, Axolotl or LLaMA-Factory."""
 
 from exports.formats import FLAT_FORMATS, dumps
+from tasks.models import Rule
 
 # Axolotl's local-file form (src/axolotl/utils/data/shared.py: a `path` that exists is read
 # with `ds_type`; a single JSON file is its "train" split) and the multi-turn DPO type
@@ -77,6 +78,7 @@ def dataset_card(manifest: dict) -> str:
     ]
     lines += [f"| {split} | {n} |" for split, n in manifest["counts"].items()]
     lines += ["", f"Mean agreement of the exported pairs: {manifest['mean_agreement']}", ""]
+    lines += _sources_section(manifest.get("sources") or {})
     lines += ["## Label distribution (all judgments)", "", "| label | judgments |", "|---|---|"]
     lines += [f"| {label or '(none)'} | {n} |" for label, n in manifest["labels"].items()]
     lines += ["", "## Options", "", "```json", dumps(manifest["options"]), "```", ""]
@@ -86,6 +88,25 @@ def dataset_card(manifest: dict) -> str:
     lines += ["## Files", "", "| file | rows | sha256 |", "|---|---|---|"]
     lines += [f"| {e['name']} | {e['rows']} | `{e['sha256']}` |" for e in manifest["files"]]
     return "\n".join(lines) + "\n"
+
+
+# What each source is: the pair builder's rules, or people.
+SOURCE_NOTES = {"human": "Judged by annotators", **dict(Rule.choices)}
+
+
+def _sources_section(sources: dict) -> list[str]:
+    """Exported pairs per source: people, or the pair builder's rule that made them."""
+    if not sources:
+        return []
+    lines = ["## Pairs per source", "", "| source | pairs | what it is |", "|---|---|---|"]
+    lines += [f"| {name} | {n} | {SOURCE_NOTES.get(name, '')} |" for name, n in sources.items()]
+    lines += [
+        "",
+        "Each record's source and confidence are in its provenance line; a machine-made pair "
+        "an expert flipped is exported reversed.",
+        "",
+    ]
+    return lines
 
 
 def _format_section(manifest: dict, data_files: list[dict]) -> list[str]:

@@ -15,20 +15,24 @@ where a row below says so.
   "messages" (the whole conversation, system prompt included), "chosen" / "rejected" as
   assistant messages (the dataset card has the YAML that loads the local files).
 - ``parquet`` (lossless): prompt (the last user turn), prompt_messages (the whole
-  conversation), chosen, rejected, agreement, dimension.
+  conversation), chosen, rejected, agreement, dimension, source, confidence.
 - ``trl``: TRL's standard preference format, {"prompt", "chosen", "rejected"} strings.
 - ``kto``: TRL's unpaired format {"prompt", "completion", "label"}: each distinct completion
   of a prompt once, labelled by its pairs (``kto_labels``); both-bad candidates are false.
 - ``csv``: prompt, better_response, weaker_response, diagnosis, scores, dimension,
-  agreement; cells that a spreadsheet would run as a formula (a leading =, +, -, @, tab or
-  carriage return) get a leading ``'`` unless ``csv_raw`` is chosen.
+  agreement, source, confidence; cells that a spreadsheet would run as a formula (a leading
+  =, +, -, @, tab or carriage return) get a leading ``'`` unless ``csv_raw`` is chosen.
 ``trl``, ``kto`` and ``csv`` hold one prompt string, no conversation. A prompt with a system
 prompt or earlier turns is refused there (``conversation="refuse"``, the default: the
 export names how many and the formats that keep them) or written as a plain transcript
 (``conversation="transcript"``: every prompt as "System: …", "User: …", "Assistant: …"
 turns separated by a blank line, ending with the last user turn).
 Beside every format: ``<split>.provenance.jsonl``, one line per record's pair with its ids,
-models, parameters, annotators, agreement, answers, rubric scores and reasoning.
+models, parameters, annotators, agreement, answers, rubric scores and reasoning, and its
+``source`` (the pair builder's rule, or ``human``) and ``confidence`` (exports.pairs); a
+machine-made pair also its signal pair's id, status and reason. The formats read by
+trainers with a fixed record (trl, trl-conversational, kto, axolotl, llama-factory) get no
+extra keys: their provenance line, in the same order, has them.
 """
 
 import csv
@@ -52,6 +56,8 @@ CSV_HEADER = [
     "scores",
     "dimension",
     "agreement",
+    "source",
+    "confidence",
 ]
 PARQUET_ROWS = 10_000  # rows per Parquet row group (and per write)
 
@@ -157,6 +163,8 @@ def parquet(pair, prompt: str) -> list[dict]:
             "rejected": pair.rejected.text,
             "agreement": float(pair.agreement),
             "dimension": dimension_of(pair),
+            "source": pair.source,
+            "confidence": float(pair.confidence),
         }
     ]
 
@@ -172,6 +180,8 @@ def csv_row(pair, prompt: str, *, raw: bool = False) -> list:
         dumps(pair.rubric) if pair.rubric else "",
         cell(dimension_of(pair)),
         pair.agreement,
+        pair.source,
+        pair.confidence,
     ]
 
 
@@ -191,6 +201,13 @@ def provenance(pair) -> dict:
         "answers": pair.answers,
         "rubric": pair.rubric,
         "reasoning": pair.reasoning,
+        "source": pair.source,
+        "confidence": pair.confidence,
+        **(
+            {"signal_pair": pair.signal_pair, "status": pair.status, "reason": pair.reason}
+            if pair.signal_pair is not None
+            else {}
+        ),
     }
 
 
@@ -243,6 +260,8 @@ class _ParquetFile:
                 ("rejected", pa.string()),
                 ("agreement", pa.float64()),
                 ("dimension", pa.string()),
+                ("source", pa.string()),
+                ("confidence", pa.float64()),
             ]
         )
         self.path, self.pending, self.rows = path, [], 0
@@ -334,7 +353,9 @@ class SplitWriter:
         self.counts: dict[str, int] = {}
         self.models: set[str] = set()
         self.agreement_sum = 0.0
+        self.judged = 0  # pairs people judged: the mean agreement is theirs
         self.pairs = 0
+        self.sources: dict[str, int] = {}
         self.kto = _KtoLabels(getattr(options, "policy", "adjudicated")) if fmt == "kto" else None
 
     def _file(self, name: str, header: list | None = None) -> _File:
@@ -365,7 +386,10 @@ class SplitWriter:
         side.write(dumps(provenance(pair)) + "\n")
         side.rows += 1
         self.pairs += 1
-        self.agreement_sum += pair.agreement
+        self.sources[pair.source] = self.sources.get(pair.source, 0) + 1
+        if pair.judgments:
+            self.judged += 1
+            self.agreement_sum += pair.agreement
         self.models.update(c.model for c in (pair.chosen, pair.rejected) if c and c.model)
 
     def _write(self, split: str, records: list) -> None:

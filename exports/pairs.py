@@ -21,12 +21,29 @@ judgment that does not order the two, counts in the total for neither side):
 - ``adjudicated``: a lead's final decision on the item wins (agreement 1.0); items without
   one are taken when unanimous.
 
+Machine-made pairs (``tasks.models.SignalPair``, built from feedback logs, A/B tests,
+grades and corrections) join the judgments' pairs: ``accepted`` and ``confirmed`` ones as
+they are, ``flipped`` ones reversed; ``to_verify``, ``contradicted`` and ``rejected`` ones
+never. The judgments of their verification items make no pair of their own (the experts'
+verdict is the signal pair's status, ``annotation.verification``). Every pair carries its
+``source`` (the rule, or ``human`` for a pair from judgments) and its ``confidence``:
+- a pair from judgments: its agreement (1.0 when a lead decided the item);
+- an accepted pair (no expert saw it): the rule's confidence;
+- a confirmed or flipped pair: the share of its experts who stated the exported direction
+  (1.0 with one expert, or when a lead decided); its agreement is the same share.
+An accepted pair has no judgments: its agreement is its confidence, ``min_agreement`` does
+not apply to it, and the card's mean agreement leaves it out. ``pair_sources`` keeps the
+pairs of those sources only, ``min_confidence`` the pairs at least that confident. The
+judgments' ``policy`` does not apply to verified pairs: their majority rule is settle's.
+
 Streaming and determinism: judgments are read in chunks, ordered by prompt in a shuffled
-order fixed by the seed (md5 of seed and prompt id), then item and judgment. The split is
+order fixed by the seed (md5 of seed and prompt id), then item and judgment; signal pairs
+in the same order, merged in. The split is
 by prompt rank in that order, so no prompt is in two splits, the split sizes follow the
 ratios exactly (in prompts) and nothing but a counter is held in memory.
 """
 
+import heapq
 import json
 import math
 from collections import Counter, defaultdict
@@ -35,17 +52,25 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 from django.db import connection
-from django.db.models import F, Func, TextField, Value
+from django.db.models import Exists, F, Func, OuterRef, TextField, Value
 from django.db.models.functions import Cast, Concat
 
 from annotation.models import Adjudication, Judgment
-from tasks.models import Candidate, Project, Prompt
+from tasks.models import Candidate, Project, Prompt, Rule, SignalPair
 from tasks.text import text_similarity
 
 POLICIES = ("adjudicated", "unanimous", "majority", "all")
 CONVERSATIONS = ("refuse", "transcript")
 RANKING_PAIRS = ("top", "all")
 SPLITS = ("train", "validation", "test")
+HUMAN = "human"  # the source of a pair from judgments
+# A pair's source: a pair-builder rule (the KTO-only "rating" makes no pair) or people.
+PAIR_SOURCES = (*(rule for rule in Rule.values if rule != Rule.RATING), HUMAN)
+EXPORTED = (
+    SignalPair.Status.ACCEPTED,
+    SignalPair.Status.CONFIRMED,
+    SignalPair.Status.FLIPPED,
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,9 @@ class Options:
     # as a plain transcript (exports.formats). CSV cells as stored, without formula escaping.
     conversation: str = "refuse"
     csv_raw: bool = False
+    # Where a pair comes from (PAIR_SOURCES; empty: any) and how sure it is, 0..1.
+    pair_sources: tuple[str, ...] = ()
+    min_confidence: float = 0.0
 
     def problems(self) -> list[str]:
         found = []
@@ -77,6 +105,13 @@ class Options:
             found.append(f"ranking_pairs must be one of {', '.join(RANKING_PAIRS)}")
         if not 0 <= self.min_agreement <= 1:
             found.append("min_agreement must be between 0 and 1")
+        if not 0 <= self.min_confidence <= 1:
+            found.append("min_confidence must be between 0 and 1")
+        unknown = sorted(set(self.pair_sources) - set(PAIR_SOURCES))
+        if unknown:
+            found.append(
+                f"unknown pair source(s) {', '.join(unknown)}: use {', '.join(PAIR_SOURCES)}"
+            )
         if self.near_identical is not None and not 0 < self.near_identical <= 1:
             found.append("the near-identical threshold must be in (0, 1]")
         if self.dimension and "=" not in self.dimension:
@@ -105,6 +140,26 @@ class Pair:
     answers: dict = field(default_factory=dict)  # the most common answer to each question
     rubric: dict = field(default_factory=dict)  # {"chosen": [scores…], "rejected": […]}
     adjudicated: bool = False
+    source: str = HUMAN  # the rule that made it, or "human"
+    confidence: float = 1.0
+    reason: str = ""  # the rule's reason (a signal pair)
+    signal_pair: int | None = None
+    status: str = ""  # the signal pair's: accepted, confirmed or flipped
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """Where a found pair comes from: people (the default), or a signal pair."""
+
+    source: str = HUMAN
+    confidence: float | None = None  # None: the agreement
+    reason: str = ""
+    signal_pair: int | None = None
+    status: str = ""
+    item_id: int | None = None
+
+
+FROM_JUDGMENTS = _Origin()
 
 
 @dataclass(slots=True)
@@ -158,13 +213,25 @@ def _total(scores) -> float:
     return sum(float(v) for v in scores.values() if isinstance(v, int | float))
 
 
-def _shuffled_prompt(seed: int):
+def _shuffled_prompt(seed: int, prompt: str = "item__prompt_id"):
     """The prompt's place in the export's shuffled order (md5 of seed and prompt id)."""
     return Func(
-        Concat(Value(f"{seed}:"), Cast(F("item__prompt_id"), TextField())),
+        Concat(Value(f"{seed}:"), Cast(F(prompt), TextField())),
         function="md5",
         output_field=TextField(),
     )
+
+
+def judgments_for_pairs(project: Project):
+    """The judgments that make pairs of their own: all but those of verification items
+    (their experts' verdict is the signal pair's status)."""
+    verifies = SignalPair.objects.filter(item_id=OuterRef("item_id"))
+    return Judgment.objects.filter(project=project).exclude(Exists(verifies))
+
+
+def exported_signal_pairs(project: Project):
+    """The signal pairs an export takes: accepted, confirmed and flipped."""
+    return SignalPair.objects.filter(project=project, status__in=EXPORTED)
 
 
 def extract(project: Project, options: Options, *, chunk: int = 2000) -> Iterator[Pair]:
@@ -172,9 +239,33 @@ def extract(project: Project, options: Options, *, chunk: int = 2000) -> Iterato
     a deterministic order (split by split is not needed: each pair carries its split)."""
     if options.problems():
         raise ValueError("; ".join(options.problems()))
-    judgments = Judgment.objects.filter(project=project)
-    prompts_total = judgments.values("item__prompt_id").distinct().count()
+    judgments = judgments_for_pairs(project)
+    signals = exported_signal_pairs(project)
+    prompts_total = (
+        judgments.values_list("item__prompt_id").union(signals.values_list("prompt_id")).count()
+    )
     bounds = _split_bounds(prompts_total, options.ratios)
+    contradicted = _contradictions(project, options) if options.exclude_contradictory else set()
+    batch: list[tuple] = []  # (split, chosen, rejected, …) waiting for their candidates
+    prompt_rank, current_prompt = -1, None
+    merged = heapq.merge(
+        _judged(project, judgments, options, chunk),
+        _signalled(signals, options, chunk),
+        key=lambda entry: entry[0],
+    )
+    for _, prompt_id, found in merged:
+        if prompt_id != current_prompt:
+            current_prompt, prompt_rank = prompt_id, prompt_rank + 1
+            if len(batch) >= chunk:
+                yield from _resolve(batch, options, contradicted)
+                batch = []
+        split = _split_of(prompt_rank, bounds)
+        batch.extend((split, *entry) for entry in found)
+    yield from _resolve(batch, options, contradicted)
+
+
+def _judged(project: Project, judgments, options: Options, chunk: int):
+    """(shuffled key, prompt id, pairs found) per item of the judgments, in export order."""
     decisions = {}
     if options.policy == "adjudicated":
         decisions = {
@@ -183,7 +274,6 @@ def extract(project: Project, options: Options, *, chunk: int = 2000) -> Iterato
             )
             for a in Adjudication.objects.filter(project=project)
         }
-    contradicted = _contradictions(project, options) if options.exclude_contradictory else set()
     rows = (
         # JSON columns come as text and are decoded only when they hold something: decoding
         # three documents per judgment in Django's converters was a fifth of the time.
@@ -195,6 +285,7 @@ def extract(project: Project, options: Options, *, chunk: int = 2000) -> Iterato
         )
         .order_by("shuffled", "item_id", "id")
         .values_list(
+            "shuffled",
             "item_id",
             "item__prompt_id",
             "annotator__email",
@@ -209,16 +300,9 @@ def extract(project: Project, options: Options, *, chunk: int = 2000) -> Iterato
             "item__candidate_key",
         )
     )
-    batch: list[tuple] = []  # (split, prompt_id, item pairs…) waiting for their candidates
-    prompt_rank, current_prompt, current_item, item_rows = -1, None, None, []
-
-    def flush_item():
-        if item_rows:
-            split = _split_of(prompt_rank, bounds)
-            for found in _aggregate(item_rows, decisions.get(current_item), options):
-                batch.append((split, *found))
-
+    current_item, shuffled, item_rows = None, "", []
     for (
+        key,
         item_id,
         prompt_id,
         email,
@@ -230,22 +314,116 @@ def extract(project: Project, options: Options, *, chunk: int = 2000) -> Iterato
         answers,
         *rest,
     ) in rows.iterator(chunk_size=chunk):
-        row = _Row(
-            item_id, prompt_id, email, outcome, chosen, rejected,
-            _json(ranking, []), _json(rubric, {}), _json(answers, {}), *rest,
-        )  # fmt: skip
-        if row.item_id != current_item:
-            flush_item()
+        if item_id != current_item and item_rows:
+            found = _aggregate(item_rows, decisions.get(current_item), options)
+            yield shuffled, item_rows[0].prompt_id, [(*f, FROM_JUDGMENTS) for f in found]
             item_rows = []
-            current_item = row.item_id
-            if row.prompt_id != current_prompt:
-                current_prompt, prompt_rank = row.prompt_id, prompt_rank + 1
-                if len(batch) >= chunk:
-                    yield from _resolve(batch, options, contradicted)
-                    batch = []
-        item_rows.append(row)
-    flush_item()
-    yield from _resolve(batch, options, contradicted)
+        current_item, shuffled = item_id, key
+        item_rows.append(
+            _Row(
+                item_id,
+                prompt_id,
+                email,
+                outcome,
+                chosen,
+                rejected,
+                _json(ranking, []),
+                _json(rubric, {}),
+                _json(answers, {}),
+                *rest,
+            )  # fmt: skip
+        )
+    if item_rows:
+        found = _aggregate(item_rows, decisions.get(current_item), options)
+        yield shuffled, item_rows[0].prompt_id, [(*f, FROM_JUDGMENTS) for f in found]
+
+
+def _signalled(signals, options: Options, chunk: int):
+    """(shuffled key, prompt id, [the pair found]) per exported signal pair, in export
+    order; a verified pair with its experts' judgments as support."""
+    rows = (
+        signals.annotate(shuffled=_shuffled_prompt(options.seed, "prompt_id"))
+        .order_by("shuffled", "id")
+        .values_list(
+            "shuffled",
+            "id",
+            "prompt_id",
+            "chosen_id",
+            "rejected_id",
+            "rule",
+            "confidence",
+            "reason",
+            "status",
+            "item_id",
+            "item__mode",
+            "item__candidate_key",
+        )
+    )
+    pending: list[tuple] = []
+
+    def flush():
+        items = {row[9] for row in pending if row[8] != SignalPair.Status.ACCEPTED}
+        judged: dict[int, list[_Row]] = defaultdict(list)
+        for values in (
+            Judgment.objects.filter(item_id__in=items)
+            .order_by("item_id", "id")
+            .values_list(
+                "item_id",
+                "item__prompt_id",
+                "annotator__email",
+                "outcome",
+                "chosen_id",
+                "rejected_id",
+                "ranking",
+                "rubric_scores",
+                "answers",
+                "reasoning",
+            )
+        ):
+            judged[values[0]].append(_Row(*values))
+        decided = set(
+            Adjudication.objects.filter(item_id__in=items).values_list("item_id", flat=True)
+        )
+        for (
+            key,
+            pk,
+            prompt_id,
+            chosen,
+            rejected,
+            rule,
+            confidence,
+            reason,
+            status,
+            item_id,
+            *_,
+        ) in pending:
+            if status == SignalPair.Status.FLIPPED:
+                chosen, rejected = rejected, chosen
+            support, total, adjudicated = [], 0, False
+            if status != SignalPair.Status.ACCEPTED:
+                rows_of_item = judged.get(item_id, [])
+                support = [
+                    row
+                    for row in rows_of_item
+                    if row.outcome == Judgment.Outcome.PREFERRED
+                    and (row.chosen_id, row.rejected_id) == (chosen, rejected)
+                ]
+                total, adjudicated = len(rows_of_item), item_id in decided
+                share = 1.0 if adjudicated or not total else len(support) / total
+                confidence = share
+                if share < options.min_agreement:
+                    continue
+            origin = _Origin(rule, confidence, reason, pk, status, item_id)
+            # No one judged an accepted pair: its agreement is its confidence.
+            found = (chosen, rejected, confidence, support, total, adjudicated, origin)
+            yield key, prompt_id, [found]
+
+    for row in rows.iterator(chunk_size=chunk):
+        pending.append(row)
+        if len(pending) >= chunk:
+            yield from flush()
+            pending = []
+    yield from flush()
 
 
 def _json(text: str | None, empty):
@@ -395,9 +573,14 @@ def _resolve(batch: list[tuple], options: Options, contradicted: set) -> Iterato
     ids = {cid for entry in batch for cid in entry[1:3] if cid is not None}
     candidates = _candidates(ids)
     question, _, wanted = options.dimension.partition("=")
-    for split, chosen_id, rejected_id, agreement, support, total, adjudicated in batch:
+    for split, chosen_id, rejected_id, agreement, support, total, adjudicated, origin in batch:
         chosen, rejected = candidates.get(chosen_id), candidates.get(rejected_id)
         if rejected is None or (chosen_id is not None and chosen is None):
+            continue
+        confidence = agreement if origin.confidence is None else origin.confidence
+        if options.pair_sources and origin.source not in options.pair_sources:
+            continue
+        if confidence < options.min_confidence:
             continue
         both = [c for c in (chosen, rejected) if c is not None]
         if chosen is not None and tuple(sorted((chosen_id, rejected_id))) in contradicted:
@@ -426,7 +609,7 @@ def _resolve(batch: list[tuple], options: Options, contradicted: set) -> Iterato
             prompt=rejected.prompt,
             chosen=chosen,
             rejected=rejected,
-            item_id=support[0].item_id,
+            item_id=origin.item_id if origin.signal_pair else support[0].item_id,
             agreement=round(agreement, 4),
             votes=len(support),
             judgments=total,
@@ -435,6 +618,11 @@ def _resolve(batch: list[tuple], options: Options, contradicted: set) -> Iterato
             answers=answers,
             rubric=rubric,
             adjudicated=adjudicated,
+            source=origin.source,
+            confidence=round(confidence, 4),
+            reason=origin.reason,
+            signal_pair=origin.signal_pair,
+            status=origin.status,
         )
 
 

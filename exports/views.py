@@ -6,8 +6,9 @@ from django.shortcuts import redirect, render
 
 from exports import services
 from exports.api.views import file_response
+from exports.card import SOURCE_NOTES
 from exports.models import Export
-from exports.pairs import POLICIES
+from exports.pairs import PAIR_SOURCES, POLICIES
 from tasks.decorators import lead_project, membership_required
 
 # How trl, kto and csv (one prompt string) treat a prompt with a system prompt or turns.
@@ -41,6 +42,8 @@ def _options(form) -> dict:
         "dimension": (form.get("dimension") or "").strip(),
         "conversation": form.get("conversation", "refuse"),
         "csv_raw": form.get("csv_raw") == "on",
+        "pair_sources": form.getlist("pair_sources"),
+        "min_confidence": number("min_confidence") or 0.0,
     }
     if number("near_identical") is not None:
         options["near_identical"] = number("near_identical")
@@ -76,6 +79,8 @@ def exports_page(request, project_id: int):
             "policies": POLICIES,
             "splits": SPLITS,
             "conversations": CONVERSATION_CHOICES,
+            "pair_sources": {name: SOURCE_NOTES[name] for name in PAIR_SOURCES},
+            "chosen_sources": request.POST.getlist("pair_sources"),
             "errors": errors,
             "form": request.POST,
         },

@@ -23,7 +23,7 @@ from exports.formats import (
     dumps,
     llama_factory_info,
 )
-from exports.pairs import Options, extract
+from exports.pairs import Options, exported_signal_pairs, extract, judgments_for_pairs
 from tasks.models import Project, Prompt
 
 ALL_FORMATS = (*FORMATS, "judgments")
@@ -64,7 +64,7 @@ def partial_folders(folder: Path) -> list[Path]:
 
 def _write(project: Project, fmt: str, work: Path, options: Options) -> dict:
     models: list[str] = []
-    mean_agreement, kto_conflicts = None, None
+    mean_agreement, kto_conflicts, sources = None, None, {}
     if fmt == "judgments":
         files, counts = [_raw_judgments(project, work / "judgments.jsonl")], {}
         counts = {"judgments": files[0]["rows"]}
@@ -78,8 +78,9 @@ def _write(project: Project, fmt: str, work: Path, options: Options) -> dict:
         counts, models = dict(sorted(writer.counts.items())), sorted(writer.models)
         if writer.kto is not None:
             kto_conflicts = writer.kto.conflicts
-        if writer.pairs:
-            mean_agreement = round(writer.agreement_sum / writer.pairs, 4)
+        if writer.judged:
+            mean_agreement = round(writer.agreement_sum / writer.judged, 4)
+        sources = dict(sorted(writer.sources.items()))
         if fmt == "llama-factory":
             info = llama_factory_info(f"chosen_{project.pk}", files)
             files.append(_text_file(work / "dataset_info.json", dumps(info) + "\n"))
@@ -89,6 +90,7 @@ def _write(project: Project, fmt: str, work: Path, options: Options) -> dict:
         "options": asdict(options),
         "counts": counts,
         "mean_agreement": mean_agreement,
+        "sources": sources,
         "models": models,
         "labels": _labels(project),
         **({"kto_conflicts": kto_conflicts} if kto_conflicts is not None else {}),
@@ -144,10 +146,11 @@ def conversation_problem(project: Project, fmt: str, options: Options) -> str:
     refuse conversations, in a project with judged prompts that hold one. Empty if none."""
     if fmt not in FLAT_FORMATS or options.conversation != "refuse":
         return ""
-    judged = Judgment.objects.filter(item__prompt=OuterRef("pk"))
+    judged = judgments_for_pairs(project).filter(item__prompt=OuterRef("pk"))
+    signalled = exported_signal_pairs(project).filter(prompt=OuterRef("pk"))
     turns = (
         Prompt.objects.filter(project=project, messages__isnull=False)
-        .filter(Exists(judged))
+        .filter(Exists(judged) | Exists(signalled))
         .values_list("messages", flat=True)
     )
     count = sum(1 for m in turns.iterator() if isinstance(m, list) and len(m) > 1)

@@ -32,7 +32,7 @@ from qc.agreement import (
     krippendorff_alpha_units,
     percent_agreement,
 )
-from tasks.models import Candidate, Item, Project, Prompt
+from tasks.models import Candidate, Item, Project, Prompt, SignalPair
 from tasks.text import jaccard, split_words, word_trigrams
 
 TARGET_AGREEMENT = 0.70
@@ -121,9 +121,43 @@ def _compute_report(project: Project) -> dict:
         "judgments_per_day": _judgments_per_day(judgments),
         "disagreements": _disagreements(project),
         "duplicates": _duplicates(project),
+        "expert_agreement_by_source": expert_agreement_by_source(project),
     }
     report["warnings"] = _warnings(report)
     return report
+
+
+def expert_agreement_by_source(project: Project) -> list[dict]:
+    """How often experts agreed with each source of machine-made pairs: per rule, the pairs
+    experts settled (``annotation.verification``) and the shares they confirmed, flipped and
+    rejected, with how many still wait for them. Rules with nothing queued are left out."""
+    Status = SignalPair.Status
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for rule, status, n in (
+        SignalPair.objects.filter(project=project, item__isnull=False)
+        .values_list("rule", "status")
+        .annotate(n=Count("id"))
+    ):
+        counts[rule][status] += n
+    rows = []
+    for rule in sorted(counts):
+        seen = counts[rule]
+        verified = seen[Status.CONFIRMED] + seen[Status.FLIPPED] + seen[Status.REJECTED]
+
+        def share(status, seen=seen, verified=verified):
+            return _round(seen[status] / verified) if verified else None
+
+        rows.append(
+            {
+                "source": rule,
+                "verified": verified,
+                "waiting": seen[Status.TO_VERIFY],
+                "confirmed": share(Status.CONFIRMED),
+                "flipped": share(Status.FLIPPED),
+                "rejected": share(Status.REJECTED),
+            }
+        )
+    return rows
 
 
 # --- the judgments, read once --------------------------------------------------------------

@@ -230,7 +230,50 @@ Order the responses from best to worst. Put the one you would send to the user f
 """,
 )
 
-TEMPLATES = {t.key: t for t in (DPO_PAIRWISE, BEST_OF_N, RUBRIC, RANKING_OF_N)}
+VERIFY_PAIRS = _template(
+    "verify_pairs",
+    "Verify machine-made pairs",
+    "Pairs built from feedback logs, A/B tests, grades and corrections: confirm the better "
+    "response, call a tie, or reject a pair that teaches nothing.",
+    PAIRWISE,
+    [
+        {
+            "name": "preference",
+            "kind": "preference",
+            "description": "Which response should a model learn to prefer?",
+            "labels": [
+                {"value": "A", "text": "A is better", "means": "A", "key": "a"},
+                {"value": "B", "text": "B is better", "means": "B", "key": "b"},
+                {"value": "tie", "text": "Tie", "means": "tie", "key": "t"},
+                {
+                    "value": "both_bad",
+                    "text": "Reject: neither is usable",
+                    "means": "both_bad",
+                    "key": "x",
+                },
+            ],
+        },
+        {"name": "reasoning", "kind": "text", "placeholder": "Why? (optional)"},
+    ],
+    """\
+Each item is a pair that was made by a machine from what users and systems already said:
+a user's edit of a reply, a regeneration the user kept, thumbs up and down, an A/B test,
+graded reviews or an expert's correction. The evidence was weak or the pair was drawn for an
+audit, so an expert decides.
+
+1. Read the prompt (and the conversation before it), then both responses.
+2. Judge them yourself: which one should a model learn to give? **A** (key a) or **B**
+   (key b). The order on screen is random; nothing tells you which one the source preferred.
+3. **Tie** (key t) when neither is clearly better: the pair is dropped.
+4. **Reject** (key x) when neither response is usable (wrong, unsafe, off-topic): the pair
+   is dropped.
+
+After your answer the page shows what the source said and whether you agreed with it or
+flipped it. Do not try to match the source: a flip is as useful as a confirmation.
+""",
+)
+
+TEMPLATES = {t.key: t for t in (DPO_PAIRWISE, BEST_OF_N, RUBRIC, RANKING_OF_N, VERIFY_PAIRS)}
 
 
 def get(key: str | None) -> ProjectTemplate | None:

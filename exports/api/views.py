@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from exports import services
 from exports.models import Export
-from exports.pairs import CONVERSATIONS, POLICIES, RANKING_PAIRS
+from exports.pairs import CONVERSATIONS, PAIR_SOURCES, POLICIES, RANKING_PAIRS
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
 from tasks.api.serializers import JOB_FIELDS, JobSerializer
@@ -65,6 +65,17 @@ class ExportOptionsSchema(serializers.Serializer):
         help_text="How trl, kto and csv treat a prompt with a system prompt or earlier turns.",
     )
     csv_raw = serializers.BooleanField(required=False)
+    pair_sources = serializers.ListField(
+        child=serializers.ChoiceField(choices=PAIR_SOURCES),
+        required=False,
+        help_text="Only pairs from these sources: a pair-builder rule, or human (judgments).",
+    )
+    min_confidence = serializers.FloatField(
+        min_value=0,
+        max_value=1,
+        required=False,
+        help_text="Only pairs at least this confident (a rule's confidence, or agreement).",
+    )
 
 
 @extend_schema_field(ExportOptionsSchema)

@@ -191,6 +191,13 @@
 
   function show(data) {
     workspace.innerHTML = data.html;
+    // What the source of a machine-made pair said, told only once the expert has answered
+    // (empty for any other item, and after an undo).
+    const reveal = document.getElementById("reveal");
+    if (reveal) {
+      reveal.textContent = data.reveal || "";
+      reveal.hidden = !data.reveal;
+    }
     if (data.progress) {
       const bar = document.querySelector("#progress progress");
       bar.max = data.progress.mine_target;

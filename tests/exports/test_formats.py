@@ -134,7 +134,10 @@ def test_parquet_loads_with_datasets(voted, tmp_path):  # noqa: F811
         "rejected",
         "agreement",
         "dimension",
+        "source",
+        "confidence",
     ]
+    assert (rows[0]["source"], rows[0]["confidence"]) == ("human", rows[0]["agreement"])
     assert rows[0]["prompt_messages"] == [{"role": "user", "content": rows[0]["prompt"]}]
     again = export(voted.project, "parquet", tmp_path / "pq2")
     assert again["files"] == manifest["files"]  # same bytes: same sha256

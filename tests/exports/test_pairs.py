@@ -285,7 +285,10 @@ def test_conversational_keeps_the_system_prompt_and_csv_has_the_documented_heade
         "scores",
         "dimension",
         "agreement",
+        "source",
+        "confidence",
     ]
+    assert table[1][7:] == ["human", table[1][6]]
     assert table[1][1] == "first answer to prompt 0" and table[1][5] == "helpful"
     assert table[1][3].startswith("'=HYPERLINK")  # not a formula in a spreadsheet
     provenance = json.loads((tmp_path / "csv" / "train.provenance.jsonl").read_text())

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django_scopes import scope
 
-from exports.pairs import CONVERSATIONS, POLICIES, RANKING_PAIRS, Options
+from exports.pairs import CONVERSATIONS, PAIR_SOURCES, POLICIES, RANKING_PAIRS, Options
 from exports.services import ALL_FORMATS as FORMATS
 from exports.services import export_to_folder
 from tasks.management.refs import project_from_ref
@@ -40,6 +40,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--csv-raw", action="store_true", help="CSV cells as stored (no formula escaping)"
         )
+        parser.add_argument(
+            "--pair-source",
+            action="append",
+            default=[],
+            dest="pair_sources",
+            choices=PAIR_SOURCES,
+            help="only pairs from this source (a pair-builder rule, or human); repeatable",
+        )
+        parser.add_argument(
+            "--min-confidence", type=float, default=0.0, help="only pairs at least this sure"
+        )
 
     def handle(self, *args, **opts):
         project = project_from_ref(opts["project"])
@@ -58,6 +69,8 @@ class Command(BaseCommand):
             seed=opts["seed"],
             conversation=opts["conversation"],
             csv_raw=opts["csv_raw"],
+            pair_sources=tuple(opts["pair_sources"]),
+            min_confidence=opts["min_confidence"],
         )
         if options.problems():
             raise CommandError("; ".join(options.problems()))
