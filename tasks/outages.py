@@ -22,7 +22,9 @@ from collections.abc import Callable
 import redis
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
+from django.core.signals import setting_changed
 from django.db import InterfaceError, OperationalError, connection
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.utils.cache import add_never_cache_headers
@@ -41,6 +43,7 @@ class _Outage:
         self.since: float | None = None
         self.warned_at = -WARNING_INTERVAL
         self.count = 0
+        self.retry_at = 0.0  # until then the dependency is left alone (Redis)
 
     def failed(self, error: Exception) -> None:
         now = time.monotonic()
@@ -122,22 +125,36 @@ class FailSoftRedisCache(RedisCache):
                 "OPTIONS": {"MAX_ENTRIES": 10_000},
             },
         )
-        self._outage = _Outage(
-            "Redis (cache)",
-            "the cache answers from each web process's memory until it is back",
+        # One state per process and server, not per instance: Django makes a cache instance
+        # per thread, and with gunicorn's threads each would warn and try Redis on its own.
+        self._outage = _redis_outages.setdefault(
+            server,
+            _Outage(
+                "Redis (cache)",
+                "the cache answers from each web process's memory until it is back",
+            ),
         )
-        self._retry_at = 0.0
+
+
+_redis_outages: dict[str, _Outage] = {}
+
+
+@receiver(setting_changed)
+def _forget_outages(setting, **kwargs):
+    """New cache settings (tests) start with no outage remembered."""
+    if setting == "CACHES":
+        _redis_outages.clear()
 
 
 def _fail_soft(name: str) -> Callable:
     from_redis = getattr(RedisCache, name)
 
     def call(self, *args, **kwargs):
-        if time.monotonic() >= self._retry_at:
+        if time.monotonic() >= self._outage.retry_at:
             try:
                 result = from_redis(self, *args, **kwargs)
             except redis.RedisError as error:
-                self._retry_at = time.monotonic() + REDIS_PAUSE_SECONDS
+                self._outage.retry_at = time.monotonic() + REDIS_PAUSE_SECONDS
                 self._outage.failed(error)
             else:
                 self._outage.recovered()

@@ -162,14 +162,18 @@ class Project(models.Model):
         return self.name
 
     def save(self, *args, **kwargs):
-        self.schema_version = self._next_schema_version(kwargs.get("update_fields"))
+        update_fields = kwargs.get("update_fields")
+        version = self._next_schema_version(update_fields)
+        if update_fields is not None and version != self.schema_version:
+            kwargs["update_fields"] = {*update_fields, "schema_version"}
+        self.schema_version = version
         super().save(*args, **kwargs)
 
     def _next_schema_version(self, update_fields) -> int:
         """The stored version, plus one if this save changes what annotators answer."""
         if self._state.adding or self.pk is None:
             return self.schema_version
-        if update_fields is not None and not SCHEMA_FIELDS & set(update_fields):
+        if update_fields is not None and not set(SCHEMA_FIELDS) & set(update_fields):
             return self.schema_version
         stored = (
             type(self)

@@ -47,17 +47,30 @@ def test_judgments_keep_the_version_they_were_made_under(acme, as_user, client):
     assert project.schema_version == 2
     project = saved(project, html_layout="<div>{{text}}</div>")
     assert project.schema_version == 3
+    project.status = Project.Status.PAUSED
+    project.save(update_fields=["status"])  # not what annotators answer: no new version
+    *others, tone = project.questions
+    project.questions = others
+    project.save(update_fields=["questions"])
+    assert project.schema_version == 4
+    project.questions = [*others, tone]
+    project.save(update_fields=["questions"])
+    project.status = Project.Status.ACTIVE
+    project.save(update_fields=["status"])
+    assert project.schema_version == 5
+    project.refresh_from_db()
+    assert project.schema_version == 5
 
     second = submit(annotator, project, acme.annotator, {"preference": "Tie", "tone": "casual"})
     first.refresh_from_db()
-    assert (first.schema_version, second.schema_version) == (1, 3)
+    assert (first.schema_version, second.schema_version) == (1, 5)
 
     token, raw = api_token(acme.organization)
     listed = client.get(
         f"/api/v1/projects/{project.pk}/judgments", HTTP_AUTHORIZATION=f"Bearer {raw}"
     ).json()
     versions = {row["id"]: row["schema_version"] for row in listed["results"]}
-    assert versions == {first.pk: 1, second.pk: 3}
+    assert versions == {first.pk: 1, second.pk: 5}
 
 
 def test_an_edit_is_made_under_the_current_version_and_the_revision_keeps_the_old(acme, as_user):

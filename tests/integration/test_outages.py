@@ -720,3 +720,27 @@ def test_log_in_goes_on_and_failed_log_ins_stay_limited_while_redis_is_down(
     said = [r for r in caplog.records if r.name == "tasks.outages"]
     assert len(said) == 1 and said[0].getMessage().startswith("Redis (cache) unavailable")
     assert said[0].levelname == "WARNING" and said[0].exc_info is None  # no traceback
+
+
+def test_the_threads_of_a_web_process_share_one_redis_outage(redis_back, settings, caplog):
+    """Django makes a cache per thread; gunicorn serves with threads. While Redis is away
+    the process warns once and leaves Redis alone for a moment, not once per thread."""
+    import threading
+
+    from django.core.cache import caches
+
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": redis_back.url}}
+    redis_back.stop()
+    answers = []
+
+    def a_request():
+        answers.append(caches["default"].get_or_set("progress", 7))
+
+    threads = [threading.Thread(target=a_request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [7] * 8
+    said = [r for r in caplog.records if r.name == "tasks.outages"]
+    assert len(said) == 1 and said[0].getMessage().startswith("Redis (cache) unavailable")
