@@ -9,6 +9,7 @@ from qc.api.views import ProjectQCReportViewSet, QCReportViewSet
 from tasks.api.audit import AuditEventViewSet
 from tasks.api.base import Router
 from tasks.api.errors import not_found
+from tasks.api.feedback import ProjectSignalPairViewSet
 from tasks.api.views import (
     GenerationJobViewSet,
     ImportJobViewSet,
@@ -40,6 +41,16 @@ urlpatterns = [
         r"^projects/(?P<project_id>\d+)/exports/?$",
         ProjectExportViewSet.as_view({"get": "list", "post": "create"}),
         name="project-exports",
+    ),
+    re_path(
+        r"^projects/(?P<project_id>\d+)/signal-pairs/?$",
+        ProjectSignalPairViewSet.as_view({"get": "list"}),
+        name="project-signal-pairs",
+    ),
+    re_path(
+        r"^projects/(?P<project_id>\d+)/signal-pairs/build/?$",
+        ProjectSignalPairViewSet.as_view({"post": "build"}),
+        name="project-signal-pairs-build",
     ),
     *router.urls,
     re_path(r"", not_found),  # last: any other /api/v1/ address is a JSON 404

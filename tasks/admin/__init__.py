@@ -6,6 +6,7 @@
 - ``projects``: projects, the prompt and Potato import pages, import jobs.
 - ``members``: organizations (superusers), members and their invitations, API tokens.
 - ``audit``: the audit trail, read-only.
+- ``feedback``: what the pair builder made from feedback signals (pairs, KTO rows), read-only.
 - ``generation``: candidate generation: LLM endpoints (superusers), recipes, prompts, the
   "Generate candidates" page of the project and prompt actions, generation jobs.
 
@@ -13,6 +14,6 @@ Django's admin autodiscovery imports this package; importing the modules registe
 admins. The modules import from ``tasks.admin.base``, never from this package.
 """
 
-from tasks.admin import audit, base, generation, members, projects
+from tasks.admin import audit, base, feedback, generation, members, projects
 
-__all__ = ["audit", "base", "generation", "members", "projects"]
+__all__ = ["audit", "base", "feedback", "generation", "members", "projects"]

@@ -22,10 +22,12 @@ from tasks.models import (
     GenerationRecipe,
     ImportJob,
     Invitation,
+    KTOExample,
     LLMEndpoint,
     Membership,
     Project,
     Prompt,
+    SignalPair,
 )
 from tests.factories import PromptFactory, UserFactory, api_token
 
@@ -108,6 +110,28 @@ def prompt(tenant):
         return Prompt.objects.filter(project=tenant.project).first() or PromptFactory(
             project=tenant.project
         )
+
+
+def signal_pair(tenant):
+    """A pair built from a correction signal of the tenant's project (with its KTO row)."""
+    from tests.tasks.test_feedback_pairs import build, reply, signal
+
+    with scopes_disabled():
+        found = SignalPair.objects.filter(project=tenant.project).first()
+    if found:
+        return found
+    p = prompt(tenant)
+    signal(p, kind="correction", reply=reply(p, "Old."), other=reply(p, "New."))
+    signal(p, reply=reply(p, "Liked."), thumbs=1)
+    build(tenant.project)
+    with scopes_disabled():
+        return SignalPair.objects.get(project=tenant.project)
+
+
+def kto_example(tenant):
+    signal_pair(tenant)
+    with scopes_disabled():
+        return KTOExample.objects.get(project=tenant.project)
 
 
 def open_assignment(tenant):
@@ -197,6 +221,8 @@ OBJECT_URLS = {
         "name": "README.md",
     },
     "project-detail": lambda t: {"pk": t.project.pk},
+    "project-signal-pairs": lambda t: {"project_id": t.project.pk},
+    "project-signal-pairs-build": lambda t: {"project_id": t.project.pk},
     "project-imports": lambda t: {"pk": t.project.pk},
     "project-feedback-imports": lambda t: {"pk": t.project.pk},
     "importjob-detail": lambda t: {"pk": import_job(t).pk},
@@ -215,6 +241,8 @@ OWN_RESPONSE = {
     "project-imports": ("post", {"lead": 400, "annotator": 403}),  # 400: no file sent
     "project-feedback-imports": ("post", {"lead": 400, "annotator": 403}),  # 400: no file
     "importjob-detail": ("get", {"lead": 200, "annotator": 403}),
+    "project-signal-pairs": ("get", {"lead": 200, "annotator": 403}),
+    "project-signal-pairs-build": ("post", {"lead": 200, "annotator": 403}),
     "project-generation-jobs": ("post", {"lead": 400, "annotator": 403}),  # 400: no endpoint
     "generationjob-detail": ("get", {"lead": 200, "annotator": 403}),
     "generationjob-cancel": ("post", {"lead": 200, "annotator": 403}),
@@ -402,6 +430,8 @@ ADMIN_OBJECTS = {
     Prompt: prompt,
     Export: export,
     QCReport: qc_report,
+    SignalPair: signal_pair,
+    KTOExample: kto_example,
     AuditEvent: lambda t: (
         AuditEvent.objects.with_scopes_disabled().filter(organization=t.organization).first()
     ),
