@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.files.uploadhandler import FileUploadHandler
 
+from tasks.feedback.verify import build_and_queue
 from tasks.importers.feedback import import_feedback
 from tasks.importers.limits import (
     MAX_CONFIG_BYTES,
@@ -220,7 +221,7 @@ def _import(job: ImportJob) -> None:
                 job=job,
                 progress=progress,
             )
-            outcome = report.as_dict()
+            outcome = {**report.as_dict(), "pairs": build_and_queue(project=job.project)}
         else:
             report = import_prompts(
                 project=job.project,

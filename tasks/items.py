@@ -21,7 +21,7 @@ def candidate_key(candidate_ids: Iterable[int]) -> str:
     return "-".join(str(i) for i in sorted(candidate_ids))
 
 
-def _stable_int(*parts) -> int:
+def stable_int(*parts) -> int:
     return zlib.crc32(":".join(str(p) for p in parts).encode()) & 0x7FFFFFFF
 
 
@@ -29,7 +29,7 @@ def target_annotations(project: Project, key: str) -> int:
     """Annotations wanted for an item: the project's overlap, or the agreement sample's for
     the (deterministically chosen) agreement_sample_percent of items."""
     if project.agreement_sample_percent and (
-        _stable_int(project.pk, key, "sample") % 100 < project.agreement_sample_percent
+        stable_int(project.pk, key, "sample") % 100 < project.agreement_sample_percent
     ):
         return project.agreement_sample_annotations
     return project.annotations_per_item
@@ -50,7 +50,7 @@ def plan_items(
         if room <= 0:
             return []
         if len(missing) > room:
-            rng = random.Random(_stable_int(project.pk, prompt_id))  # noqa: S311 (sampling, not security)
+            rng = random.Random(stable_int(project.pk, prompt_id))  # noqa: S311 (sampling, not security)
             missing = rng.sample(missing, room)
     return missing
 
@@ -86,7 +86,7 @@ def build_items(
                     key,
                     target_annotations(project, key),
                     0,
-                    _stable_int(project.pk, key),
+                    stable_int(project.pk, key),
                     now,
                 )
             )

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
-from tasks.feedback.pairs import build_pairs
+from tasks.feedback.verify import build_and_queue
 from tasks.models import Project, Rule, SignalPair
 from tasks.tenancy import get_for_organization_or_404
 
@@ -79,4 +79,4 @@ class ProjectSignalPairViewSet(mixins.ListModelMixin, OrganizationViewSet):
         responses={200: inline_serializer("PairBuildCounts", {"pairs": serializers.DictField()})},
     )
     def build(self, request, project_id=None):
-        return Response(build_pairs(project=self.project()))
+        return Response(build_and_queue(project=self.project()))

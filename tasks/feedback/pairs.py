@@ -15,7 +15,14 @@ hold for each kind):
   the user kept ``reply``; "other", "regenerated_from" or "regenerated" if they kept
   ``other``): the kept reply over the discarded one, confidence 0.7 — users keep the last
   regeneration for many reasons (curiosity, the UI shows the newest, both were fine), so by
-  default these go to experts. Any other ``kept`` value makes no pair (``unclear_kept``).
+  default these go to experts. Any other ``kept`` value makes no pair (``unclear_kept``); a
+  regeneration that does not say which reply was kept (``data["relation"]`` is
+  "regeneration", no ``kept``) makes none either. Open WebUI's rating of one of two sibling
+  replies (``data["relation"]`` "sibling", thumbs ±1; an arena vote or a regenerated turn)
+  is read the same way: the reply rated up over its sibling, or the sibling over the reply
+  rated down; a draw makes no pair.
+- An edit is a ``feedback`` signal with ``other``, no ``kept`` and ``data["relation"]``
+  "edit" or absent.
 - **thumbs** (``feedback`` signals with ``thumbs``): replies to the same conversation —
   same prompt and same ``conversation_key``, so the same last user turn after a different
   history never pairs — count their votes, one per user (a user's latest vote on a reply;
@@ -228,7 +235,8 @@ class _Builder:
                 FROM tasks_feedbacksignal
                 WHERE project_id = %(project)s AND reply_id IS NOT NULL
                   AND other_id IS NOT NULL AND other_id <> reply_id
-                  AND (kind = 'correction' OR (kind = 'feedback' AND NOT data ? 'kept'))
+                  AND (kind = 'correction' OR (kind = 'feedback' AND NOT data ? 'kept'
+                       AND coalesce(data ->> 'relation', 'edit') = 'edit'))
                 GROUP BY kind, prompt_id, reply_id, other_id
             ) g
             JOIN tasks_candidate r ON r.id = g.reply_id AND r.prompt_id = g.prompt_id
@@ -262,23 +270,32 @@ class _Builder:
 
     def regenerations(self) -> None:
         query = """
-            SELECT g.prompt_id, g.reply_id, g.other_id, g.kept, g.ids
+            SELECT g.prompt_id, g.reply_id, g.other_id, g.kept, g.ids, g.rated
             FROM (
-                SELECT prompt_id, reply_id, other_id, data ->> 'kept' AS kept,
+                SELECT prompt_id, reply_id, other_id, rated,
+                       CASE WHEN rated THEN CASE WHEN thumbs > 0 THEN 'reply' ELSE 'other' END
+                            ELSE data ->> 'kept' END AS kept,
                        array_agg(id ORDER BY id) AS ids
-                FROM tasks_feedbacksignal
-                WHERE project_id = %(project)s AND kind = 'feedback' AND data ? 'kept'
+                FROM (
+                    SELECT *, data ->> 'relation' = 'sibling' AND thumbs IN (1, -1) AS rated
+                    FROM tasks_feedbacksignal
+                    WHERE project_id = %(project)s AND kind = 'feedback'
+                ) s
+                WHERE (data ? 'kept' OR rated)
                   AND reply_id IS NOT NULL AND other_id IS NOT NULL AND other_id <> reply_id
-                GROUP BY prompt_id, reply_id, other_id, data ->> 'kept'
+                GROUP BY prompt_id, reply_id, other_id, rated, 5
             ) g
             JOIN tasks_candidate r ON r.id = g.reply_id AND r.prompt_id = g.prompt_id
             JOIN tasks_candidate o ON o.id = g.other_id AND o.prompt_id = g.prompt_id
         """
-        for prompt_id, reply_id, other_id, kept, ids in self.rows(
+        for prompt_id, reply_id, other_id, kept, ids, rated in self.rows(
             query, {"project": self.project.pk}
         ):
             kept = (kept or "").strip().lower()
-            if kept in KEPT_REPLY:
+            if rated:  # Open WebUI: a reply rated up or down beside its sibling
+                chosen, rejected = (reply_id, other_id) if kept == "reply" else (other_id, reply_id)
+                which = f"rated {'up' if kept == 'reply' else 'down'} one of two replies"
+            elif kept in KEPT_REPLY:
                 chosen, rejected, which = reply_id, other_id, "the reply over the regenerated one"
             elif kept in KEPT_OTHER:
                 chosen, rejected, which = other_id, reply_id, "the regenerated reply over the other"
@@ -293,7 +310,7 @@ class _Builder:
                 Proposal(
                     prompt_id, chosen, rejected, Rule.REGENERATION,
                     combined(REGENERATION_CONFIDENCE, len(evidence)),
-                    f"Regeneration: {who} kept {which}.", evidence,
+                    f"Regeneration: {who} {which if rated else 'kept ' + which}.", evidence,
                 )
             )  # fmt: skip
 

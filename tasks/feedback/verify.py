@@ -18,8 +18,9 @@ from django.db.models import CharField, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Cast, Concat, Greatest, Least
 from django.utils import timezone
 
+from tasks.feedback.pairs import build_pairs
 from tasks.importers import bulk
-from tasks.items import _stable_int, candidate_key, target_annotations
+from tasks.items import candidate_key, stable_int, target_annotations
 from tasks.models import Item, ItemCandidate, Project, SignalPair
 
 
@@ -89,7 +90,7 @@ def queue_for_verification(*, project: Project) -> int:
                 key,
                 target_annotations(project, key),
                 0,
-                _stable_int(project.pk, key),
+                stable_int(project.pk, key),
                 now,
             )
             for key, (prompt_id, _, _) in missing
@@ -110,3 +111,15 @@ def queue_for_verification(*, project: Project) -> int:
     ).values("pk")[:1]
     waiting.update(item_id=Subquery(item_of_pair, output_field=IntegerField()))
     return len(item_ids)
+
+
+def build_and_queue(*, project: Project) -> dict:
+    """The pairs of the project's signals (``build_pairs``' counts), and items for those
+    experts must check (``queued``; none in a project that is not pairwise, with the reason
+    in ``not_queued``). What a feedback import, ``manage.py build_pairs`` and the API run."""
+    counts = build_pairs(project=project)
+    try:
+        counts["queued"] = queue_for_verification(project=project)
+    except NotPairwise as refused:
+        counts["queued"], counts["not_queued"] = 0, str(refused)
+    return counts

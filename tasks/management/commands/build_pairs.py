@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 from django_scopes import scope
 
-from tasks.feedback.pairs import build_pairs
+from tasks.feedback.verify import build_and_queue
 from tasks.management.refs import project_from_ref
 from tasks.models import Rule, SignalPair
 
@@ -40,6 +40,10 @@ class Command(BaseCommand):
     def handle(self, *args, project: str, **options):
         target = project_from_ref(project)
         with scope(organization=target.organization):
-            counts = build_pairs(project=target)
+            counts = build_and_queue(project=target)
         for line in counts_table(counts):
             self.stdout.write(line)
+        self.stdout.write(
+            f"{counts['queued']} new verification items"
+            + (f" ({counts['not_queued']})" if counts.get("not_queued") else "")
+        )
