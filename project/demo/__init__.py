@@ -1,6 +1,7 @@
 """The demo organization that `make run` loads: a lead, three annotators, the seed's DPO
 project (its Potato config with ten sample items, left fresh for annotating) and a finished
-study (project/demo/study.py: judged, reviewed, with a QC report and an export).
+study (project/demo/study.py: judged, reviewed, with a QC report and an export) and a
+project of pairs built from chat feedback logs, waiting for experts (project/demo/feedback.py).
 Idempotent; refuses to run under DJANGO_ENV=production (its passwords are public)."""
 
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from django_scopes import scope, scopes_disabled
 
 # The study's name is one of the demo's names, with the log-ins: importable from here.
 from project.demo.study import STUDY_PROJECT_NAME as STUDY_PROJECT_NAME
+from project.demo.feedback import FEEDBACK_PROJECT_NAME as FEEDBACK_PROJECT_NAME
+from project.demo.feedback import build_feedback_project
 from project.demo.study import build_study
 from tasks.importers.potato import import_potato_project
 from tasks.models import Membership, Organization, Role
@@ -76,4 +79,5 @@ def load_demo() -> list[DemoLogin]:
             lead=by_role[Role.LEAD][0],
             annotators=by_role[Role.ANNOTATOR],
         )
+    build_feedback_project(organization=organization)
     return DEMO_LOGINS

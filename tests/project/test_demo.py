@@ -17,9 +17,20 @@ from django_scopes import scopes_disabled
 
 from annotation.models import Adjudication, Assignment, ItemNote, Judgment, JudgmentRevision
 from exports.models import Export
-from project.demo import DEMO_LOGINS, STUDY_PROJECT_NAME, load_demo
+from project.demo import DEMO_LOGINS, FEEDBACK_PROJECT_NAME, STUDY_PROJECT_NAME, load_demo
 from qc.models import QCReport
-from tasks.models import Candidate, Item, Membership, Organization, Project, Prompt
+from tasks.models import (
+    Candidate,
+    FeedbackSignal,
+    Item,
+    KTOExample,
+    Membership,
+    Organization,
+    Project,
+    Prompt,
+    Rule,
+    SignalPair,
+)
 from tests.conftest import client_for
 
 SEED_NAME = "DPO Preference Data Collection"
@@ -47,6 +58,7 @@ def demo(loaded, db, settings):
         return SimpleNamespace(
             study=Project.objects.get(name=STUDY_PROJECT_NAME),
             seed=Project.objects.get(name=SEED_NAME),
+            feedback=Project.objects.get(name=FEEDBACK_PROJECT_NAME),
             lead=User.objects.get(email="lead@demo.chosen.local"),
         )
 
@@ -55,6 +67,7 @@ def snapshot() -> dict[str, int]:
     models = [
         get_user_model(), Organization, Membership, Project, Prompt, Candidate, Item,
         Assignment, Judgment, JudgmentRevision, Adjudication, ItemNote, QCReport, Export,
+        FeedbackSignal, SignalPair, KTOExample,
     ]  # fmt: skip
     with scopes_disabled():
         return {model.__name__: model.objects.count() for model in models}
@@ -242,3 +255,32 @@ def test_the_exports_page_lists_a_finished_trl_export_that_keeps_every_turn(demo
         assert record["chosen"] != record["rejected"]
     # the study's conversations arrive whole: earlier turns and system prompts
     assert any(len(record["prompt"]) > 1 for record in records)
+
+
+def test_the_feedback_project_has_pairs_of_every_source_and_some_wait_for_experts(demo):
+    with scopes_disabled():
+        pairs = SignalPair.objects.filter(project=demo.feedback)
+        assert {p.rule for p in pairs} >= {
+            Rule.THUMBS,
+            Rule.REGENERATION,
+            Rule.EDIT,
+            Rule.AB_TEST,
+            Rule.CORRECTION,
+        }
+        waiting = pairs.filter(status=SignalPair.Status.TO_VERIFY)
+        assert waiting.exists() and all(p.item_id for p in waiting)
+        assert KTOExample.objects.filter(project=demo.feedback, desirable=False).exists()
+        texts = " ".join(
+            Candidate.objects.filter(prompt__project=demo.feedback).values_list("text", flat=True)
+        )
+    # imported with redaction: the welcome text's address and number never reached the database
+    assert "help@acme.example" not in texts and "555-123-4567" not in texts
+    assert "[email]" in texts
+
+
+def test_an_annotator_verifies_a_machine_made_pair_of_the_feedback_project(demo):
+    client = client_for(get_user_model().objects.get(email=DEMO_LOGINS[1].email))
+    page = client.get(reverse("annotation:annotate", args=[demo.feedback.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Reject: neither is usable" in html and "The source said" not in html
