@@ -27,6 +27,8 @@ def built(project) -> dict:
 
 def test_each_kind_of_file_makes_the_pairs_it_means(acme):
     project = acme.project
+    project.pair_settings = {"audit_sample_percent": 0}  # which are audited: by candidate id
+    project.save()
     for name, options in [
         ("feedback-log.jsonl", {"kind": "feedback"}),
         ("open-webui-feedback-export.json", {"kind": "auto"}),
