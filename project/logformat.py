@@ -22,3 +22,13 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
+
+
+class SkipAnsweredOutages(logging.Filter):
+    """Drops django.request's line for a request that failed because PostgreSQL went away
+    while a middleware used it (tasks.outages marks it ``database_unavailable`` and answers
+    503): the outage is logged once by tasks.outages, not with a traceback per request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        return not getattr(request, "database_unavailable", False)

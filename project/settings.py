@@ -368,9 +368,11 @@ LOGGING = {
             "formatter": LOG_FORMAT,
         }
     },
+    "filters": {"skip_answered_outages": {"()": "project.logformat.SkipAnsweredOutages"}},
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["skip_answered_outages"]},
         "celery": {"level": LOG_LEVEL},
     },
 }

@@ -16,13 +16,14 @@ when it ends, never a traceback per request.
 """
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 
 import redis
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
-from django.core.signals import setting_changed
+from django.core.signals import got_request_exception, setting_changed
 from django.db import InterfaceError, OperationalError, connection
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -242,10 +243,26 @@ class DatabaseOutageMiddleware:
                 _database.failed(error)
                 return database_unavailable_response(request)
             _database.recovered()
-        return self.get_response(request)
+        response = self.get_response(request)
+        if response.status_code == 500 and getattr(request, "database_unavailable", False):
+            # Lost in a later middleware (the session, the membership): Django made it a
+            # 500 before this one could see the exception (process_exception is for views).
+            return database_unavailable_response(request)
+        return response
 
     def process_exception(self, request: HttpRequest, exception: Exception):
         if not _database_down(exception):
             return None
         _database.failed(exception)
         return database_unavailable_response(request)
+
+
+@receiver(got_request_exception)
+def _note_a_lost_database(sender, request=None, **kwargs):
+    """Any uncaught exception of a request comes here first (the view's, or a middleware's
+    that DatabaseOutageMiddleware cannot catch): one that means PostgreSQL went away marks
+    the request, so the middleware answers 503 and django.request does not log it."""
+    error = sys.exc_info()[1]
+    if request is not None and error is not None and _database_down(error):
+        _database.failed(error)
+        request.database_unavailable = True

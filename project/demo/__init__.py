@@ -14,10 +14,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django_scopes import scope, scopes_disabled
 
-# The study's name is one of the demo's names, with the log-ins: importable from here.
-from project.demo.study import STUDY_PROJECT_NAME as STUDY_PROJECT_NAME
+# The projects' names are the demo's names, with the log-ins: importable from here.
 from project.demo.feedback import FEEDBACK_PROJECT_NAME as FEEDBACK_PROJECT_NAME
 from project.demo.feedback import build_feedback_project
+from project.demo.study import STUDY_PROJECT_NAME as STUDY_PROJECT_NAME
 from project.demo.study import build_study
 from tasks.importers.potato import import_potato_project
 from tasks.models import Membership, Organization, Role

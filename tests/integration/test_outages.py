@@ -744,3 +744,48 @@ def test_the_threads_of_a_web_process_share_one_redis_outage(redis_back, setting
     assert answers == [7] * 8
     said = [r for r in caplog.records if r.name == "tasks.outages"]
     assert len(said) == 1 and said[0].getMessage().startswith("Redis (cache) unavailable")
+
+
+def terminate_this_connection(get_response):
+    """Test middleware (after DatabaseOutageMiddleware): PostgreSQL ends this request's
+    session, as a restart does, after the outage check passed and before the next
+    middleware reads the membership."""
+
+    def middleware(request):
+        pid = connection.connection.info.backend_pid
+        with psycopg.connect(_dsn()) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        return get_response(request)
+
+    return middleware
+
+
+def _dsn() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def test_a_database_lost_inside_a_later_middleware_is_a_503_not_a_500(
+    transactional_db, acme, settings, caplog
+):
+    middleware = list(settings.MIDDLEWARE)
+    middleware.insert(
+        middleware.index("tasks.outages.DatabaseOutageMiddleware") + 1,
+        "tests.integration.test_outages.terminate_this_connection",
+    )
+    settings.MIDDLEWARE = middleware
+    client = Client(raise_request_exception=False)
+    client.force_login(acme.annotator)
+    response = client.get(
+        f"/projects/{acme.project.pk}/annotate/", headers={"X-Chosen-Fragment": "1"}
+    )
+    assert response.status_code == 503
+    assert response.json() == {
+        "retry": True,
+        "message": DATABASE_RESTARTING,
+        "code": "database_unavailable",
+    }
+    assert [r for r in caplog.records if r.name == "django.request"] == []
+    said = [r.getMessage() for r in caplog.records if r.name == "tasks.outages"]
+    assert any(m.startswith("PostgreSQL unavailable") for m in said)
+    connection.close()  # the terminated session: the next use connects again
