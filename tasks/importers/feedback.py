@@ -721,15 +721,19 @@ SELECT (SELECT count(*) FROM firsts), (SELECT count(*) FROM created);
 """
     # A signal is new unless a signal of the project has its digest (looked up on
     # signal_by_prompt_idx: earlier chunks and earlier imports) or an earlier row of the
-    # chunk has.
+    # chunk has. LATERAL ... LIMIT 1 keeps it a probe per row: the table's statistics
+    # predate the import, and a hash anti-join would read every signal of the project
+    # for every chunk.
     """
 WITH {resolved}, fresh AS (
-    SELECT DISTINCT ON (digest) * FROM stage s
-    WHERE pid IS NOT NULL AND NOT EXISTS (
-        SELECT FROM tasks_feedbacksignal f
+    SELECT DISTINCT ON (digest) s.* FROM stage s
+    LEFT JOIN LATERAL (
+        SELECT true AS found FROM tasks_feedbacksignal f
         WHERE f.project_id = {project} AND f.kind = s.kind AND f.prompt_id = s.pid
             AND f.data ->> 'digest' = s.digest
-    )
+        LIMIT 1
+    ) stored ON true
+    WHERE s.pid IS NOT NULL AND stored.found IS NULL
     ORDER BY digest, seq
 ), created AS (
     INSERT INTO tasks_feedbacksignal (organization_id, project_id, job_id, kind, prompt_id,
