@@ -695,7 +695,10 @@ WITH firsts AS (
 SELECT count(*) FROM mapped;
 """
     # A candidate is its text within its prompt; its source key and model are its first
-    # row's; one that exists is found on the index candidate_once.
+    # row's; one that exists is found on the index candidate_once. The lookups into the
+    # project's tables are LATERAL ... LIMIT 1, probes per row: their statistics predate
+    # the import (an empty table's say nothing), and a hash join would read the whole
+    # table for every chunk.
     """
 WITH {resolved}, texts AS (
     SELECT pid, reply_hash AS hash, reply_text AS text, reply_key AS key,
@@ -711,9 +714,12 @@ WITH {resolved}, texts AS (
         parameters, finish_reason, content_hash, created_at)
     SELECT {organization}, pid, text, {source}, key, model, '{{}}', '', hash, {now}
     FROM firsts f
-    WHERE NOT EXISTS (
-        SELECT FROM tasks_candidate c WHERE c.prompt_id = f.pid AND c.content_hash = f.hash
-    )
+    LEFT JOIN LATERAL (
+        SELECT true AS found FROM tasks_candidate c
+        WHERE c.prompt_id = f.pid AND c.content_hash = f.hash
+        LIMIT 1
+    ) stored ON true
+    WHERE stored.found IS NULL
     ORDER BY at
     RETURNING 1
 )
@@ -743,8 +749,14 @@ WITH {resolved}, fresh AS (
         s.prompt_key, s.thumbs, s.score, s.complaint, s.model, s.occurred_at, s.user_hash,
         s.data, s.file, s.line, {now}
     FROM fresh s
-    LEFT JOIN tasks_candidate r ON r.prompt_id = s.pid AND r.content_hash = s.reply_hash
-    LEFT JOIN tasks_candidate o ON o.prompt_id = s.pid AND o.content_hash = s.other_hash
+    LEFT JOIN LATERAL (
+        SELECT id FROM tasks_candidate WHERE prompt_id = s.pid AND content_hash = s.reply_hash
+        LIMIT 1
+    ) r ON true
+    LEFT JOIN LATERAL (
+        SELECT id FROM tasks_candidate WHERE prompt_id = s.pid AND content_hash = s.other_hash
+        LIMIT 1
+    ) o ON true
     ORDER BY s.seq
     RETURNING kind
 )
