@@ -623,7 +623,8 @@ class _Import:
             report.candidates_already_present += writer.candidates_present
             report.signals_created += writer.signals_created
             report.signals_already_present += writer.signals_present
-            self.by_kind.update(writer.by_kind)
+            # keyed by FeedbackSignal.Kind, as the rows were
+            self.by_kind.update({FeedbackSignal.Kind(k): n for k, n in writer.by_kind.items()})
 
 
 def _esc(text: str) -> str:
