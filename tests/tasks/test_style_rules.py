@@ -300,6 +300,9 @@ def test_real_model_drafts_the_rules_recipe_and_pairs_go_to_experts(eager, acme,
             assert candidate.text.strip() and candidate.parameters["recipe"] == "Support rules"
             assert candidate.parameters["style_rules"]["rules"] == rules
 
+        print("\nSample candidates:")
+        for candidate in sorted(candidates, key=lambda c: (c.prompt_id, c.pk)):
+            print(f"  [{candidate.parameters['variant']}] {candidate.text[:100]!r}")
         counts = build_and_queue(project=project)
     assert counts["pairs"] == {"style_rule": {"to_verify": 4}}
     # The job built items for the prompts' candidates as they arrived (a pair of each two
