@@ -69,20 +69,28 @@ DEFAULT_VARIANTS = [
 ]
 VARIANT_DEFAULTS = {"system_prompt": "", "top_p": 0.95, "max_tokens": 512}
 VARIANT_KEYS = {"name", "system_prompt", "temperature", "top_p", "max_tokens", "seed"}
+# Optional: a variant made by tasks.feedback.rules records the style rules it was asked to
+# follow and the one it was asked to break ({"rules": [text, …], "breaks": n or None}); the
+# candidate keeps it in its parameters, where the pair builder's style_rule reads it.
+STYLE_RULES = "style_rules"
+MAX_VARIANTS = 20
 
 
 def validate_variants(variants) -> list[dict]:
     """A recipe's variants, complete and checked; ValidationError naming the problem."""
     if not isinstance(variants, list) or not variants:
         raise ValidationError("A recipe is a non-empty list of variants.")
-    if len(variants) > 20:
-        raise ValidationError("A recipe has at most 20 variants.")
+    # A recipe made from the most style rules (tasks.feedback.rules.MAX_RULES) has one
+    # variant more: the one that follows them all.
+    limit = MAX_VARIANTS + all(isinstance(v, dict) and STYLE_RULES in v for v in variants)
+    if len(variants) > limit:
+        raise ValidationError(f"A recipe has at most {MAX_VARIANTS} variants.")
     clean, names = [], set()
     for number, variant in enumerate(variants, start=1):
         where = f"variant {number}"
         if not isinstance(variant, dict):
             raise ValidationError(f"{where}: an object with name, temperature, … is expected.")
-        unknown = set(variant) - VARIANT_KEYS - {"key"}
+        unknown = set(variant) - VARIANT_KEYS - {"key", STYLE_RULES}
         if unknown:
             raise ValidationError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}.")
         v = {**VARIANT_DEFAULTS, "seed": number, **variant}
@@ -105,13 +113,36 @@ def validate_variants(variants) -> list[dict]:
             value = v.get(field)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValidationError(f"{where}: {field} must be a whole number {low}..{high}.")
-        clean.append({k: v[k] for k in sorted(VARIANT_KEYS)})
+        checked = {k: v[k] for k in sorted(VARIANT_KEYS)}
+        if STYLE_RULES in v:
+            checked[STYLE_RULES] = _style_rules(where, v[STYLE_RULES])
+        clean.append(checked)
     return clean
+
+
+def _style_rules(where: str, value) -> dict:
+    """A variant's ``style_rules``: {"rules": 1..20 texts, "breaks": None or 1..len}."""
+    if not isinstance(value, dict) or set(value) != {"rules", "breaks"}:
+        raise ValidationError(f'{where}: style_rules must be {{"rules": [...], "breaks": n}}.')
+    rules, breaks = value["rules"], value["breaks"]
+    if (
+        not isinstance(rules, list)
+        or not 1 <= len(rules) <= MAX_VARIANTS
+        or not all(isinstance(r, str) and r.strip() and len(r) <= 500 for r in rules)
+    ):
+        raise ValidationError(f"{where}: style_rules.rules must be non-empty texts.")
+    if breaks is not None and (
+        isinstance(breaks, bool) or not isinstance(breaks, int) or not 1 <= breaks <= len(rules)
+    ):
+        raise ValidationError(f"{where}: style_rules.breaks must be a rule's number or null.")
+    return {"rules": list(rules), "breaks": breaks}
 
 
 def variant_key(model: str, variant: dict) -> str:
     """Names a variant by what produces its text: the model and the exact parameters."""
     what = {k: variant[k] for k in sorted(VARIANT_KEYS - {"name"})}
+    if STYLE_RULES in variant:  # only then: the keys of every other variant stay as they were
+        what[STYLE_RULES] = variant[STYLE_RULES]
     digest = hashlib.sha256(json.dumps([model, what], sort_keys=True).encode()).hexdigest()
     return f"gen:{digest[:32]}"
 
@@ -504,6 +535,8 @@ def _store(job: GenerationJob, prompt: Prompt, variant: dict, completion) -> Non
         "endpoint": job.endpoint.name,
         "generation_job": job.pk,
     }
+    if STYLE_RULES in variant:
+        parameters[STYLE_RULES] = variant[STYLE_RULES]
     try:
         with transaction.atomic():
             Candidate.objects.create(

@@ -12,6 +12,7 @@ from django.utils.text import Truncator
 
 from tasks import generation, llm
 from tasks.admin.base import OrganizationJobAdmin, OrganizationScopedAdmin
+from tasks.feedback.rules import MAX_RULES, rules_recipe
 from tasks.models import GenerationJob, GenerationRecipe, LLMEndpoint, Project, Prompt
 
 
@@ -128,14 +129,68 @@ class GenerationRecipeForm(forms.ModelForm):
         return generation.validate_variants(self.cleaned_data["variants"])
 
 
+class RulesRecipeForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="An existing recipe of this name is updated.")
+    rules = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 10, "cols": 90, "class": "vLargeTextField"}),
+        help_text=f"One rule per line (1 to {MAX_RULES}, at most 500 characters each), e.g. "
+        "“Never promise delivery dates”. Blank lines are skipped.",
+    )
+    temperature = forms.FloatField(required=False, min_value=0, max_value=2, initial=0.7)
+    max_tokens = forms.IntegerField(required=False, min_value=1, max_value=32_768, initial=512)
+
+
 @admin.register(GenerationRecipe)
 class GenerationRecipeAdmin(OrganizationScopedAdmin):
     form = GenerationRecipeForm
     list_display = ["name", "variant_count", "created_at"]
+    change_list_template = "admin/tasks/generationrecipe/change_list.html"
 
     @admin.display(description="Variants")
     def variant_count(self, obj):
         return len(obj.variants)
+
+    def get_urls(self):
+        return [
+            re_path(
+                r"^add-from-rules/$",
+                self.admin_site.admin_view(self.add_from_rules),
+                name="tasks_generationrecipe_add_from_rules",
+            ),
+            *super().get_urls(),
+        ]
+
+    def add_from_rules(self, request):
+        """A recipe from style and compliance rules (tasks.feedback.rules): leads and
+        admins, in their current organization."""
+        if not self._may_manage(request) or request.organization is None:
+            raise PermissionDenied
+        form = RulesRecipeForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            data = form.cleaned_data
+            base = {k: data[k] for k in ("temperature", "max_tokens") if data[k] is not None}
+            rules = [line for line in data["rules"].splitlines() if line.strip()]
+            try:
+                recipe = rules_recipe(
+                    organization=request.organization, name=data["name"], rules=rules, base=base
+                )
+            except ValidationError as error:
+                form.add_error("rules", error)
+            else:
+                self.message_user(
+                    request,
+                    f"Recipe {recipe.name!r}: one variant follows all {len(rules)} rules, one "
+                    "per rule breaks it. Run it with Generate candidates.",
+                    messages.SUCCESS,
+                )
+                return redirect("admin:tasks_generationrecipe_change", recipe.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Add a recipe from style rules",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/tasks/generationrecipe/rules_form.html", context)
 
 
 class GenerateForm(forms.Form):

@@ -51,6 +51,17 @@ hold for each kind):
   correction over the original, confidence 0.95 (an expert wrote it for this purpose);
   a correction that changes nothing but case or spacing makes no pair.
 
+- **style_rule** (no signals: generated candidates whose ``parameters`` carry
+  ``style_rules``, made by a recipe from ``tasks.feedback.rules``): per prompt and recipe,
+  among candidates made from the same list of rules, the one asked to follow every rule
+  (``rules:follows``) over each one asked to break rule n (``rules:violates:<n>``), the
+  reason naming rule n; confidence 0.75 and evidence ``[]`` (the candidates' recorded
+  parameters are the evidence). Below the default ``verify_below``, so these go to experts:
+  the pair says what the model was *asked* to do, and a small model often fails to break a
+  rule as asked (or breaks one while asked to follow them all); only an expert's judgment
+  says the text did. Projects with a larger model can lower ``verify_below`` to accept
+  them.
+
 Several signals of one rule for the same two replies make one pair with all of them as
 evidence; for edit, regeneration and correction the confidence is combined as if they
 were independent, 1 − Π(1 − cᵢ), at most 0.99.
@@ -99,6 +110,7 @@ COMBINED_CEILING = 0.99
 GRADE_SPREAD = 0.25
 THUMBS_SIDE = 5
 GRADE_PAIRS = 25
+STYLE_RULE_CONFIDENCE = 0.75
 KTO_COMPLAINT_CONFIDENCE = 0.9
 KTO_THUMBS_CONFIDENCE = 0.8
 KTO_RATING_CONFIDENCE = 0.6
@@ -479,6 +491,65 @@ class _Builder:
                 )
             )  # fmt: skip
 
+    # style rules -----------------------------------------------------------------------
+
+    def style_rules(self) -> None:
+        """Generated candidates of a rules recipe (``tasks.feedback.rules``): the one that
+        follows every rule over each that breaks one, per prompt, recipe and list of rules.
+        Projects that never ran such a recipe cost one indexed look-up."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM tasks_generationjob WHERE project_id = %s "
+                "AND variants @> %s::jsonb)",
+                [self.project.pk, json.dumps([{"style_rules": {}}])],
+            )
+            if not cursor.fetchone()[0]:
+                return
+        query = """
+            SELECT c.prompt_id, c.id, coalesce(c.parameters ->> 'recipe', ''),
+                   (c.parameters -> 'style_rules')::text
+            FROM tasks_candidate c
+            JOIN tasks_prompt p ON p.id = c.prompt_id
+            WHERE p.project_id = %(project)s AND c.source = 'generated'
+              AND c.parameters ? 'style_rules'
+            ORDER BY c.prompt_id, c.id
+        """
+        group: list = []
+        for row in self.rows(query, {"project": self.project.pk}):
+            if group and group[0][0] != row[0]:
+                self._pair_style(group)
+                group = []
+            group.append(row)
+        self._pair_style(group)
+
+    def _pair_style(self, candidates: list) -> None:
+        # (recipe, rules) -> the candidates that follow them all, and (id, n) that break n
+        follows: dict[tuple, list[int]] = defaultdict(list)
+        breaks: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
+        for prompt_id, candidate_id, recipe, recorded in candidates:
+            style = json.loads(recorded)
+            rules = style.get("rules") if isinstance(style, dict) else None
+            n = style.get("breaks") if isinstance(style, dict) else None
+            if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+                continue
+            key = (prompt_id, recipe, tuple(rules))
+            if n is None:
+                follows[key].append(candidate_id)
+            elif isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= len(rules):
+                breaks[key].append((candidate_id, n))
+        for key, chosen_ids in follows.items():
+            rules = key[2]
+            for chosen in chosen_ids:
+                for rejected, n in breaks.get(key, ()):
+                    self.propose(
+                        Proposal(
+                            key[0], chosen, rejected, Rule.STYLE_RULE, STYLE_RULE_CONFIDENCE,
+                            f"Style rule: follows all rules; the other breaks rule {n}: "
+                            f"'{rules[n - 1]}'",
+                            [],
+                        )
+                    )  # fmt: skip
+
     # contradictions and status ---------------------------------------------------------
 
     def settle(self, expert_pairs: list[tuple[int, int, str, str]]) -> None:
@@ -736,6 +807,7 @@ def build_pairs(*, project: Project) -> dict:
         builder.thumbs()
         builder.ab_tests()
         builder.grades()
+        builder.style_rules()
         expert_pairs = list(
             SignalPair.objects.filter(project=project, status__in=EXPERT_STATUSES).values_list(
                 "chosen_id", "rejected_id", "rule", "status"

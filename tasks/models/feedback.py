@@ -93,6 +93,7 @@ class Rule(models.TextChoices):
     GRADE = "grade", "Higher-graded output over a lower-graded one"
     CORRECTION = "correction", "Expert correction over the original"
     RATING = "rating", "A rated reply (KTO)"
+    STYLE_RULE = "style_rule", "Rule-following over rule-violating"
 
 
 class SignalPair(models.Model):
