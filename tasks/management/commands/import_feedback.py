@@ -1,12 +1,10 @@
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django_scopes import scope
 
 from tasks.importers.feedback import KINDS, FeedbackOptionsInvalid, import_feedback
-from tasks.importers.limits import ImportTooLarge, check_total_bytes
-from tasks.importers.prompts import ImportFailed
-from tasks.management.commands.import_prompts import print_problems, progress_printer
+from tasks.management.commands.import_prompts import import_files, print_problems
 from tasks.management.refs import project_from_ref
 
 
@@ -55,16 +53,10 @@ class Command(BaseCommand):
     def handle(self, *args, project, files, kind, scale, redact, redact_pattern, skip_invalid, **_):
         target = project_from_ref(project)
         with scope(organization=target.organization):
-            missing = [str(f) for f in files if not f.is_file()]
-            if missing:
-                raise CommandError(f"File not found: {', '.join(missing)}")
-            try:
-                check_total_bytes(f.stat().st_size for f in files)
-            except ImportTooLarge as exc:
-                raise CommandError(f"{exc} Nothing was imported.") from None
-            streams = [(str(f), f.open("rb")) for f in files]
-            try:
-                report = import_feedback(
+            report = import_files(
+                self,
+                files,
+                lambda streams, progress: import_feedback(
                     project=target,
                     files=streams,
                     kind=kind,
@@ -72,18 +64,10 @@ class Command(BaseCommand):
                     redact=redact,
                     redact_patterns=redact_pattern,
                     skip_invalid=skip_invalid,
-                    progress=progress_printer(self.stderr),
-                )
-            except FeedbackOptionsInvalid as exc:
-                raise CommandError(f"{exc}. Nothing was imported.") from None
-            except ImportFailed as exc:
-                print_problems(self.stderr, exc.report.problems)
-                if exc.report.problems_not_listed:
-                    self.stderr.write(f"… and {exc.report.problems_not_listed} more")
-                raise CommandError("Nothing was imported.") from None
-            finally:
-                for _, stream in streams:
-                    stream.close()
+                    progress=progress,
+                ),
+                refused=(FeedbackOptionsInvalid,),
+            )
         print_problems(self.stderr, report.problems, rejected=True)
         for warning in report.warnings:
             self.stderr.write(f"warning: {warning}")

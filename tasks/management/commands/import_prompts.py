@@ -29,6 +29,33 @@ def progress_printer(stream, every: float = 2.0):
     return show
 
 
+def import_files(command: BaseCommand, files: list[Path], run, *, refused=()):
+    """What an import command does around its importer: refuses missing files and an
+    upload over the limit, opens the files, calls ``run(streams, progress)`` and turns
+    ImportFailed (its problems listed on stderr) or one of ``refused`` (bad options) into a
+    CommandError saying nothing was imported. Returns the importer's report."""
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise CommandError(f"File not found: {', '.join(missing)}")
+    try:
+        check_total_bytes(f.stat().st_size for f in files)
+    except ImportTooLarge as exc:
+        raise CommandError(f"{exc} Nothing was imported.") from None
+    streams = [(str(f), f.open("rb")) for f in files]
+    try:
+        return run(streams, progress_printer(command.stderr))
+    except refused as exc:
+        raise CommandError(f"{exc}. Nothing was imported.") from None
+    except ImportFailed as exc:
+        print_problems(command.stderr, exc.report.problems)
+        if exc.report.problems_not_listed:
+            command.stderr.write(f"… and {exc.report.problems_not_listed} more")
+        raise CommandError("Nothing was imported.") from None
+    finally:
+        for _, stream in streams:
+            stream.close()
+
+
 class Command(BaseCommand):
     help = "Import prompts (and candidate responses) from JSON, JSONL or CSV into a project."
 
@@ -59,30 +86,17 @@ class Command(BaseCommand):
     ):
         target = project_from_ref(project)
         with scope(organization=target.organization):
-            missing = [str(f) for f in files if not f.is_file()]
-            if missing:
-                raise CommandError(f"File not found: {', '.join(missing)}")
-            try:
-                check_total_bytes(f.stat().st_size for f in files)
-            except ImportTooLarge as exc:
-                raise CommandError(f"{exc} Nothing was imported.") from None
-            streams = [(str(f), f.open("rb")) for f in files]
-            try:
-                report = import_prompts(
+            report = import_files(
+                self,
+                files,
+                lambda streams, progress: import_prompts(
                     project=target,
                     files=streams,
                     skip_invalid=skip_invalid,
                     allow_duplicates=allow_duplicates,
-                    progress=progress_printer(self.stderr),
-                )
-            except ImportFailed as exc:
-                print_problems(self.stderr, exc.report.problems)
-                if exc.report.problems_not_listed:
-                    self.stderr.write(f"… and {exc.report.problems_not_listed} more")
-                raise CommandError("Nothing was imported.") from None
-            finally:
-                for _, stream in streams:
-                    stream.close()
+                    progress=progress,
+                ),
+            )
         print_problems(self.stderr, report.problems, rejected=True)
         for duplicate in report.duplicates:
             self.stderr.write(
