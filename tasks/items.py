@@ -21,7 +21,7 @@ def candidate_key(candidate_ids: Iterable[int]) -> str:
     return "-".join(str(i) for i in sorted(candidate_ids))
 
 
-def stable_int(*parts) -> int:
+def _stable_int(*parts) -> int:
     return zlib.crc32(":".join(str(p) for p in parts).encode()) & 0x7FFFFFFF
 
 
@@ -29,7 +29,7 @@ def target_annotations(project: Project, key: str) -> int:
     """Annotations wanted for an item: the project's overlap, or the agreement sample's for
     the (deterministically chosen) agreement_sample_percent of items."""
     if project.agreement_sample_percent and (
-        stable_int(project.pk, key, "sample") % 100 < project.agreement_sample_percent
+        _stable_int(project.pk, key, "sample") % 100 < project.agreement_sample_percent
     ):
         return project.agreement_sample_annotations
     return project.annotations_per_item
@@ -50,7 +50,7 @@ def plan_items(
         if room <= 0:
             return []
         if len(missing) > room:
-            rng = random.Random(stable_int(project.pk, prompt_id))  # noqa: S311 (sampling, not security)
+            rng = random.Random(_stable_int(project.pk, prompt_id))  # noqa: S311 (sampling, not security)
             missing = rng.sample(missing, room)
     return missing
 
@@ -72,25 +72,18 @@ def build_items(
                 project=project, prompt_id__in=prompt_ids, assignment_count=0
             ).delete()
         existing = _existing_keys(project, prompt_ids)
-    new_items, slots = [], []
+    planned = [
+        (prompt_id, chosen)
+        for prompt_id, ids in candidates_by_prompt.items()
+        for chosen in plan_items(project, prompt_id, ids, existing.get(prompt_id, set()))
+    ]
+    return len(insert_items(project, planned))
+
+
+def insert_items(project: Project, planned: list[tuple[int, tuple[int, ...]]]) -> list[int]:
+    """Insert an item for each (prompt id, candidate ids in slot order) and its slots, in
+    bulk; return the new items' ids (in the order given)."""
     now = timezone.now()
-    for prompt_id, ids in candidates_by_prompt.items():
-        for chosen in plan_items(project, prompt_id, ids, existing.get(prompt_id, set())):
-            key = candidate_key(chosen)
-            new_items.append(
-                (
-                    project.organization_id,
-                    project.pk,
-                    prompt_id,
-                    project.mode,
-                    key,
-                    target_annotations(project, key),
-                    0,
-                    stable_int(project.pk, key),
-                    now,
-                )
-            )
-            slots.append(chosen)
     item_ids = bulk.insert(
         Item,
         [
@@ -104,18 +97,32 @@ def build_items(
             "random_order",
             "created_at",
         ],
-        new_items,
+        [
+            (
+                project.organization_id,
+                project.pk,
+                prompt_id,
+                project.mode,
+                key,
+                target_annotations(project, key),
+                0,
+                _stable_int(project.pk, key),
+                now,
+            )
+            for prompt_id, chosen in planned
+            for key in [candidate_key(chosen)]
+        ],
     )
     bulk.insert(
         ItemCandidate,
         ["item_id", "candidate_id", "position"],
         [
             (item_id, cid, position)
-            for item_id, chosen in zip(item_ids, slots, strict=True)
+            for item_id, (_, chosen) in zip(item_ids, planned, strict=True)
             for position, cid in enumerate(chosen)
         ],
     )
-    return len(item_ids)
+    return item_ids
 
 
 def _existing_keys(project: Project, prompt_ids: list[int]) -> dict[int, set[str]]:

@@ -16,12 +16,10 @@ the floor above).
 from django.db import transaction
 from django.db.models import CharField, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Cast, Concat, Greatest, Least
-from django.utils import timezone
 
 from tasks.feedback.pairs import build_pairs
-from tasks.importers import bulk
-from tasks.items import candidate_key, stable_int, target_annotations
-from tasks.models import Item, ItemCandidate, Project, SignalPair
+from tasks.items import candidate_key, insert_items
+from tasks.models import Item, Project, SignalPair
 
 
 class NotPairwise(ValueError):
@@ -67,43 +65,8 @@ def queue_for_verification(*, project: Project) -> int:
         )
     )
     missing = [(key, wanted[key]) for key in wanted if key not in existing]
-    now = timezone.now()
-    item_ids = bulk.insert(
-        Item,
-        [
-            "organization_id",
-            "project_id",
-            "prompt_id",
-            "mode",
-            "candidate_key",
-            "target_annotations",
-            "assignment_count",
-            "random_order",
-            "created_at",
-        ],
-        [
-            (
-                project.organization_id,
-                project.pk,
-                prompt_id,
-                project.mode,
-                key,
-                target_annotations(project, key),
-                0,
-                stable_int(project.pk, key),
-                now,
-            )
-            for key, (prompt_id, _, _) in missing
-        ],
-    )
-    bulk.insert(
-        ItemCandidate,
-        ["item_id", "candidate_id", "position"],
-        [
-            (item_id, candidate_id, position)
-            for item_id, (_, (_, *pair)) in zip(item_ids, missing, strict=True)
-            for position, candidate_id in enumerate(pair)
-        ],
+    item_ids = insert_items(
+        project, [(prompt_id, tuple(pair)) for _, (prompt_id, *pair) in missing]
     )
     item_of_pair = Item.objects.filter(
         project=project,

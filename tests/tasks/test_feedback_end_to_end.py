@@ -111,6 +111,8 @@ def test_weak_pairs_become_items_once_and_confident_ones_do_not(acme):
 def test_an_import_through_the_api_builds_the_pairs_and_queues_the_weak_ones(acme, as_user):
     from tests.tasks.test_feedback_import import DATA, post_feedback, upload
 
+    acme.project.pair_settings = {"audit_sample_percent": 0}  # audited: by candidate id
+    acme.project.save()
     response = post_feedback(
         as_user(acme.lead),
         acme.project,
