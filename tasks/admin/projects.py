@@ -309,47 +309,38 @@ class ProjectAdmin(OrganizationScopedAdmin):
         return own + super().get_urls()
 
     def import_prompts_view(self, request, object_id):
-        if not self.has_change_permission(request):
-            raise PermissionDenied
-        project = self.get_object(request, object_id)
-        form, refused = _bind_import_form(request, ImportPromptsForm)
-        if refused:
-            return refused
-        if form.is_bound and form.is_valid():
-            job = create_import_job(
-                organization=project.organization,
-                kind=ImportJob.Kind.PROMPTS,
-                project=project,
-                uploads=form.cleaned_data["files"],
-                skip_invalid=form.cleaned_data["skip_invalid"],
-                allow_duplicates=form.cleaned_data["allow_duplicates"],
-                created_by=request.user,
-            )
-            enqueue(job)
-            return redirect("admin:tasks_importjob_change", job.pk)
-        return self._upload_page(request, form, f"Import prompts into {project.name}", project)
+        return self._import_view(
+            request, object_id, ImportPromptsForm, ImportJob.Kind.PROMPTS, "Import prompts into"
+        )
 
     def import_feedback_view(self, request, object_id):
+        return self._import_view(
+            request, object_id, ImportFeedbackForm, ImportJob.Kind.FEEDBACK, "Import feedback into"
+        )
+
+    def _import_view(self, request, object_id, form_class, kind, title: str):
+        """The upload page of a prompt or feedback import: the form, then a job and its page.
+        The two forms differ only in their own option (``allow_duplicates`` / ``options``)."""
         if not self.has_change_permission(request):
             raise PermissionDenied
         project = self.get_object(request, object_id)
-        form, refused = _bind_import_form(request, ImportFeedbackForm)
+        form, refused = _bind_import_form(request, form_class)
         if refused:
             return refused
         if form.is_bound and form.is_valid():
+            data = form.cleaned_data
             job = create_import_job(
                 organization=project.organization,
-                kind=ImportJob.Kind.FEEDBACK,
+                kind=kind,
                 project=project,
-                uploads=form.cleaned_data["files"],
-                skip_invalid=form.cleaned_data["skip_invalid"],
-                options=form.cleaned_data["options"],
+                uploads=data["files"],
+                skip_invalid=data["skip_invalid"],
                 created_by=request.user,
+                **{key: data[key] for key in ("allow_duplicates", "options") if key in data},
             )
             enqueue(job)
             return redirect("admin:tasks_importjob_change", job.pk)
-        title = f"Import feedback into {project.name}"
-        return self._upload_page(request, form, title, project)
+        return self._upload_page(request, form, f"{title} {project.name}", project)
 
     def import_potato_view(self, request):
         if not self.has_add_permission(request):

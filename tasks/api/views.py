@@ -127,19 +127,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
         (202; follow its progress at /api/v1/imports/{id}). Files over
         CHOSEN_IMPORT_MAX_BYTES together are a 413, more rows than CHOSEN_IMPORT_MAX_ROWS a
         400 (or a failed job)."""
-        project = self.get_object()
-        upload = ImportUploadSerializer(data=request.data)
-        upload.is_valid(raise_exception=True)
-        job = create_import_job(
-            organization=request.organization,
-            kind=ImportJob.Kind.PROMPTS,
-            project=project,
-            uploads=upload.validated_data["file"],
-            skip_invalid=upload.validated_data["skip_invalid"],
-            allow_duplicates=upload.validated_data["allow_duplicates"],
-            created_by=_person(request),
-        )
-        return _job_response(job, run_now_or_enqueue(job), request)
+        return self._import(request, ImportUploadSerializer, ImportJob.Kind.PROMPTS)
 
     @extend_schema(
         request={"multipart/form-data": FeedbackUploadSerializer},
@@ -158,17 +146,24 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
         reviews or expert corrections as preference signal (``kind``; ``scale`` for grades;
         ``redact`` and ``redact_pattern`` to replace personal data before it is stored).
         Answers as prompt imports do: 201, 400 listing every problem, or 202 with a job."""
+        return self._import(request, FeedbackUploadSerializer, ImportJob.Kind.FEEDBACK)
+
+    def _import(self, request, serializer_class, kind):
+        """A prompt or feedback upload into this project: validated, then imported at once or
+        as a job. The two serializers differ only in their own option (``allow_duplicates`` /
+        ``options``)."""
         project = self.get_object()
-        upload = FeedbackUploadSerializer(data=request.data)
+        upload = serializer_class(data=request.data)
         upload.is_valid(raise_exception=True)
+        data = upload.validated_data
         job = create_import_job(
             organization=request.organization,
-            kind=ImportJob.Kind.FEEDBACK,
+            kind=kind,
             project=project,
-            uploads=upload.validated_data["file"],
-            skip_invalid=upload.validated_data["skip_invalid"],
-            options=upload.validated_data["options"],
+            uploads=data["file"],
+            skip_invalid=data["skip_invalid"],
             created_by=_person(request),
+            **{key: data[key] for key in ("allow_duplicates", "options") if key in data},
         )
         return _job_response(job, run_now_or_enqueue(job), request)
 
