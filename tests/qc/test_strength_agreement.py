@@ -108,4 +108,3 @@ def test_dashboard_shows_the_strength_row_and_its_heatmap(acme):
     assert "preference (signed strength) <small>(\u22123..+3)</small>" in page
     assert 'id="qc-kappa-strength"' in page
     assert "Linear-weighted kappa on the signed strength" in page
-
