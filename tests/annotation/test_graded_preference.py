@@ -7,50 +7,29 @@ from django_scopes import scopes_disabled
 
 from annotation.models import Assignment, Judgment
 from annotation.services import submit_judgment
-from annotation.strength import in_words, signed_strength, signed_text
-from tasks.models import Candidate, Item, ItemCandidate, Role
+from annotation.strength import in_words, judgment_signed_strength, signed_strength, signed_text
+from tasks.models import ItemCandidate, Role
 from tasks.project_templates import DPO_GRADED
 from tests.conftest import client_for
-from tests.factories import ProjectFactory, PromptFactory, member
+from tests.factories import member
+from tests.qc.test_report import Data
 
 pytestmark = pytest.mark.django_db
 
 
-class GradedData:
-    """A project made from the graded template with n pairwise items; ``judge`` submits a
-    label through the annotator's service, with the candidates shown in either order."""
+class GradedData(Data):
+    """The QC tests' project of n pairwise items (``tests.qc.test_report.Data``) with the
+    graded template's questions and the items' slots; ``judge`` submits a label through the
+    annotator's service, with the candidates shown in either order."""
 
     def __init__(self, organization, n_items: int, overlap: int = 3):
-        self.organization = organization
+        super().__init__(organization, n_items, overlap)
         with scopes_disabled():
-            self.project = ProjectFactory(
-                organization=organization,
-                questions=DPO_GRADED.questions,
-                annotations_per_item=overlap,
-            )
-            self.items = []
-            for n in range(n_items):
-                prompt = PromptFactory(project=self.project, external_id=f"g{n}")
-                pair = [
-                    Candidate.objects.create(
-                        organization=organization,
-                        prompt=prompt,
-                        text=f"{side} answer to prompt {n}",
-                        content_hash=f"g{n}{side}",
-                    )
-                    for side in ("first", "second")
-                ]
-                item = Item.objects.create(
-                    organization=organization,
-                    project=self.project,
-                    prompt=prompt,
-                    mode="pairwise",
-                    candidate_key=f"{pair[0].pk}-{pair[1].pk}",
-                    target_annotations=overlap,
-                )
+            self.project.questions = DPO_GRADED.questions
+            self.project.save(update_fields=["questions"])
+            for item, pair in self.items:
                 for position, candidate in enumerate(pair):
                     ItemCandidate.objects.create(item=item, candidate=candidate, position=position)
-                self.items.append((item, pair))
 
     def judge(self, annotator, n: int, value: str, *, swapped: bool = False) -> Judgment:
         """Submit the label ``value`` ("A2", "B1", "tie", "both_bad") as seen on screen; with
@@ -74,13 +53,8 @@ class GradedData:
             )
 
     def signed(self, judgment: Judgment) -> int | None:
-        item, _ = next(entry for entry in self.items if entry[0].pk == judgment.item_id)
-        return signed_strength(
-            outcome=judgment.outcome,
-            chosen_id=judgment.chosen_id,
-            strength=judgment.strength,
-            first_id=int(item.candidate_key.split("-")[0]),
-        )
+        with scopes_disabled():
+            return judgment_signed_strength(judgment)
 
 
 def annotators(organization, n: int):
@@ -142,8 +116,6 @@ def test_review_shows_each_strength_and_the_items_mean(acme):
 
 
 def test_review_of_an_ungraded_project_says_nothing_of_strength(acme):
-    from tests.qc.test_report import Data
-
     data = Data(acme.organization, 1)
     a, b = annotators(acme.organization, 2)
     data.judge(a, 0, 0)
@@ -168,8 +140,6 @@ def test_api_gives_the_signed_strength_beside_the_strength(acme):
 
 
 def test_api_of_an_ungraded_project_gives_no_signed_strength(acme):
-    from tests.qc.test_report import Data
-
     data = Data(acme.organization, 1)
     a, _ = annotators(acme.organization, 2)
     data.judge(a, 0, None)  # a tie: 0 only where the project asks for strength
