@@ -101,6 +101,9 @@ class Seen:
     ranking: list[int] = field(default_factory=list)
     rubric: dict[int, dict] = field(default_factory=dict)
     answers: list[tuple[str, str]] = field(default_factory=list)
+    # Graded preference (``annotation.strength``), filled in where the project asks for it:
+    # the judgment's strength signed towards the item's first candidate, as text ("−2").
+    signed: str = ""
 
 
 def describe(record, mode: str, number: dict[int, int]) -> str:

@@ -9,13 +9,14 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from annotation import adjudication
+from annotation import adjudication, strength
 from annotation.models import Adjudication, ItemNote
 from annotation.rendering import render_markdown
 from annotation.views import member_project
 from annotation.workspace import prompt_context
 from tasks.decorators import lead_project, membership_required
 from tasks.models import Item, Project
+from tasks.schema import strength_levels
 
 PAGE_SIZE = 50
 
@@ -36,6 +37,9 @@ def queue(request, project_id: int):
     search = request.GET.get("q", "").strip()[:200]
     items = adjudication.review_queue(project, which, search)
     page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    levels = strength_levels(project.preference_question)
+    means = strength.mean_by_item(project, [item.pk for item in rows]) if levels else {}
     open_count = (
         page.paginator.count
         if which == "open" and not search
@@ -52,6 +56,11 @@ def queue(request, project_id: int):
         {
             "project": project,
             "page": page,
+            "rows": [
+                (item, strength.signed_text(means[item.pk]) if item.pk in means else "–")
+                for item in rows
+            ],
+            "strength_levels": levels,
             "which": which,
             "queues": adjudication.QUEUES,
             "counts": counts,
@@ -103,6 +112,11 @@ def item_review(request, project_id: int, item_id: int):
 def _item_context(project: Project, item: Item, candidates) -> dict:
     decision = Adjudication.objects.filter(item=item).select_related("decided_by").first()
     number = {c.pk: i for i, c in enumerate(candidates, start=1)}
+    seen = adjudication.judgments_seen(item, candidates)
+    graded = strength.item_strength(project, item, [s.judgment for s in seen])
+    if graded is not None:
+        for s in seen:
+            s.signed = strength.signed_text(graded.signed[s.judgment.pk])
     return {
         "project": project,
         "item": item,
@@ -110,7 +124,11 @@ def _item_context(project: Project, item: Item, candidates) -> dict:
             {"number": number[c.pk], "candidate": c, "html": render_markdown(c.text)}
             for c in candidates
         ],
-        "seen": adjudication.judgments_seen(item, candidates),
+        "seen": seen,
+        # The item's mean over every judgment: the lead's review page only (an annotator's
+        # discussion page shows their own judgment, not the others').
+        "strength": graded,
+        "strength_summary": graded.summary("Candidate 1", "Candidate 2") if graded else "",
         "notes": ItemNote.objects.filter(item=item).select_related("author"),
         "decision": decision,
         "decision_text": adjudication.describe(decision, item.mode, number) if decision else "",

@@ -6,6 +6,12 @@ a judgment's category is the chosen candidate's rank among the item's candidates
 order ("1", "2", …), or "tie" / "both_bad". Two annotators who saw A/B swapped and chose
 the same response agree.
 
+Graded preference (projects whose labels carry a strength): each judgment's strength signed
+towards the item's first candidate (``annotation.strength``: +s, -s, 0 for a tie, nothing for
+both bad) is an ordinal variable on -levels..+levels. Its agreement is reported beside the
+nominal one (``STRENGTH_ROW``): Krippendorff's alpha with the ordinal metric, and a
+linear-weighted Cohen's kappa for every pair of annotators (``kappa_matrix_strength``).
+
 Thresholds (from the seed guides): "Target 70%+ agreement"; "Cohen's kappa above 0.7
 indicates strong agreement. Below 0.5, the guidelines are ambiguous"; spread the load.
 """
@@ -25,6 +31,7 @@ from django.db.models.functions import Cast, TruncDate
 
 from annotation.adjudication import disputed_item_ids, gold_correct
 from annotation.models import Adjudication, Assignment, Judgment
+from annotation.strength import first_candidate, signed_strength
 from qc.agreement import (
     cohen_kappa,
     fleiss_kappa,
@@ -33,6 +40,7 @@ from qc.agreement import (
     percent_agreement,
 )
 from tasks.models import Candidate, Item, Project, Prompt, SignalPair
+from tasks.schema import strength_levels
 from tasks.text import jaccard, split_words, word_trigrams
 
 TARGET_AGREEMENT = 0.70
@@ -46,6 +54,8 @@ NEAR_IDENTICAL = 0.9  # word-shingle Jaccard similarity of two candidates of one
 GOLD_ACCURACY_WARNING = 0.8  # an annotator below this on gold items, with enough of them
 GOLD_MIN_JUDGMENTS = 5
 DIMENSION_MIN_ANSWERS = 20  # balance across a question's options is judged from this many
+# The agreement row of the signed strength: not a name a question can have (NAME_RE).
+STRENGTH_ROW = "preference (signed strength)"
 
 
 def _round(value, digits=4):
@@ -104,12 +114,17 @@ def _compute_report(project: Project) -> dict:
     tally = _tally(project, judgments, choice_names)
     annotators = sorted(tally.person)
     emails = dict(get_user_model().objects.filter(pk__in=annotators).values_list("pk", "email"))
+    levels = (
+        strength_levels(project.preference_question)
+        if project.mode == Project.Mode.PAIRWISE
+        else None
+    )
     report = {
         "project": {"id": project.pk, "name": project.name, "mode": project.mode},
         "judgments": tally.total,
         "annotators": len(annotators),
         "coverage": _coverage(project, tally.by_item),
-        "agreement": _agreement_by_question(tally, _rating_units(judgments, rating_names)),
+        "agreement": _agreement_by_question(tally, _rating_units(judgments, rating_names), levels),
         "kappa_matrix": {
             "annotators": [emails.get(a, str(a)) for a in annotators],
             "values": _kappa_matrix(annotators, tally.by_item),
@@ -123,6 +138,14 @@ def _compute_report(project: Project) -> dict:
         "duplicates": _duplicates(project),
         "expert_agreement_by_source": expert_agreement_by_source(project),
     }
+    if levels:
+        scale = list(range(-levels, levels + 1))
+        report["kappa_matrix_strength"] = {
+            "annotators": report["kappa_matrix"]["annotators"],
+            "weights": "linear",
+            "scale": scale,
+            "values": _kappa_matrix(annotators, tally.strength_by_item, "linear", scale),
+        }
     report["warnings"] = _warnings(report)
     return report
 
@@ -175,11 +198,15 @@ class Tally:
     person: dict[int, dict]
     labels: Counter
     by_choice_label: dict[str, dict]  # choice question -> answer -> Counter of labels
+    # item -> annotator -> signed strength (``annotation.strength``), for the judgments that
+    # have one
+    strength_by_item: dict[int, dict[int, int]]
 
 
 def _judgment_rows(judgments, choice_names: list[str]) -> list[tuple]:
-    """One tuple per judgment: item, annotator, outcome, chosen, label, time spent, the
-    candidate shown first, how many were shown, then the answer to each choice question."""
+    """One tuple per judgment: item, annotator, outcome, chosen, label, time spent,
+    strength, the candidate shown first, how many were shown, then the answer to each
+    choice question."""
     # Only the JSON keys the report reads, taken out by PostgreSQL: decoding every answers
     # document in Python is most of the time at 100,000 judgments.
     fields = {
@@ -191,7 +218,15 @@ def _judgment_rows(judgments, choice_names: list[str]) -> list[tuple]:
         ),
         **{f"answer_{i}": KeyTextTransform(name, "answers") for i, name in enumerate(choice_names)},
     }
-    columns = ["item_id", "annotator_id", "outcome", "chosen_id", "label", "time_spent_ms"]
+    columns = [
+        "item_id",
+        "annotator_id",
+        "outcome",
+        "chosen_id",
+        "label",
+        "time_spent_ms",
+        "strength",
+    ]
     return list(judgments.annotate(**fields).values_list(*columns, *fields))
 
 
@@ -209,7 +244,16 @@ def _tally(project: Project, judgments, choice_names: list[str]) -> Tally:
     labels = Counter()
     by_choice_label: dict[str, dict] = {n: defaultdict(Counter) for n in choice_names}
     ranks: dict[int, dict[int, str]] = {}
-    for item_id, annotator, outcome, chosen, label, ms, first, shown, *answers in rows:
+    strength_by_item: dict[int, dict[int, int]] = defaultdict(dict)
+    for item_id, annotator, outcome, chosen, label, ms, strength, first, shown, *answers in rows:
+        signed = signed_strength(
+            outcome=outcome,
+            chosen_id=chosen,
+            strength=strength,
+            first_id=first_candidate(item_keys.get(item_id, "")),
+        )
+        if signed is not None:
+            strength_by_item[item_id][annotator] = signed
         if outcome in ("preferred", "ranked") and chosen is not None:
             if item_id not in ranks:
                 ids = item_keys.get(item_id, "").split("-")
@@ -229,7 +273,7 @@ def _tally(project: Project, judgments, choice_names: list[str]) -> Tally:
             if value is not None:
                 choices[name][item_id].append(value)
                 by_choice_label[name][value][label] += 1
-    return Tally(len(rows), by_item, choices, person, labels, by_choice_label)
+    return Tally(len(rows), by_item, choices, person, labels, by_choice_label, strength_by_item)
 
 
 def _rating_units(judgments, rating_names: list[str]) -> dict[str, dict[tuple, list]]:
@@ -258,10 +302,15 @@ def _coverage(project: Project, by_item: dict) -> dict:
     }
 
 
-def _agreement_by_question(tally: Tally, ratings: dict[str, dict[tuple, list]]) -> dict:
-    """The preference's agreement, then each choice question's, then each rating's."""
+def _agreement_by_question(
+    tally: Tally, ratings: dict[str, dict[tuple, list]], levels: int | None = None
+) -> dict:
+    """The preference's agreement (and, for graded preference, its signed strength's),
+    then each choice question's, then each rating's."""
     preference_units = [list(v.values()) for v in tally.by_item.values()]
     agreement = {"preference": _agreement(preference_units)}
+    if levels:
+        agreement[STRENGTH_ROW] = _strength_agreement(tally.strength_by_item, levels)
     for name, units in tally.choices.items():
         agreement[name] = _agreement(list(units.values()))
     for name, scored in ratings.items():
@@ -271,6 +320,20 @@ def _agreement_by_question(tally: Tally, ratings: dict[str, dict[tuple, list]]) 
             "krippendorff_alpha_ordinal": _round(krippendorff_alpha_units(units, "ordinal")),
         }
     return agreement
+
+
+def _strength_agreement(by_item: dict[int, dict[int, int]], levels: int) -> dict:
+    """Agreement on the signed strength (-levels..+levels) of the items judged with a
+    strength at least twice: exact agreement, Krippendorff's alpha nominal (as the other
+    rows) and ordinal (a near miss, "clearly" for "much", counts less than a flip)."""
+    units = [list(votes.values()) for votes in by_item.values() if len(votes) >= 2]
+    return {
+        "levels": levels,
+        "units": len(units),
+        "percent_agreement": _round(percent_agreement(units)),
+        "krippendorff_alpha": _round(krippendorff_alpha_units(units)),
+        "krippendorff_alpha_ordinal": _round(krippendorff_alpha_units(units, "ordinal")),
+    }
 
 
 def _per_annotator(project: Project, tally: Tally, annotators: list[int], emails: dict) -> list:
@@ -393,9 +456,11 @@ def _disagreements(project: Project) -> dict:
     }
 
 
-def _kappa_matrix(annotators: list[int], by_item: dict) -> list[list]:
+def _kappa_matrix(
+    annotators: list[int], by_item: dict, weights: str | None = None, categories=None
+) -> list[list]:
     """Cohen's kappa of every pair of annotators on the items both judged (None: fewer than
-    two shared items, or undefined)."""
+    two shared items, or undefined); weighted over ordered ``categories`` when given."""
     index = {a: i for i, a in enumerate(annotators)}
     shared: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
     for votes in by_item.values():
@@ -408,7 +473,7 @@ def _kappa_matrix(annotators: list[int], by_item: dict) -> list[list]:
     for i in range(size):
         matrix[i][i] = 1.0
     for (a, b), (x, y) in shared.items():
-        value = _round(cohen_kappa(x, y)) if len(x) >= 2 else None
+        value = _round(cohen_kappa(x, y, weights, categories)) if len(x) >= 2 else None
         matrix[index[a]][index[b]] = matrix[index[b]][index[a]] = value
     return matrix
 

@@ -31,6 +31,15 @@ def dashboard(request, project_id: int):
             heatmap=charts.heatmap(
                 data["kappa_matrix"]["annotators"], data["kappa_matrix"]["values"]
             ),
+            # Graded preference: linear-weighted kappa on the signed strength (older
+            # reports and ungraded projects have none).
+            strength_heatmap=charts.heatmap(
+                data["kappa_matrix_strength"]["annotators"],
+                data["kappa_matrix_strength"]["values"],
+                "Linear-weighted kappa on the signed strength",
+            )
+            if data.get("kappa_matrix_strength")
+            else "",
             label_chart=charts.bars(data["labels"], "Labels"),
             answer_charts=[
                 (name, charts.bars(counts, f"Answers to {name}"))

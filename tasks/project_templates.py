@@ -273,7 +273,70 @@ flipped it. Do not try to match the source: a flip is as useful as a confirmatio
 """,
 )
 
-TEMPLATES = {t.key: t for t in (DPO_PAIRWISE, BEST_OF_N, RUBRIC, RANKING_OF_N, VERIFY_PAIRS)}
+
+def _graded_label(means: str, strength: int | None, text: str, key: str, tooltip: str) -> dict:
+    value = means if strength is None else f"{means}{strength}"
+    return {
+        "value": value,
+        "text": text,
+        "means": means,
+        "strength": strength,
+        "key": key,
+        "tooltip": tooltip,
+    }
+
+
+# Left to right as the keys run: A's side on 1..3, the tie in the middle, B's side on 5..7.
+GRADED_PREFERENCE = {
+    "name": "preference",
+    "kind": "preference",
+    "description": "Which response is better, and by how much?",
+    "strength_levels": 3,
+    "labels": [
+        _graded_label("A", 3, "A much better", "1", "A is far better: B would mislead or fail"),
+        _graded_label("A", 2, "A better", "2", "A is clearly better overall"),
+        _graded_label("A", 1, "A slightly better", "3", "A is better, but only a little"),
+        _graded_label("tie", None, "About the same", "4", "Neither is better"),
+        _graded_label("B", 1, "B slightly better", "5", "B is better, but only a little"),
+        _graded_label("B", 2, "B better", "6", "B is clearly better overall"),
+        _graded_label("B", 3, "B much better", "7", "B is far better: A would mislead or fail"),
+        _graded_label("both_bad", None, "Both bad", "x", "Neither response is usable"),
+    ],
+}
+
+DPO_GRADED = _template(
+    "dpo_graded",
+    "DPO pairwise with strength",
+    "Two responses on a seven-point scale, from A much better to B much better (keys 1–7), "
+    "or both bad; a short reasoning. The strength becomes a reward model's margin.",
+    PAIRWISE,
+    [GRADED_PREFERENCE, REASONING],
+    """\
+Compare the two responses and say **which is better and by how much**, on the seven keys
+from left to right:
+
+| key | choice |
+|---|---|
+| 1 | A much better |
+| 2 | A better |
+| 3 | A slightly better |
+| 4 | About the same |
+| 5 | B slightly better |
+| 6 | B better |
+| 7 | B much better |
+| x | Both bad |
+
+- **Much better**: one response fails (wrong, unsafe, off-topic) and the other does not.
+- **Better**: both are acceptable, and one is clearly the one you would send.
+- **Slightly better**: a matter of polish, tone or length.
+- Keep "about the same" for pairs you truly cannot separate; "both bad" for pairs where
+  neither is usable. The order on screen is random.
+""",
+)
+
+TEMPLATES = {
+    t.key: t for t in (DPO_PAIRWISE, DPO_GRADED, BEST_OF_N, RUBRIC, RANKING_OF_N, VERIFY_PAIRS)
+}
 
 
 def get(key: str | None) -> ProjectTemplate | None:

@@ -7,8 +7,11 @@ in); every problem is reported with the question and the field it concerns, e.g.
 
 Kinds:
 - ``preference``: the comparison. In ``pairwise`` projects its labels say what each choice
-  means (``A``, ``B``, ``tie``, ``both_bad``, optionally with a ``strength``); in
-  ``best_worst`` and ``ranking`` projects it has no labels (candidates are picked by 1..N).
+  means (``A``, ``B``, ``tie``, ``both_bad``, optionally with a ``strength`` from 1 to the
+  question's ``strength_levels``, 3 unless it says more, at most 5: "slightly / clearly /
+  much better", Llama 2's graded scale); in ``best_worst`` and ``ranking`` projects it has
+  no labels (candidates are picked by 1..N). A question whose labels carry strengths asks
+  for graded preference (``strength_levels``).
 - ``choice`` (one option) / ``multichoice`` (several): options with value, text, key, tooltip.
 - ``rating``: a rubric criterion scored per candidate on a scale with optional point labels.
 - ``text``: free text, required or not, with a minimum / maximum length and a placeholder.
@@ -29,6 +32,11 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Keys the annotate page keeps for itself: the help overlay and submitting.
 RESERVED_KEYS = {"?", "enter"}
 TEXT_LIMIT = 20_000
+# Graded preference: a label's strength runs from 1 to the question's ``strength_levels``.
+# Three levels (slightly / clearly / much) unless a question asks for more; five at most
+# (Potato's widest documented slider, -5..+5).
+STRENGTH_LEVELS = 3
+MAX_STRENGTH_LEVELS = 5
 # Whether a question must be answered when its schema does not say (the comparison always
 # must, a correction never).
 REQUIRED_BY_DEFAULT = {
@@ -278,6 +286,7 @@ def _preference(check: _Checker, where: str, name: str, question: dict) -> dict:
         check.error(where, "'labels' must list at least the two choices (A and B)", field="labels")
         result["labels"] = []
         return result
+    levels = _strength_levels(check, where, question, result)
     normalized, meanings = [], set()
     for i, label in enumerate(labels):
         at = f"{where} labels[{i}]"
@@ -297,10 +306,15 @@ def _preference(check: _Checker, where: str, name: str, question: dict) -> dict:
             means = None
         strength = label.get("strength")
         if strength is not None and (
-            isinstance(strength, bool) or not isinstance(strength, int) or not 1 <= strength <= 3
+            isinstance(strength, bool)
+            or not isinstance(strength, int)
+            or not 1 <= strength <= levels
         ):
             check.error(
-                at, f"'strength' must be 1, 2 or 3, not {_shown(strength)}", field="strength"
+                at,
+                f"'strength' must be a whole number from 1 to {levels} (the question's "
+                f"'strength_levels', at most {MAX_STRENGTH_LEVELS}), not {_shown(strength)}",
+                field="strength",
             )
             strength = None
         if means in ("tie", "both_bad") and means in meanings:
@@ -322,6 +336,32 @@ def _preference(check: _Checker, where: str, name: str, question: dict) -> dict:
         )
     result["labels"] = normalized
     return result
+
+
+def _strength_levels(check: _Checker, where: str, question: dict, result: dict) -> int:
+    """The question's number of strength levels. Kept in the schema only when it is given,
+    so that re-checking an older schema changes nothing (and bumps no schema version)."""
+    levels = check.whole(where, question, "strength_levels", STRENGTH_LEVELS)
+    if levels is None:
+        return STRENGTH_LEVELS
+    if not 1 <= levels <= MAX_STRENGTH_LEVELS:
+        check.error(
+            where,
+            f"'strength_levels' must be from 1 to {MAX_STRENGTH_LEVELS}, not {levels}",
+            field="strength_levels",
+        )
+        return STRENGTH_LEVELS
+    if question.get("strength_levels") is not None:
+        result["strength_levels"] = levels
+    return levels
+
+
+def strength_levels(question: dict | None) -> int | None:
+    """How many strength levels a (normalized) preference question asks for: None when
+    its labels carry no strength (the project does not ask for graded preference)."""
+    if not question or not any(label.get("strength") for label in question.get("labels", [])):
+        return None
+    return question.get("strength_levels") or STRENGTH_LEVELS
 
 
 def _choice(check: _Checker, where: str, name: str, question: dict, kind: str) -> dict:

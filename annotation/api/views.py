@@ -2,14 +2,24 @@ import django_filters
 from rest_framework import mixins, serializers
 
 from annotation.models import Judgment
+from annotation.strength import judgment_signed_strength
 from tasks.api.base import OrganizationViewSet
 from tasks.models import Project
+from tasks.schema import strength_levels
 from tasks.tenancy import get_for_organization_or_404
 
 
 class JudgmentSerializer(serializers.ModelSerializer):
     annotator = serializers.EmailField(source="annotator.email", read_only=True)
     prompt = serializers.CharField(source="item.prompt.external_id", read_only=True)
+    # Graded preference: the strength signed towards the item's first candidate
+    # (``annotation.strength``); null where the project asks for no strength.
+    signed_strength = serializers.SerializerMethodField()
+
+    def get_signed_strength(self, judgment: Judgment) -> int | None:
+        if not self.context.get("graded"):
+            return None
+        return judgment_signed_strength(judgment, judgment.item)
 
     class Meta:
         model = Judgment
@@ -23,6 +33,7 @@ class JudgmentSerializer(serializers.ModelSerializer):
             "rejected",
             "label",
             "strength",
+            "signed_strength",
             "ranking",
             "answers",
             "rubric_scores",
@@ -57,6 +68,16 @@ class ProjectJudgmentViewSet(mixins.ListModelMixin, OrganizationViewSet):
     filterset_class = JudgmentFilter
     ordering_fields = ["created_at", "updated_at"]
 
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        project = getattr(self, "project", None)
+        context["graded"] = bool(
+            project is not None
+            and project.mode == Project.Mode.PAIRWISE
+            and strength_levels(project.preference_question)
+        )
+        return context
+
     def get_organization_queryset(self):
         request = self.request
         project = get_for_organization_or_404(
@@ -66,6 +87,7 @@ class ProjectJudgmentViewSet(mixins.ListModelMixin, OrganizationViewSet):
             request,
             pk=self.kwargs["project_id"],
         )
+        self.project = project
         judgments = (
             Judgment.objects.filter(project=project)
             .select_related("annotator", "item__prompt")

@@ -27,6 +27,10 @@
   ];
   const MEANINGS = [["A", "A is better"], ["B", "B is better"], ["tie", "tie"], ["both_bad", "both bad"]];
   const MAX_LABELLED_POINTS = 21;
+  // Graded preference (tasks/schema.py): strengths 1..strength_levels, 3 unless set, 5 at most.
+  const STRENGTH_LEVELS = 3;
+  const MAX_STRENGTH_LEVELS = 5;
+  const STRENGTH_WORDS = { 1: "slightly", 2: "clearly", 3: "much" };
 
   let questions = [];
   let readable = true; // the textarea holds a list the editor can show
@@ -101,7 +105,7 @@
     if (type === "means" || type === "strength" || type === "kind") {
       const options = type === "means" ? MEANINGS
         : type === "kind" ? KINDS
-          : [["", "—"], ["1", "1 (slightly)"], ["2", "2 (clearly)"], ["3", "3 (much)"]];
+          : strengthOptions(extra.levels, value);
       control = el("select", { id, dataset: data }, options.map(([v, t]) =>
         el("option", { value: v, text: t, selected: String(value ?? "") === v })));
     } else if (type === "long") {
@@ -122,6 +126,20 @@
     return el("div", { class: `qe-field qe-${type}` }, [el("label", { for: id, text: label }), control]);
   }
 
+  // The strengths a label may take: 1..levels (words for the usual three), and the value
+  // it has if that is outside them, so the select shows it and the server names the problem.
+  function strengthOptions(levels, value) {
+    const n = Number.isInteger(levels) && levels >= 1 && levels <= MAX_STRENGTH_LEVELS ? levels : STRENGTH_LEVELS;
+    const options = [["", "—"]];
+    for (let s = 1; s <= n; s += 1) {
+      options.push([String(s), n === 3 ? `${s} (${STRENGTH_WORDS[s]})` : String(s)]);
+    }
+    if (value !== null && value !== undefined && !options.some(([v]) => v === String(value))) {
+      options.push([String(value), String(value)]);
+    }
+    return options;
+  }
+
   function tools(what, where, ids) {
     const button = (action, text, name) =>
       el("button", { type: "button", class: "qe-tool", id: `${ids}-${action}`, "aria-label": name, dataset: { action, where } }, [document.createTextNode(text)]);
@@ -132,7 +150,7 @@
     ]);
   }
 
-  function labelRow(q, j, label) {
+  function labelRow(q, j, label, question) {
     const id = `qe-q${q}-labels${j}`;
     const at = (name) => [q, "labels", j, name];
     return el("li", { class: "qe-row", id }, [
@@ -142,7 +160,7 @@
         input(`${id}-means`, "Meaning", at("means"), label.means, "means"),
         input(`${id}-key`, "Shortcut key", at("key"), label.key, "key"),
         input(`${id}-tooltip`, "Tooltip", at("tooltip"), label.tooltip),
-        input(`${id}-strength`, "Strength", at("strength"), label.strength, "strength"),
+        input(`${id}-strength`, "Strength", at("strength"), label.strength, "strength", { levels: question.strength_levels }),
       ]),
       tools(`label ${j + 1}`, `${q}.labels.${j}`, id),
     ]);
@@ -167,7 +185,7 @@
     const list = Array.isArray(items) ? items : [];
     return el("fieldset", { class: "qe-sub", id: `qe-q${q}-${part}` }, [
       el("legend", { text: part === "labels" ? "Labels (the choices)" : "Options" }),
-      el("ol", { class: "qe-rows" }, list.map((item, j) => makeRow(q, j, item))),
+      el("ol", { class: "qe-rows" }, list.map((item, j) => makeRow(q, j, item, questions[q]))),
       el("button", { type: "button", id: `qe-q${q}-add-${noun}`, dataset: { action: "add", where: `${q}.${part}` } }, [document.createTextNode(`Add ${noun}`)]),
     ]);
   }
@@ -213,6 +231,7 @@
         body.push(el("p", { class: "help", text: "In this mode annotators pick responses by number: no labels." }));
         if (Array.isArray(question.labels) && question.labels.length) body.push(rows(q, "labels", question.labels, labelRow, "label"));
       } else {
+        fields.push(input(`${id}-strength_levels`, "Strength levels (graded labels)", [q, "strength_levels"], question.strength_levels, "int", { min: "1", max: String(MAX_STRENGTH_LEVELS), placeholder: String(STRENGTH_LEVELS) }));
         body.push(rows(q, "labels", question.labels, labelRow, "label"));
       }
     } else if (kind === "choice" || kind === "multichoice") {
@@ -334,6 +353,8 @@
     }
     // The points of a scale follow its ends: drawn again once focus has moved on (Tab).
     if (event.type === "change" && /\.scale\.(min|max)$/.test(path)) setTimeout(() => render(), 0);
+    // So do the strengths a label may take, once the number of levels is set.
+    if (event.type === "change" && /^\d+\.strength_levels$/.test(path)) setTimeout(() => render(), 0);
   }
 
   function list(where) {

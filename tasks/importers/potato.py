@@ -4,7 +4,10 @@ Both dialects import: the showcase style (``keyboard_shortcuts:`` / ``tooltips:`
 scheme, top-level ``allow_all_users`` …) and Potato 2.x (labels as ``{name, tooltip,
 key_value}``, ``user_config``, ``max_annotations_per_item``, ``bws``, ``ranking``,
 ``multirate``). Unlike Potato itself, every label is kept with its key and tooltip (the seed's
-tie / both-bad labels included). Keys that mean nothing on-prem become warnings; an unknown
+tie / both-bad labels included). A pairwise scheme in ``mode: scale`` (Potato's slider from
+``scale.min`` -N to ``scale.max`` +N, negative for the left item A) becomes graded
+preference: one label per point, -N..-1 → A with strength N..1, 0 → a tie, 1..N → B with
+strength 1..N. Keys that mean nothing on-prem become warnings; an unknown
 annotation type or option is an error naming it and its line.
 """
 
@@ -26,7 +29,7 @@ from tasks.importers.prompts import ImportFailed, ImportReport, import_prompts
 from tasks.importers.rows import RowProblem
 from tasks.importers.yaml_positions import YamlProblem, load_with_lines
 from tasks.models import Organization, Project
-from tasks.schema import QuestionSchemaError, validate_questions
+from tasks.schema import MAX_STRENGTH_LEVELS, QuestionSchemaError, validate_questions
 
 # Top-level keys that describe Potato's own server, files and look: reported, not used.
 SERVER_KEYS = {
@@ -146,7 +149,7 @@ PRESENTATION_OPTIONS = {
 # Understood by Potato but without an equivalent here: reported, not fatal.
 IGNORED_OPTIONS = {"option_randomization", "tuple_size", "allow_ties"}
 TYPE_OPTIONS = {
-    "pairwise": {"mode", "items_key", "allow_tie", "tie_label"},
+    "pairwise": {"mode", "items_key", "allow_tie", "tie_label", "scale"},
     "radio": set(),
     "multiselect": {"min_selections", "max_selections"},
     "likert": {"size", "min_label", "max_label", "min_value", "max_value"},
@@ -473,10 +476,15 @@ def _question(cfg: _Config, path: str, kind: str, scheme: dict) -> list[dict]:
     base["required"] = bool(required)
     if kind == "pairwise":
         mode = scheme.get("mode", "binary")
+        if mode == "scale":
+            return [{**base, **_graded_scale(cfg, path, scheme)}]
         if mode != "binary":
             cfg.problem(
-                f"{path}.mode", f"pairwise mode {mode!r} is not supported; use 'binary' labels"
+                f"{path}.mode",
+                f"pairwise mode {mode!r} is not supported; use 'binary' labels or 'scale'",
             )
+        if "scale" in scheme:
+            cfg.warn(f"{path}.scale", "is for mode: scale; ignored in binary mode")
         labels = _labels(cfg, path, scheme) or [
             {"value": "A", "text": "A", "tooltip": "", "key": None},
             {"value": "B", "text": "B", "tooltip": "", "key": None},
@@ -583,6 +591,72 @@ def _question(cfg: _Config, path: str, kind: str, scheme: dict) -> list[dict]:
             for option in options
         ]
     return []
+
+
+def _graded_scale(cfg: _Config, path: str, scheme: dict) -> dict:
+    """Potato's pairwise slider as graded preference labels.
+
+    Potato (docs/annotation-types/comparison/pairwise_annotation.md, "Scale Mode"): the
+    slider runs from ``scale.min`` to ``scale.max`` in ``scale.step`` steps; negative values
+    prefer the left item (A), zero is "no preference", positive values the right one (B);
+    ``scale.labels`` names the ends and the centre. Here each point is a label, left to
+    right with keys 1..9 (when the scale has at most nine points): -s → A with strength s,
+    0 → a tie, +s → B with strength s."""
+    scale = scheme.get("scale") or {}
+    if not isinstance(scale, dict):
+        cfg.problem(f"{path}.scale", "must be a mapping with min, max and step")
+        scale = {}
+    unknown = set(scale) - {"min", "max", "step", "default", "labels"}
+    if unknown:
+        cfg.problem(f"{path}.scale", f"unsupported option(s): {', '.join(sorted(unknown))}")
+    low, high, step = scale.get("min", -3), scale.get("max", 3), scale.get("step", 1)
+    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high, step))
+    levels = high if whole and low == -high else None
+    if levels is None or not 1 <= levels <= MAX_STRENGTH_LEVELS or step != 1:
+        cfg.problem(
+            f"{path}.scale",
+            f"a graded comparison needs a whole-number scale from -N to N in steps of 1, "
+            f"N at most {MAX_STRENGTH_LEVELS} (like min: -3, max: 3), not min {low!r}, "
+            f"max {high!r}, step {step!r}",
+        )
+        levels = 3
+    if "default" in scale:
+        cfg.warn(f"{path}.scale.default", "Chosen preselects no answer; ignored")
+    ends = scale.get("labels") or {}
+    if not isinstance(ends, dict):
+        cfg.problem(f"{path}.scale.labels", "must map min / max / center to a text")
+        ends = {}
+    names = scheme.get("labels") if isinstance(scheme.get("labels"), list) else []
+    first = str(names[0]) if len(names) > 0 else "A"  # what Potato calls the two items
+    second = str(names[1]) if len(names) > 1 else "B"
+    if scheme.get("allow_tie") or scheme.get("tie_label"):
+        cfg.warn(f"{path}.allow_tie", "the scale's centre (0) is the tie")
+    labels = []
+    for point in range(-levels, levels + 1):
+        strength = abs(point) or None
+        means = "A" if point < 0 else "B" if point > 0 else "tie"
+        side = first if point < 0 else second
+        if point == -levels and ends.get("min"):
+            text = str(ends["min"])
+        elif point == levels and ends.get("max"):
+            text = str(ends["max"])
+        elif point == 0:
+            text = str(ends.get("center") or scheme.get("tie_label") or "Equal")
+        elif levels == 3:
+            text = f"{side} {('slightly better', 'better', 'much better')[abs(point) - 1]}"
+        else:
+            text = f"{side} better ({abs(point)} of {levels})"
+        labels.append(
+            {
+                "value": str(point),
+                "text": text[:200],
+                "means": means,
+                "strength": strength,
+                "tooltip": "",
+                "key": str(point + levels + 1) if 2 * levels + 1 <= 9 else None,
+            }
+        )
+    return {"kind": "preference", "strength_levels": levels, "labels": labels}
 
 
 def _meaning(cfg: _Config, path: str, position: int, text: str) -> str:
