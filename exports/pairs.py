@@ -408,7 +408,9 @@ def _at_most_per_prompt(pairs: Iterator[Pair], options: Options) -> Iterator[Pai
 def _judgment_rows(judgments, options: Options, chunk: int, positions: bool):
     """(shuffled key, _Row) per judgment, in export order: by prompt in the seed's
     shuffled order, then item, then judgment."""
+    # Strengths and screen orders are read only for the margins and the preview that use them.
     extra = {"display_text": Cast("assignment__display_order", TextField())} if positions else {}
+    strength = ["strength"] if options.with_scores else []
     rows = (
         # JSON columns come as text and are decoded only when they hold something: decoding
         # three documents per judgment in Django's converters was a fifth of the time.
@@ -434,7 +436,7 @@ def _judgment_rows(judgments, options: Options, chunk: int, positions: bool):
             "reasoning",
             "item__mode",
             "item__candidate_key",
-            "strength",
+            *strength,
             *extra,
         )
     )
