@@ -79,6 +79,7 @@ def dataset_card(manifest: dict) -> str:
     lines += [f"| {split} | {n} |" for split, n in manifest["counts"].items()]
     lines += ["", f"Mean agreement of the exported pairs: {manifest['mean_agreement']}", ""]
     lines += _sources_section(manifest.get("sources") or {})
+    lines += _binarization_section(manifest)
     lines += ["## Label distribution (all judgments)", "", "| label | judgments |", "|---|---|"]
     lines += [f"| {label or '(none)'} | {n} |" for label, n in manifest["labels"].items()]
     lines += ["", "## Options", "", "```json", dumps(manifest["options"]), "```", ""]
@@ -88,6 +89,67 @@ def dataset_card(manifest: dict) -> str:
     lines += ["## Files", "", "| file | rows | sha256 |", "|---|---|---|"]
     lines += [f"| {e['name']} | {e['rows']} | `{e['sha256']}` |" for e in manifest["files"]]
     return "\n".join(lines) + "\n"
+
+
+RULE_NOTES = {
+    "best_vs_others": "the best-scored candidate of a prompt vs every other",
+    "best_vs_worst": "the best-scored candidate of a prompt vs the worst",
+    "best_vs_random": "the best-scored candidate of a prompt vs one lower one drawn by the seed",
+    "all_pairs": "every ordered pair of a prompt's candidates by score",
+}
+
+
+def _binarization_section(manifest: dict) -> list[str]:
+    """The binarization rule and its settings, the score columns and the preview's figures
+    (only for an export with score columns: exports.binarize)."""
+    figures = manifest.get("preview")
+    if figures is None:
+        return []
+    options = manifest["options"]
+    rule = options.get("binarize", "")
+    lines = ["## Binarization and margins", ""]
+    if rule:
+        scores = options.get("scores_from", "order")
+        made = (
+            "the judgments' order as a win rate, (wins + ½ ties) / comparisons"
+            if scores == "order"
+            else "the rubric's aspects, weighted mean with weights "
+            + (options.get("aspect_weights") or "all equal")
+        )
+        lines += [
+            f"- Rule: `{rule}`: {RULE_NOTES[rule]}.",
+            f"- Score per candidate: {made}.",
+            f"- Minimum margin: {options.get('min_margin', 0.0)}; equal scores "
+            + ("kept as pairs (margin 0)." if options.get("keep_ties") else "make no pair."),
+            f"- At most {options.get('max_pairs_per_prompt') or 'any number of'} pair(s) per "
+            "prompt (the largest margins; equal ones in the seed's order).",
+            "- margin = score_chosen − score_rejected.",
+        ]
+    else:
+        lines += [
+            "- Pairs as the judgments state them; margin = the mean strength (1–3) of the "
+            "judgments behind a pair that carry one, else the difference of the two sides' "
+            "rubric scores, else 0 (TRL's plain loss). Each provenance line says which "
+            "(margin_from).",
+        ]
+    columns = ", ".join(f"`{name}`" for name in manifest.get("score_columns") or [])
+    if columns:
+        lines += [f"- Score columns: {columns} (null: no score for that side)."]
+    length = figures["length_difference"]
+    lines += [
+        "",
+        "| preview | value |",
+        "|---|---|",
+        f"| pairs | {figures['pairs']} |",
+        f"| prompts kept | {figures['prompts_kept']} of {figures['prompts']} "
+        f"({figures['prompts_kept_share']}) |",
+        f"| chosen − rejected length, mean (characters) | {length['mean']} |",
+        f"| chosen − rejected length, median (characters) | {length['median']} |",
+        f"| chosen shown first (share, {figures['pairs_with_display']} pairs) "
+        f"| {figures['chosen_shown_first']} |",
+        "",
+    ]
+    return lines
 
 
 # What each source is: the pair builder's rules, or people.

@@ -33,6 +33,17 @@ models, parameters, annotators, agreement, answers, rubric scores and reasoning,
 machine-made pair also its signal pair's id, status and reason. The formats read by
 trainers with a fixed record (trl, trl-conversational, kto, axolotl, llama-factory) get no
 extra keys: their provenance line, in the same order, has them.
+
+Score columns (``score_columns``, or any binarization rule; exports.binarize): trl,
+trl-conversational, parquet and csv records add ``margin`` (a number in every row: TRL's
+RewardTrainer stacks the batch's margins into one tensor and subtracts them in its loss),
+``score_chosen`` and ``score_rejected`` (null where a side has no score), and one flat
+column per rubric aspect and side, ``score_chosen_<aspect>`` / ``score_rejected_<aspect>``
+(flat numbers, not a dict: every loader, CSV included, reads them as plain float columns,
+and TRL's RewardTrainer drops them as unused; aspect names are identifiers, see
+tasks.schema). kto rows add ``score``, the completion's own score. The provenance line
+adds margin, margin_from, the scores and the aspects of both sides. axolotl and
+llama-factory records stay as their trainers read them.
 """
 
 import csv
@@ -60,6 +71,8 @@ CSV_HEADER = [
     "confidence",
 ]
 PARQUET_ROWS = 10_000  # rows per Parquet row group (and per write)
+# The formats whose records take the score columns (and kto: a completion's score).
+SCORED_FORMATS = ("trl", "trl-conversational", "parquet", "csv")
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
@@ -185,6 +198,38 @@ def csv_row(pair, prompt: str, *, raw: bool = False) -> list:
     ]
 
 
+def score_names(aspects: list[str]) -> list[str]:
+    """The score columns, in order, for a rubric with these aspects."""
+    sides = [f"score_{side}_{name}" for side in ("chosen", "rejected") for name in aspects]
+    return ["margin", "score_chosen", "score_rejected", *sides]
+
+
+def score_values(pair, aspects: list[str]) -> dict:
+    """The score columns of a pair (exports.binarize.Scored); null where none."""
+    scored = pair.scored
+    values = {
+        "margin": float(scored.margin),
+        "score_chosen": scored.score_chosen,
+        "score_rejected": scored.score_rejected,
+    }
+    for side, means in (("chosen", scored.aspects_chosen), ("rejected", scored.aspects_rejected)):
+        for name in aspects:
+            value = means.get(name)
+            values[f"score_{side}_{name}"] = None if value is None else float(value)
+    return values
+
+
+def scored_provenance(pair) -> dict:
+    scored = pair.scored
+    return {
+        "margin": scored.margin,
+        "margin_from": scored.margin_from,
+        "score_chosen": scored.score_chosen,
+        "score_rejected": scored.score_rejected,
+        "aspects": {"chosen": scored.aspects_chosen, "rejected": scored.aspects_rejected},
+    }
+
+
 def provenance(pair) -> dict:
     return {
         "split": pair.split,
@@ -208,6 +253,7 @@ def provenance(pair) -> dict:
             if pair.signal_pair is not None
             else {}
         ),
+        **(scored_provenance(pair) if pair.scored is not None else {}),
     }
 
 
@@ -246,7 +292,7 @@ class _File:
 class _ParquetFile:
     """A split's Parquet file, written a row group of PARQUET_ROWS records at a time."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, scores: list[str] = ()):
         # pyarrow takes a good part of a second to import: only Parquet exports load it.
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -262,6 +308,7 @@ class _ParquetFile:
                 ("dimension", pa.string()),
                 ("source", pa.string()),
                 ("confidence", pa.float64()),
+                *((name, pa.float64()) for name in scores),
             ]
         )
         self.path, self.pending, self.rows = path, [], 0
@@ -312,6 +359,7 @@ class _KtoLabels:
         self.policy = policy
         self.prompt_id, self.split, self.prompt = None, None, ""
         self.votes: dict[str, list[int]] = {}  # completion -> [true, false], first-seen order
+        self.scores: dict[str, float | None] = {}  # completion -> its score (score columns)
         self.conflicts = {"labelled_by_majority": 0, "left_out": 0}
 
     def add(self, pair, records: list[dict]) -> list[tuple[str, list[dict]]]:
@@ -322,6 +370,8 @@ class _KtoLabels:
             self.prompt = record["prompt"]
             votes = self.votes.setdefault(record["completion"], [0, 0])
             votes[0 if record["label"] else 1] += 1
+            if "score" in record:
+                self.scores.setdefault(record["completion"], record["score"])
         return done
 
     def flush(self) -> list[tuple[str, list[dict]]]:
@@ -332,17 +382,21 @@ class _KtoLabels:
                     self.conflicts["left_out"] += 1
                     continue
                 self.conflicts["labelled_by_majority"] += 1
-            rows.append({"prompt": self.prompt, "completion": completion, "label": true > false})
-        self.votes = {}
+            row = {"prompt": self.prompt, "completion": completion, "label": true > false}
+            if completion in self.scores:
+                row["score"] = self.scores[completion]
+            rows.append(row)
+        self.votes, self.scores = {}, {}
         return [(self.split, rows)] if rows else []
 
 
 class SplitWriter:
     """The files of one export: ``<split>.<ext>`` and ``<split>.provenance.jsonl`` for each
     split that gets a record, opened on first use, hashed as written. ``options`` are the
-    export's (exports.pairs.Options): conversation handling, raw CSV, the KTO policy."""
+    export's (exports.pairs.Options): conversation handling, raw CSV, the KTO policy;
+    ``aspects`` (the rubric's, with score columns; None without) name the score columns."""
 
-    def __init__(self, folder: Path, fmt: str, options=None):
+    def __init__(self, folder: Path, fmt: str, options=None, aspects: list[str] | None = None):
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}")
         self.folder, self.fmt = Path(folder), fmt
@@ -357,6 +411,26 @@ class SplitWriter:
         self.pairs = 0
         self.sources: dict[str, int] = {}
         self.kto = _KtoLabels(getattr(options, "policy", "adjudicated")) if fmt == "kto" else None
+        self.aspects = aspects
+        self.scores = score_names(aspects) if aspects is not None else []
+
+    def _records(self, pair, prompt: str) -> list:
+        """The pair's records in this format, with the score columns when asked for."""
+        if self.fmt == "csv":
+            row = csv_row(pair, prompt, raw=self.csv_raw)
+            if self.scores:
+                row += list(score_values(pair, self.aspects).values())
+            return [row]
+        records = kto(pair, prompt) if self.kto is not None else RECORDS[self.fmt](pair, prompt)
+        if not self.scores:
+            return records
+        if self.kto is not None:
+            sides = [pair.scored.score_chosen] if pair.chosen is not None else []
+            for record, score in zip(records, [*sides, pair.scored.score_rejected], strict=True):
+                record["score"] = score
+        elif self.fmt in SCORED_FORMATS:
+            records[0].update(score_values(pair, self.aspects))
+        return records
 
     def _file(self, name: str, header: list | None = None) -> _File:
         if name not in self.files:
@@ -375,13 +449,12 @@ class SplitWriter:
             raise ConversationRefused(conversation_refusal(self.fmt, 1))
         transcribe = flat and self.conversation == "transcript"
         prompt = transcript(pair.prompt) if transcribe else pair.prompt.text
-        if self.fmt == "csv":
-            self._write(pair.split, [csv_row(pair, prompt, raw=self.csv_raw)])
-        elif self.kto is not None:
-            for split, rows in self.kto.add(pair, kto(pair, prompt)):
+        records = self._records(pair, prompt)
+        if self.kto is not None:
+            for split, rows in self.kto.add(pair, records):
                 self._write(split, rows)
         else:
-            self._write(pair.split, RECORDS[self.fmt](pair, prompt))
+            self._write(pair.split, records)
         side = self._file(f"{pair.split}.provenance.jsonl")
         side.write(dumps(provenance(pair)) + "\n")
         side.rows += 1
@@ -394,12 +467,12 @@ class SplitWriter:
 
     def _write(self, split: str, records: list) -> None:
         if self.fmt == "csv":
-            target = self._file(f"{split}.csv", CSV_HEADER)
+            target = self._file(f"{split}.csv", CSV_HEADER + self.scores)
             target.write(_csv_line(records[0]))
             target.rows += 1
         elif self.fmt == "parquet":
             if split not in self.parquet:
-                self.parquet[split] = _ParquetFile(self.folder / f"{split}.parquet")
+                self.parquet[split] = _ParquetFile(self.folder / f"{split}.parquet", self.scores)
             self.parquet[split].add(records)
         else:
             target = self._file(f"{split}.jsonl")

@@ -36,6 +36,16 @@ not apply to it, and the card's mean agreement leaves it out. ``pair_sources`` k
 pairs of those sources only, ``min_confidence`` the pairs at least that confident. The
 judgments' ``policy`` does not apply to verified pairs: their majority rule is settle's.
 
+Binarization (``binarize``, exports.binarize): instead of the pairs each judgment states,
+the pairs a rule makes from a score per candidate (the judgments' order, or the rubric's
+aspects by a weighted mean), with a minimum margin, ties dropped or kept, and at most k
+pairs per prompt. ``policy`` then only says whether a lead's decision replaces its item's
+judgments (``adjudicated``, order scores); signal pairs have no scores and are left out.
+A binarized pair's agreement is the share of the judgments that compared its two
+candidates that put the chosen one above (0 when no judgment saw both: their scores come
+from different items); its votes are those judgments. ``score_columns`` (on with any
+rule) gives every pair its margin and scores (``Pair.scored``).
+
 Streaming and determinism: judgments are read in chunks, ordered by prompt in a shuffled
 order fixed by the seed (md5 of seed and prompt id), then item and judgment; signal pairs
 in the same order, merged in. The split is
@@ -48,7 +58,7 @@ import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from itertools import combinations
 
 from django.db import connection
@@ -56,6 +66,8 @@ from django.db.models import Exists, F, Func, OuterRef, TextField, Value
 from django.db.models.functions import Cast, Concat
 
 from annotation.models import Adjudication, Judgment
+from exports import binarize
+from exports.binarize import RULES, SCORES_FROM, Scored
 from tasks.models import Candidate, Project, Prompt, Rule, SignalPair
 from tasks.text import text_similarity
 
@@ -94,9 +106,24 @@ class Options:
     # Where a pair comes from (PAIR_SOURCES; empty: any) and how sure it is, 0..1.
     pair_sources: tuple[str, ...] = ()
     min_confidence: float = 0.0
+    # Binarization (exports.binarize): a rule over a score per candidate ("": the pairs the
+    # judgments state), where the score comes from, aspect weights ("aspect=weight,…"),
+    # the smallest margin, ties, at most k pairs per prompt (0: no limit).
+    binarize: str = ""
+    scores_from: str = "order"
+    aspect_weights: str = ""
+    min_margin: float = 0.0
+    keep_ties: bool = False
+    max_pairs_per_prompt: int = 0
+    # margin, score_chosen, score_rejected and per-aspect columns (on with any rule)
+    score_columns: bool = False
+
+    @property
+    def with_scores(self) -> bool:
+        return bool(self.binarize) or self.score_columns
 
     def problems(self) -> list[str]:
-        found = []
+        found = self._binarization_problems()
         if self.policy not in POLICIES:
             found.append(f"policy must be one of {', '.join(POLICIES)}")
         if self.conversation not in CONVERSATIONS:
@@ -122,6 +149,75 @@ class Options:
             found.append(f"the split ratios must add up to 1 (they add up to {sum(self.ratios)})")
         return found
 
+    def _binarization_problems(self) -> list[str]:
+        found = []
+        if self.binarize not in ("", *RULES):
+            found.append(f"binarize must be one of {', '.join(RULES)} (or empty)")
+        if self.scores_from not in SCORES_FROM:
+            found.append(f"scores_from must be one of {', '.join(SCORES_FROM)}")
+        try:
+            binarize.parse_weights(self.aspect_weights)
+        except ValueError as wrong:
+            found.append(str(wrong))
+        if self.aspect_weights and self.scores_from != "aspects":
+            found.append('aspect_weights need scores_from "aspects"')
+        if not self.min_margin >= 0:
+            found.append("min_margin must be 0 or more")
+        if self.max_pairs_per_prompt < 0:
+            found.append("max_pairs_per_prompt must be 0 (no limit) or more")
+        tuned = [
+            name
+            for name in BINARIZATION_FIELDS[1:]
+            if name != "score_columns" and getattr(self, name) != _DEFAULTS[name]
+        ]
+        if tuned and not self.binarize:
+            found.append(f"{', '.join(tuned)} need(s) a binarization rule (binarize)")
+        return found
+
+
+# Options an export before binarization did not have: left out of its record (manifest,
+# card, Export.options) while they keep their defaults, so such an export is unchanged.
+BINARIZATION_FIELDS = (
+    "binarize",
+    "scores_from",
+    "aspect_weights",
+    "min_margin",
+    "keep_ties",
+    "max_pairs_per_prompt",
+    "score_columns",
+)
+_DEFAULTS = {f.name: f.default for f in fields(Options)}
+
+
+def options_record(options: Options) -> dict:
+    """The options as stored and shown: every option, binarization's only when set."""
+    return {
+        name: value
+        for name, value in asdict(options).items()
+        if name not in BINARIZATION_FIELDS or value != _DEFAULTS[name]
+    }
+
+
+def aspects_of(project: Project) -> list[str]:
+    """The rubric's aspects: the names of the project's rating questions."""
+    return [question["name"] for question in project.rubric]
+
+
+def check(project: Project, options: Options) -> None:
+    """ValueError naming every problem of ``options`` for this project (the option checks,
+    and aspect weights or aspect scores the project's rubric cannot give)."""
+    found = options.problems()
+    if not found and options.binarize and options.scores_from == "aspects":
+        aspects = aspects_of(project)
+        try:
+            binarize.weights_for(aspects, options.aspect_weights)
+        except ValueError as wrong:
+            found.append(str(wrong))
+        if not aspects:
+            found.append("scores from aspects need rating questions: the project has none")
+    if found:
+        raise ValueError("; ".join(found))
+
 
 @dataclass
 class Pair:
@@ -145,6 +241,14 @@ class Pair:
     reason: str = ""  # the rule's reason (a signal pair)
     signal_pair: int | None = None
     status: str = ""  # the signal pair's: accepted, confirmed or flipped
+    scored: Scored | None = None  # margin and scores, with score_columns
+    # Share of its judgments that showed the chosen one before the rejected one (screen
+    # order, or the item's candidate order when none was stored); None if unknown.
+    shown_first: float | None = None
+
+    @property
+    def margin(self) -> float:
+        return self.scored.margin if self.scored is not None else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +261,7 @@ class _Origin:
     signal_pair: int | None = None
     status: str = ""
     item_id: int | None = None
+    scored: Scored | None = None  # a binarized pair's scores
 
 
 FROM_JUDGMENTS = _Origin()
@@ -178,6 +283,8 @@ class _Row:
     reasoning: str
     mode: str = "pairwise"
     candidate_key: str = ""
+    strength: int | None = None
+    display: list = field(default_factory=list)  # the screen order, when asked for
 
 
 def stated_pairs(row, options: Options) -> list[tuple[int, int]]:
@@ -234,46 +341,76 @@ def exported_signal_pairs(project: Project):
     return SignalPair.objects.filter(project=project, status__in=EXPORTED)
 
 
-def extract(project: Project, options: Options, *, chunk: int = 2000) -> Iterator[Pair]:
+def prompts_with_judgments(project: Project, options: Options) -> int:
+    """How many prompts the export draws from: those with judgments that make pairs, and
+    (without a binarization rule) those with exported signal pairs."""
+    prompts = judgments_for_pairs(project).values_list("item__prompt_id")
+    if not options.binarize:
+        prompts = prompts.union(exported_signal_pairs(project).values_list("prompt_id"))
+    else:
+        prompts = prompts.distinct()
+    return prompts.count()
+
+
+def extract(
+    project: Project, options: Options, *, chunk: int = 2000, positions: bool = False
+) -> Iterator[Pair]:
     """The project's pairs, aggregated, filtered and split as ``options`` say, streamed in
-    a deterministic order (split by split is not needed: each pair carries its split)."""
-    if options.problems():
-        raise ValueError("; ".join(options.problems()))
+    a deterministic order (split by split is not needed: each pair carries its split).
+    ``positions``: also where each pair's candidates were shown (``Pair.shown_first``)."""
+    check(project, options)
     judgments = judgments_for_pairs(project)
-    signals = exported_signal_pairs(project)
-    prompts_total = (
-        judgments.values_list("item__prompt_id").union(signals.values_list("prompt_id")).count()
-    )
-    bounds = _split_bounds(prompts_total, options.ratios)
+    bounds = _split_bounds(prompts_with_judgments(project, options), options.ratios)
     contradicted = _contradictions(project, options) if options.exclude_contradictory else set()
+    rows = _judgment_rows(judgments, options, chunk, positions)
+    if options.binarize:
+        merged = _binarized(project, rows, options)
+    else:
+        merged = heapq.merge(
+            _judged(project, rows, options),
+            _signalled(exported_signal_pairs(project), options, chunk),
+            key=lambda entry: entry[0],
+        )
+    resolved = _resolve_batches(merged, bounds, options, contradicted, chunk, positions)
+    yield from _at_most_per_prompt(resolved, options)
+
+
+def _resolve_batches(merged, bounds, options, contradicted, chunk, positions) -> Iterator[Pair]:
     batch: list[tuple] = []  # (split, chosen, rejected, …) waiting for their candidates
     prompt_rank, current_prompt = -1, None
-    merged = heapq.merge(
-        _judged(project, judgments, options, chunk),
-        _signalled(signals, options, chunk),
-        key=lambda entry: entry[0],
-    )
     for _, prompt_id, found in merged:
         if prompt_id != current_prompt:
             current_prompt, prompt_rank = prompt_id, prompt_rank + 1
             if len(batch) >= chunk:
-                yield from _resolve(batch, options, contradicted)
+                yield from _resolve(batch, options, contradicted, positions)
                 batch = []
         split = _split_of(prompt_rank, bounds)
         batch.extend((split, *entry) for entry in found)
-    yield from _resolve(batch, options, contradicted)
+    yield from _resolve(batch, options, contradicted, positions)
 
 
-def _judged(project: Project, judgments, options: Options, chunk: int):
-    """(shuffled key, prompt id, pairs found) per item of the judgments, in export order."""
-    decisions = {}
-    if options.policy == "adjudicated":
-        decisions = {
-            a.item_id: _Row(
-                a.item_id, 0, "", a.outcome, a.chosen_id, a.rejected_id, a.ranking, {}, {}, a.note
-            )
-            for a in Adjudication.objects.filter(project=project)
-        }
+def _at_most_per_prompt(pairs: Iterator[Pair], options: Options) -> Iterator[Pair]:
+    """At most ``max_pairs_per_prompt`` pairs of each prompt (exports.binarize.at_most),
+    after every filter; a prompt's pairs arrive together, so only one prompt is held."""
+    k = options.max_pairs_per_prompt
+    if not k:
+        yield from pairs
+        return
+    held: list[Pair] = []
+    for pair in pairs:
+        if held and pair.prompt.pk != held[0].prompt.pk:
+            yield from binarize.at_most(held, k, options.seed)
+            held = []
+        held.append(pair)
+    yield from binarize.at_most(held, k, options.seed)
+
+
+def _judgment_rows(judgments, options: Options, chunk: int, positions: bool):
+    """(shuffled key, _Row) per judgment, in export order: by prompt in the seed's
+    shuffled order, then item, then judgment."""
+    # Strengths and screen orders are read only for the margins and the preview that use them.
+    extra = {"display_text": Cast("assignment__display_order", TextField())} if positions else {}
+    strength = ["strength"] if options.with_scores else []
     rows = (
         # JSON columns come as text and are decoded only when they hold something: decoding
         # three documents per judgment in Django's converters was a fifth of the time.
@@ -282,6 +419,7 @@ def _judged(project: Project, judgments, options: Options, chunk: int):
             ranking_text=Cast("ranking", TextField()),
             rubric_text=Cast("rubric_scores", TextField()),
             answers_text=Cast("answers", TextField()),
+            **extra,
         )
         .order_by("shuffled", "item_id", "id")
         .values_list(
@@ -298,9 +436,10 @@ def _judged(project: Project, judgments, options: Options, chunk: int):
             "reasoning",
             "item__mode",
             "item__candidate_key",
+            *strength,
+            *extra,
         )
     )
-    current_item, shuffled, item_rows = None, "", []
     for (
         key,
         item_id,
@@ -314,28 +453,104 @@ def _judged(project: Project, judgments, options: Options, chunk: int):
         answers,
         *rest,
     ) in rows.iterator(chunk_size=chunk):
-        if item_id != current_item and item_rows:
-            found = _aggregate(item_rows, decisions.get(current_item), options)
-            yield shuffled, item_rows[0].prompt_id, [(*f, FROM_JUDGMENTS) for f in found]
-            item_rows = []
-        current_item, shuffled = item_id, key
-        item_rows.append(
-            _Row(
-                item_id,
-                prompt_id,
-                email,
-                outcome,
-                chosen,
-                rejected,
-                _json(ranking, []),
-                _json(rubric, {}),
-                _json(answers, {}),
-                *rest,
-            )  # fmt: skip
+        display = _json(rest.pop(), []) if positions else []
+        row = _Row(
+            item_id,
+            prompt_id,
+            email,
+            outcome,
+            chosen,
+            rejected,
+            _json(ranking, []),
+            _json(rubric, {}),
+            _json(answers, {}),
+            *rest,
+            display=display,
+        )  # fmt: skip
+        yield key, row
+
+
+def _decisions(project: Project, options: Options) -> dict:
+    """The lead's decisions by item, as rows, when they win (policy ``adjudicated``)."""
+    if options.policy != "adjudicated":
+        return {}
+    return {
+        a.item_id: _Row(
+            a.item_id, 0, "", a.outcome, a.chosen_id, a.rejected_id, a.ranking, {}, {}, a.note
         )
-    if item_rows:
-        found = _aggregate(item_rows, decisions.get(current_item), options)
+        for a in Adjudication.objects.filter(project=project)
+    }
+
+
+def _grouped(rows, by: str):
+    """(key of the group's first row, [rows]) for each run of rows with the same ``by``."""
+    current, shuffled, group = None, "", []
+    for key, row in rows:
+        if getattr(row, by) != current and group:
+            yield shuffled, group
+            group = []
+        current, shuffled = getattr(row, by), key
+        group.append(row)
+    if group:
+        yield shuffled, group
+
+
+def _judged(project: Project, rows, options: Options):
+    """(shuffled key, prompt id, pairs found) per item of the judgments, in export order."""
+    decisions = _decisions(project, options)
+    for shuffled, item_rows in _grouped(rows, "item_id"):
+        found = _aggregate(item_rows, decisions.get(item_rows[0].item_id), options)
         yield shuffled, item_rows[0].prompt_id, [(*f, FROM_JUDGMENTS) for f in found]
+
+
+def _binarized(project: Project, rows, options: Options):
+    """(shuffled key, prompt id, pairs found) per prompt: the pairs ``options.binarize``
+    makes from its candidates' scores (exports.binarize)."""
+    decisions = _decisions(project, options) if options.scores_from == "order" else {}
+    weights = (
+        binarize.weights_for(aspects_of(project), options.aspect_weights)
+        if options.scores_from == "aspects"
+        else {}
+    )
+    for shuffled, prompt_rows in _grouped(rows, "prompt_id"):
+        decided = {row.item_id for row in prompt_rows if row.item_id in decisions}
+        for item_id in sorted(decided):
+            first = next(row for row in prompt_rows if row.item_id == item_id)
+            decisions[item_id].mode, decisions[item_id].candidate_key = (
+                first.mode,
+                first.candidate_key,
+            )
+            decisions[item_id].prompt_id = first.prompt_id
+        scoring = [row for row in prompt_rows if row.item_id not in decided]
+        scoring += [decisions[item_id] for item_id in sorted(decided)]
+        scores = binarize.prompt_scores(scoring, options.scores_from, weights)
+        found = []
+        prompt_id = prompt_rows[0].prompt_id
+        for chosen, rejected, margin in binarize.choose(
+            scores.scores,
+            rule=options.binarize,
+            min_margin=options.min_margin,
+            keep_ties=options.keep_ties,
+            seed=options.seed,
+            prompt_id=prompt_id,
+        ):
+            compared, agreement = scores.evidence(chosen, rejected)
+            support = compared or [
+                row for row, seen, _ in scores.per_row if chosen in seen or rejected in seen
+            ]
+            scored = Scored(
+                margin=margin,
+                score_chosen=round(scores.scores[chosen], binarize.DIGITS),
+                score_rejected=round(scores.scores[rejected], binarize.DIGITS),
+                aspects_chosen=binarize.rounded(scores.aspects.get(chosen, {})),
+                aspects_rejected=binarize.rounded(scores.aspects.get(rejected, {})),
+                margin_from="scores",
+            )
+            origin = _Origin(scored=scored)
+            adjudicated = any(row.item_id in decided for row in support)
+            total = len(prompt_rows)
+            found.append((chosen, rejected, agreement, support, total, adjudicated, origin))
+        yield shuffled, prompt_id, found
 
 
 def _signalled(signals, options: Options, chunk: int):
@@ -568,7 +783,9 @@ def _candidates(ids: set[int]) -> dict[int, CandidateText]:
     return found
 
 
-def _resolve(batch: list[tuple], options: Options, contradicted: set) -> Iterator[Pair]:
+def _resolve(
+    batch: list[tuple], options: Options, contradicted: set, positions: bool = False
+) -> Iterator[Pair]:
     """Load the candidates and prompts of a batch of pairs, filter, and make Pairs."""
     ids = {cid for entry in batch for cid in entry[1:3] if cid is not None}
     candidates = _candidates(ids)
@@ -613,7 +830,7 @@ def _resolve(batch: list[tuple], options: Options, contradicted: set) -> Iterato
             agreement=round(agreement, 4),
             votes=len(support),
             judgments=total,
-            annotators=sorted({row.annotator for row in support}),
+            annotators=sorted({row.annotator for row in support if row.annotator}),
             reasoning=[row.reasoning for row in support if row.reasoning],
             answers=answers,
             rubric=rubric,
@@ -623,7 +840,40 @@ def _resolve(batch: list[tuple], options: Options, contradicted: set) -> Iterato
             reason=origin.reason,
             signal_pair=origin.signal_pair,
             status=origin.status,
+            scored=(origin.scored or _scored(support, chosen_id, rejected_id))
+            if options.with_scores
+            else None,
+            shown_first=_shown_first(support, chosen_id, rejected_id) if positions else None,
         )
+
+
+def _scored(support, chosen_id: int | None, rejected_id: int) -> Scored:
+    """The margin and scores of a pair people stated (exports.binarize's docstring): the
+    mean strength of its judgments, else the difference of its sides' rubric scores (each
+    the equal-weight mean of its aspects' means), else 0.0."""
+    chosen = binarize.aspect_means(support, chosen_id) if chosen_id is not None else {}
+    rejected = binarize.aspect_means(support, rejected_id)
+    raw = [binarize.weighted(side, {}) if side else None for side in (chosen, rejected)]
+    sides = [None if value is None else round(value, binarize.DIGITS) for value in raw]
+    strength = binarize.strength_margin(support)
+    if strength is not None:
+        margin, made_from = strength, "strength"
+    elif None not in raw:
+        margin, made_from = round(raw[0] - raw[1], binarize.DIGITS), "scores"
+    else:
+        margin, made_from = 0.0, ""
+    return Scored(margin, *sides, binarize.rounded(chosen), binarize.rounded(rejected), made_from)
+
+
+def _shown_first(support, chosen_id: int | None, rejected_id: int) -> float | None:
+    """Share of the judgments that showed both where the chosen one came first: on their
+    screen (the assignment's display order) or, with none stored, in the item's order."""
+    shown = []
+    for row in support:
+        order = row.display or [int(c) for c in (row.candidate_key or "").split("-") if c]
+        if chosen_id in order and rejected_id in order:
+            shown.append(order.index(chosen_id) < order.index(rejected_id))
+    return round(sum(shown) / len(shown), 4) if shown else None
 
 
 def _answers_of(support) -> dict:

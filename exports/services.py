@@ -4,13 +4,13 @@ export, and their files served by name."""
 
 import math
 import shutil
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 from django.conf import settings
 
 from exports.models import Export
-from exports.pairs import Options
+from exports.pairs import Options, check, options_record
 from exports.writer import ALL_FORMATS, conversation_problem, export_to_folder, partial_folders
 from tasks.lifecycle import run_job, send
 from tasks.models import Project
@@ -80,6 +80,8 @@ def request_export(project: Project, fmt: str, options: Options, created_by=None
 
     if fmt not in ALL_FORMATS:
         raise ValueError(f"format must be one of {', '.join(ALL_FORMATS)}")
+    if fmt != "judgments":
+        check(project, options)
     refusal = conversation_problem(project, fmt, options)
     if refusal:
         raise ValueError(refusal)
@@ -88,7 +90,7 @@ def request_export(project: Project, fmt: str, options: Options, created_by=None
         project=project,
         created_by=created_by,
         format=fmt,
-        options=asdict(options),
+        options=options_record(options),
     )
     send(run_export, export)
     return export

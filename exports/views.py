@@ -6,9 +6,11 @@ from django.shortcuts import redirect, render
 
 from exports import services
 from exports.api.views import file_response
-from exports.card import SOURCE_NOTES
+from exports.binarize import RULES
+from exports.card import RULE_NOTES, SOURCE_NOTES
 from exports.models import Export
 from exports.pairs import PAIR_SOURCES, POLICIES
+from exports.preview import preview
 from tasks.decorators import lead_project, membership_required
 
 # How trl, kto and csv (one prompt string) treat a prompt with a system prompt or turns.
@@ -44,6 +46,13 @@ def _options(form) -> dict:
         "csv_raw": form.get("csv_raw") == "on",
         "pair_sources": form.getlist("pair_sources"),
         "min_confidence": number("min_confidence") or 0.0,
+        "binarize": form.get("binarize", ""),
+        "scores_from": form.get("scores_from", "order"),
+        "aspect_weights": (form.get("aspect_weights") or "").strip(),
+        "min_margin": number("min_margin") or 0.0,
+        "keep_ties": form.get("keep_ties") == "on",
+        "max_pairs_per_prompt": int(number("max_pairs_per_prompt") or 0),
+        "score_columns": form.get("score_columns") == "on",
     }
     if number("near_identical") is not None:
         options["near_identical"] = number("near_identical")
@@ -55,15 +64,18 @@ def _options(form) -> dict:
 @membership_required
 def exports_page(request, project_id: int):
     project = lead_project(request, project_id)
-    errors = []
+    errors, figures = [], None
     if request.method == "POST":
         try:
             options = services.options_from(_options(request.POST))
-            services.request_export(
-                project, request.POST.get("format", ""), options, created_by=request.user
-            )
-            messages.success(request, "Export queued.")
-            return redirect("exports:page", project_id=project.pk)
+            if request.POST.get("action") == "preview":  # the figures only, nothing written
+                figures = preview(project, options)
+            else:
+                services.request_export(
+                    project, request.POST.get("format", ""), options, created_by=request.user
+                )
+                messages.success(request, "Export queued.")
+                return redirect("exports:page", project_id=project.pk)
         except ValueError as wrong:
             errors.append(str(wrong))
     exports = Export.objects.filter(project=project).order_by("-created_at")[:50]
@@ -83,6 +95,8 @@ def exports_page(request, project_id: int):
             "chosen_sources": request.POST.getlist("pair_sources"),
             "errors": errors,
             "form": request.POST,
+            "rules": {name: RULE_NOTES[name] for name in RULES},
+            "preview": figures,
         },
         status=400 if errors else 200,
     )

@@ -7,7 +7,6 @@ it directly."""
 import hashlib
 import shutil
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 from django.db.models import Count, Exists, OuterRef
@@ -23,7 +22,17 @@ from exports.formats import (
     dumps,
     llama_factory_info,
 )
-from exports.pairs import Options, exported_signal_pairs, extract, judgments_for_pairs
+from exports.pairs import (
+    Options,
+    aspects_of,
+    check,
+    exported_signal_pairs,
+    extract,
+    judgments_for_pairs,
+    options_record,
+    prompts_with_judgments,
+)
+from exports.preview import Tally
 from tasks.models import Project, Prompt
 
 ALL_FORMATS = (*FORMATS, "judgments")
@@ -39,6 +48,8 @@ def export_to_folder(project: Project, fmt: str, folder: Path, options: Options)
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder} is not empty")
+    if fmt != "judgments":
+        check(project, options)  # before any folder is made
     refusal = conversation_problem(project, fmt, options)
     if refusal:
         raise ConversationRefused(refusal)
@@ -64,17 +75,23 @@ def partial_folders(folder: Path) -> list[Path]:
 
 def _write(project: Project, fmt: str, work: Path, options: Options) -> dict:
     models: list[str] = []
-    mean_agreement, kto_conflicts, sources = None, None, {}
+    mean_agreement, kto_conflicts, sources, scoring = None, None, {}, {}
     if fmt == "judgments":
         files, counts = [_raw_judgments(project, work / "judgments.jsonl")], {}
         counts = {"judgments": files[0]["rows"]}
     else:
-        writer = SplitWriter(work, fmt, options)
+        scored = options.with_scores
+        writer = SplitWriter(work, fmt, options, aspects_of(project) if scored else None)
+        tally = Tally()
         try:
-            for pair in extract(project, options):
+            for pair in extract(project, options, positions=scored):
                 writer.add(pair)
+                tally.add(pair)
         finally:
             files = writer.close()
+        if scored:  # the card states the rule and what the preview would have shown
+            figures = tally.figures(prompts_with_judgments(project, options))
+            scoring = {"score_columns": writer.scores, "preview": figures}
         counts, models = dict(sorted(writer.counts.items())), sorted(writer.models)
         if writer.kto is not None:
             kto_conflicts = writer.kto.conflicts
@@ -87,13 +104,14 @@ def _write(project: Project, fmt: str, work: Path, options: Options) -> dict:
     manifest = {
         "project": {"id": project.pk, "name": project.name},
         "format": fmt,
-        "options": asdict(options),
+        "options": options_record(options),
         "counts": counts,
         "mean_agreement": mean_agreement,
         "sources": sources,
         "models": models,
         "labels": _labels(project),
         **({"kto_conflicts": kto_conflicts} if kto_conflicts is not None else {}),
+        **scoring,
         "files": sorted(files, key=lambda e: e["name"]),
     }
     manifest["files"].append(_text_file(work / "README.md", dataset_card(manifest)))

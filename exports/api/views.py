@@ -1,13 +1,15 @@
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from exports import services
+from exports.binarize import RULES, SCORES_FROM
 from exports.models import Export
 from exports.pairs import CONVERSATIONS, PAIR_SOURCES, POLICIES, RANKING_PAIRS
+from exports.preview import preview
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
 from tasks.api.serializers import JOB_FIELDS, JobSerializer
@@ -76,6 +78,44 @@ class ExportOptionsSchema(serializers.Serializer):
         required=False,
         help_text="Only pairs at least this confident (a rule's confidence, or agreement).",
     )
+    binarize = serializers.ChoiceField(
+        choices=("", *RULES),
+        required=False,
+        allow_blank=True,
+        help_text="Pairs from a score per candidate by this rule; empty: as judged.",
+    )
+    scores_from = serializers.ChoiceField(
+        choices=SCORES_FROM,
+        required=False,
+        help_text="order: the judgments' order as a win rate; aspects: the rubric's weighted mean.",
+    )
+    aspect_weights = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text='"aspect=weight,…" (empty: equal; an aspect left out weighs 0).',
+    )
+    min_margin = serializers.FloatField(min_value=0, required=False)
+    keep_ties = serializers.BooleanField(required=False, help_text="Equal scores make a pair.")
+    max_pairs_per_prompt = serializers.IntegerField(
+        min_value=0, required=False, help_text="At most k pairs per prompt (0: no limit)."
+    )
+    score_columns = serializers.BooleanField(
+        required=False,
+        help_text="margin, score_chosen, score_rejected and per-aspect columns (on with a rule).",
+    )
+
+
+class ExportPreviewSchema(serializers.Serializer):
+    """The figures of POST …/exports?preview=1 (exports.preview)."""
+
+    pairs = serializers.IntegerField()
+    splits = serializers.DictField(child=serializers.IntegerField())
+    prompts = serializers.IntegerField()
+    prompts_kept = serializers.IntegerField()
+    prompts_kept_share = serializers.FloatField(allow_null=True)
+    length_difference = serializers.DictField(child=serializers.FloatField(allow_null=True))
+    chosen_shown_first = serializers.FloatField(allow_null=True)
+    pairs_with_display = serializers.IntegerField()
 
 
 @extend_schema_field(ExportOptionsSchema)
@@ -116,11 +156,27 @@ class ProjectExportViewSet(OrganizationViewSet):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(ExportSerializer(page, many=True).data)
 
-    @extend_schema(request=ExportRequestSerializer, responses={202: ExportSerializer})
+    @extend_schema(
+        request=ExportRequestSerializer,
+        parameters=[
+            OpenApiParameter(
+                "preview",
+                bool,
+                description="1: return what the export would hold (200), write nothing",
+            )
+        ],
+        responses={202: ExportSerializer, 200: ExportPreviewSchema},
+    )
     def create(self, request, project_id=None):
         project = self.project()
         asked = ExportRequestSerializer(data=request.data)
         asked.is_valid(raise_exception=True)
+        if request.query_params.get("preview") in ("1", "true"):
+            try:
+                figures = preview(project, asked.validated_data["options"])
+            except ValueError as refused:  # e.g. an aspect the project's rubric lacks
+                raise serializers.ValidationError({"options": [str(refused)]}) from refused
+            return Response(figures)
         person = request.user if getattr(request.user, "pk", None) else None
         try:
             export = services.request_export(
