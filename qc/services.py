@@ -1,4 +1,4 @@
-"""Making QC reports: queued, computed by a job, stored."""
+"""Making QC reports and leaderboards: queued, computed by a job, stored."""
 
 from dataclasses import dataclass
 
@@ -7,7 +7,8 @@ from django.db.models import F, Max
 from django_scopes import scope, scopes_disabled
 
 from annotation.models import Judgment
-from qc.models import QCReport
+from qc.leaderboard import compute_leaderboard
+from qc.models import Leaderboard, QCReport
 from qc.report import compute_report
 from tasks.audit import Action, record
 from tasks.lifecycle import run_job, send
@@ -108,3 +109,99 @@ def refresh_all() -> int:
                 request_report(project)
                 queued += 1
     return queued
+
+
+# Leaderboards (qc.leaderboard): queued by a lead or the API, computed by a job, stored.
+
+
+@transaction.atomic
+def request_leaderboard(
+    *,
+    organization,
+    project: Project | None = None,
+    source_kind: str = Leaderboard.SourceKind.MODEL,
+    length_control: bool = False,
+    created_by=None,
+) -> Leaderboard:
+    """Queue a leaderboard of ``project``, or of every project of ``organization`` when
+    ``project`` is None. On the trail as leaderboard.created (qc.models connects it)."""
+    from qc.jobs import run_leaderboard  # qc.jobs imports this module
+
+    if source_kind not in Leaderboard.SourceKind.values:
+        raise ValueError(f"Unknown source kind {source_kind!r}.")
+    board = Leaderboard.objects.create(
+        organization=organization,
+        project=project,
+        source_kind=source_kind,
+        length_control=length_control,
+        created_by=created_by,
+    )
+    send(run_leaderboard, board)
+    return board
+
+
+def run_leaderboard(board_id: int) -> Leaderboard:
+    """Compute a queued leaderboard and store its table, or its failure and why. A rerun
+    computes the same table again (a fixed bootstrap seed: the job's id)."""
+
+    def work(board: Leaderboard) -> None:
+        board.data = compute_leaderboard(
+            board.organization,
+            board.project,
+            kind=board.source_kind,
+            length_control=board.length_control,
+            seed=board.pk,
+        )
+
+    return run_job(
+        Leaderboard.objects.select_related("project", "organization"),
+        board_id,
+        work,
+        outcome="The leaderboard could not be computed",
+        fields=["data"],
+    )
+
+
+@dataclass
+class Leaderboards:
+    """Where the leaderboards of a project (or of the organization) stand, as for reports:
+    the newest successful one (``shown``), the newest finished attempt if it failed, and
+    one being computed."""
+
+    shown: Leaderboard | None
+    failed: Leaderboard | None
+    pending: Leaderboard | None
+
+
+def leaderboards_of(organization, project: Project | None) -> Leaderboards:
+    boards = Leaderboard.objects.filter(organization=organization, project=project)
+    finished = (
+        boards.filter(status__in=[Leaderboard.Status.SUCCEEDED, Leaderboard.Status.FAILED])
+        .order_by(F("finished_at").desc(nulls_last=True), "-pk")
+        .first()
+    )
+    pending = (
+        boards.filter(status__in=[Leaderboard.Status.QUEUED, Leaderboard.Status.RUNNING])
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    shown = (
+        boards.filter(status=Leaderboard.Status.SUCCEEDED)
+        .order_by(F("finished_at").desc(nulls_last=True), "-pk")
+        .first()
+    )
+    failed = (
+        finished if finished is not None and finished.status == Leaderboard.Status.FAILED else None
+    )
+    return Leaderboards(shown=shown, failed=failed, pending=pending)
+
+
+def record_leaderboard_download(board: Leaderboard, fmt: str) -> None:
+    """A leaderboard's table handed out (CSV, JSON or the API's answer), on the trail."""
+    record(
+        "leaderboard.downloaded",
+        organization=board.organization_id,
+        obj=board,
+        object_type="leaderboard",
+        data={"project": board.project_id, "format": fmt},
+    )

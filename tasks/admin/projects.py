@@ -182,6 +182,8 @@ PROJECT_FIELDSETS = [
                 "assignment_timeout_minutes",
                 "annotator_access",
                 "annotators",
+                "allocation_policy",
+                "active_random_percent",
             ]
         },
     ),
