@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from qc.models import Leaderboard, QCReport
+from qc.models import QCReport
 from tasks.admin.base import OrganizationJobAdmin
 
 
@@ -28,43 +28,4 @@ class QCReportAdmin(OrganizationJobAdmin):
             report.data.get("judgments", 0),
             report.data.get("annotators", 0),
             reverse("qc:dashboard", args=[report.project_id]),
-        )
-
-
-@admin.register(Leaderboard)
-class LeaderboardAdmin(OrganizationJobAdmin):
-    """Leaderboards with their outcome; computed and read on the leaderboard pages."""
-
-    list_display = ["__str__", "project", "source_kind", "state", "created_by", "finished_at"]
-    list_filter = ["status", "source_kind"]
-    list_select_related = ["project", "created_by"]
-    fields = [
-        "project",
-        "source_kind",
-        "length_control",
-        "state",
-        "result",
-        "created_by",
-        "created_at",
-        "started_at",
-        "finished_at",
-    ]
-    readonly_fields = fields
-
-    @admin.display(description="Result")
-    def result(self, board):
-        if board.failure:
-            return board.failure
-        if board.status != Leaderboard.Status.SUCCEEDED:
-            return "Being computed."
-        page = (
-            reverse("qc:leaderboard", args=[board.project_id])
-            if board.project_id
-            else reverse("qc:organization_leaderboard")
-        )
-        return format_html(
-            '{} sources from {} battles · <a href="{}">open the leaderboard</a>',
-            len(board.data.get("sources", [])),
-            board.data.get("battles", 0),
-            page,
         )

@@ -28,7 +28,12 @@ def _kappa_colour(value) -> str:
 
 def heatmap(labels: list[str], matrix: list[list], title: str = "Cohen's kappa") -> SafeString:
     """Annotator x annotator kappa, each cell coloured by the seed guides' thresholds."""
-    cell, margin = 44, 170
+    return _matrix(labels, matrix, title, _kappa_colour, "{:.2f}", cell=44, margin=170, room=120)
+
+
+def _matrix(labels, matrix, title, colour, shown_as, *, cell, margin, room) -> SafeString:
+    """A square table of coloured cells, row label against column label (slanted above),
+    each cell with its value (``shown_as``) and a tooltip; None shows as a dash."""
     size = len(labels)
     parts = []
     for i, label in enumerate(labels):
@@ -45,16 +50,16 @@ def heatmap(labels: list[str], matrix: list[list], title: str = "Cohen's kappa")
         for j in range(size):
             value = matrix[i][j]
             x, y0 = margin + j * cell, margin + i * cell
-            shown = "–" if value is None else f"{value:.2f}"
+            shown = "–" if value is None else shown_as.format(value)
             parts.append(
                 f'<rect x="{x}" y="{y0}" width="{cell - 2}" height="{cell - 2}" '
-                f'fill="{_kappa_colour(value)}"><title>{escape(labels[i])} vs '
+                f'fill="{colour(value)}"><title>{escape(labels[i])} vs '
                 f"{escape(labels[j])}: {shown}</title></rect>"
                 f'<text x="{x + cell / 2 - 1}" y="{y0 + cell / 2 + 3}" text-anchor="middle" '
                 f'font-size="11">{shown}</text>'
             )
     side = margin + size * cell + 10
-    return _svg(side + 120, side, "".join(parts), title)  # room for the slanted names
+    return _svg(side + room, side, "".join(parts), title)  # room for the slanted names
 
 
 def bars(counts: dict, title: str) -> SafeString:
@@ -166,27 +171,4 @@ def _win_colour(value) -> str:
 
 def win_rates(labels: list[str], matrix: list[list], title: str = "Win rate") -> SafeString:
     """The win-rate matrix: row source against column source, ties as half a win."""
-    cell, margin = 48, 200
-    size = len(labels)
-    parts = []
-    for i, label in enumerate(labels):
-        middle = margin + i * cell + cell / 2
-        parts.append(
-            f'<text x="{margin - 6}" y="{middle + 4}" text-anchor="end" font-size="11">'
-            f"{escape(label)}</text>"
-            f'<text x="{middle}" y="{margin - 8}" text-anchor="start" font-size="11" '
-            f'transform="rotate(-45 {middle} {margin - 8})">{escape(label)}</text>'
-        )
-        for j in range(size):
-            value = matrix[i][j]
-            x, y = margin + j * cell, margin + i * cell
-            shown = "–" if value is None else f"{value:.0%}"
-            parts.append(
-                f'<rect x="{x}" y="{y}" width="{cell - 2}" height="{cell - 2}" '
-                f'fill="{_win_colour(value)}"><title>{escape(labels[i])} vs '
-                f"{escape(labels[j])}: {shown}</title></rect>"
-                f'<text x="{x + cell / 2 - 1}" y="{y + cell / 2 + 3}" text-anchor="middle" '
-                f'font-size="11">{shown}</text>'
-            )
-    side = margin + size * cell + 10
-    return _svg(side + 140, side, "".join(parts), title)
+    return _matrix(labels, matrix, title, _win_colour, "{:.0%}", cell=48, margin=200, room=140)

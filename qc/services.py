@@ -12,7 +12,7 @@ from qc.models import Leaderboard, QCReport
 from qc.report import compute_report
 from tasks.audit import Action, record
 from tasks.lifecycle import run_job, send
-from tasks.models import Project
+from tasks.models import JobStatus, Project
 
 AUDIT_OBJECT = "qc_report"  # a report's object_type on the trail
 
@@ -80,20 +80,25 @@ class Reports:
 def reports_of(project: Project) -> Reports:
     """The project's reports as its dashboard and API show them: the newest finished one
     decides whether the last attempt failed; the figures are always a successful one's."""
-    reports = QCReport.objects.filter(project=project)
+    finished, pending = _standing(QCReport.objects.filter(project=project))
+    if finished is not None and finished.status == QCReport.Status.FAILED:
+        return Reports(shown=latest(project), failed=finished, pending=pending)
+    return Reports(shown=finished, failed=None, pending=pending)
+
+
+def _standing(jobs):
+    """The newest finished job of ``jobs`` (succeeded or failed) and the newest pending one."""
     finished = (
-        reports.filter(status__in=[QCReport.Status.SUCCEEDED, QCReport.Status.FAILED])
+        jobs.filter(status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED])
         .order_by(F("finished_at").desc(nulls_last=True), "-pk")
         .first()
     )
     pending = (
-        reports.filter(status__in=[QCReport.Status.QUEUED, QCReport.Status.RUNNING])
+        jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
         .order_by("-created_at", "-pk")
         .first()
     )
-    if finished is not None and finished.status == QCReport.Status.FAILED:
-        return Reports(shown=latest(project), failed=finished, pending=pending)
-    return Reports(shown=finished, failed=None, pending=pending)
+    return finished, pending
 
 
 def refresh_all() -> int:
@@ -175,25 +180,15 @@ class Leaderboards:
 
 def leaderboards_of(organization, project: Project | None) -> Leaderboards:
     boards = Leaderboard.objects.filter(organization=organization, project=project)
-    finished = (
-        boards.filter(status__in=[Leaderboard.Status.SUCCEEDED, Leaderboard.Status.FAILED])
-        .order_by(F("finished_at").desc(nulls_last=True), "-pk")
-        .first()
-    )
-    pending = (
-        boards.filter(status__in=[Leaderboard.Status.QUEUED, Leaderboard.Status.RUNNING])
-        .order_by("-created_at", "-pk")
-        .first()
-    )
-    shown = (
-        boards.filter(status=Leaderboard.Status.SUCCEEDED)
-        .order_by(F("finished_at").desc(nulls_last=True), "-pk")
-        .first()
-    )
-    failed = (
-        finished if finished is not None and finished.status == Leaderboard.Status.FAILED else None
-    )
-    return Leaderboards(shown=shown, failed=failed, pending=pending)
+    finished, pending = _standing(boards)
+    if finished is not None and finished.status == Leaderboard.Status.FAILED:
+        shown = (
+            boards.filter(status=Leaderboard.Status.SUCCEEDED)
+            .order_by(F("finished_at").desc(nulls_last=True), "-pk")
+            .first()
+        )
+        return Leaderboards(shown=shown, failed=finished, pending=pending)
+    return Leaderboards(shown=finished, failed=None, pending=pending)
 
 
 def record_leaderboard_download(board: Leaderboard, fmt: str) -> None:

@@ -68,19 +68,23 @@ def download(request, project_id: int, fmt: str):
     report = services.latest(project)
     if report is None:
         raise Http404("No QC report yet.")
-    name = f"qc-report-{project.pk}-{report.pk}"
+    response = _attachment(report.data, _csv, f"qc-report-{project.pk}-{report.pk}", fmt)
+    services.record_download(report, fmt)
+    return response
+
+
+def _attachment(data: dict, to_csv, name: str, fmt: str) -> HttpResponse:
+    """Stored figures as a download: all of them as JSON, or ``to_csv(data)``."""
     if fmt == "json":
         response = HttpResponse(
-            json.dumps(report.data, indent=2, ensure_ascii=False),
-            content_type="application/json",
+            json.dumps(data, indent=2, ensure_ascii=False), content_type="application/json"
         )
     else:
-        response = HttpResponse(_csv(report.data), content_type="text/csv; charset=utf-8")
+        response = HttpResponse(to_csv(data), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
     # A download, never a page: stated here as the export downloads do, whatever the
-    # middleware's settings (the report holds names and labels that tenants typed).
+    # middleware's settings (reports and leaderboards hold names that tenants typed).
     response["X-Content-Type-Options"] = "nosniff"
-    services.record_download(report, fmt)
     return response
 
 
@@ -206,16 +210,7 @@ def download_leaderboard(request, fmt: str, project_id: int | None = None):
     if board is None:
         raise Http404("No leaderboard yet.")
     name = f"leaderboard-{project.pk if project else 'organization'}-{board.pk}"
-    if fmt == "json":
-        body, content_type = (
-            json.dumps(board.data, indent=2, ensure_ascii=False),
-            "application/json",
-        )
-    else:
-        body, content_type = _leaderboard_csv(board.data), "text/csv; charset=utf-8"
-    response = HttpResponse(body, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
-    response["X-Content-Type-Options"] = "nosniff"  # source names are tenants' text
+    response = _attachment(board.data, _leaderboard_csv, name, fmt)
     services.record_leaderboard_download(board, fmt)
     return response
 
