@@ -13,12 +13,25 @@ One transaction per call:
 without scanning the project. Assignments left open past the project's timeout are
 reclaimed (expired, their item's count lowered) before allocating.
 
+With the project's ``uncertain`` policy (for leaderboards of more than two sources), step 2
+looks first at the next ACTIVE_WINDOW items of that same order and prefers the one whose
+candidates' sources have the most uncertain order (the chance that the fit orders them
+wrongly, from their distance and its standard error) under a Bradley–Terry fit of the
+project's recent judgments (``project_fit``, cached for FIT_EVERY_SECONDS); the
+same statement then locks it (or, if a parallel request holds it, the next most
+uncertain), with every other rule unchanged. At ``active_random_percent`` the plain order
+is used instead, so every pair keeps being measured. A "source" here is the variant: the
+model and the column or generation variant (``source_key``) the candidate came from —
+sources, not single candidates, because a prompt's two candidates are judged a handful
+of times at most while a source meets others thousands of times.
+
 Gold items (attention checks) stay out of that walk. At the project's gold rate a gold item
 this person has not seen comes instead (``gold_due``), from a partial index of the few gold
 items, in an order that differs per annotator.
 """
 
 import functools
+import random
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -26,11 +39,12 @@ from datetime import timedelta
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from annotation.models import Assignment
-from tasks.models import Item, Project, Prompt
+from annotation import bradley_terry
+from annotation.models import Assignment, Judgment
+from tasks.models import Candidate, Item, Project, Prompt
 
 
 @dataclass
@@ -88,6 +102,12 @@ def _allocate(project: Project, annotator) -> Allocation:
     assignment = None
     if project.gold_rate_percent and gold_due(project, annotator):
         assignment = _take(project, annotator, gold=True)  # None: no unseen gold item left
+    if (
+        assignment is None
+        and project.allocation_policy == Project.AllocationPolicy.UNCERTAIN
+        and not explore(project)
+    ):
+        assignment = _take_uncertain(project, annotator)
     if assignment is None:
         assignment = _take(project, annotator)
     if assignment is not None:
@@ -124,12 +144,97 @@ def _over_quota(project: Project, annotator) -> bool:
     return quota is not None and _taken(project, annotator).count() >= quota
 
 
-def _take(project: Project, annotator, *, gold: bool = False) -> Assignment | None:
-    """The open assignment, or a new one, in one statement (``_take_sql``)."""
+# The uncertain policy (see the module's docstring).
+ACTIVE_WINDOW = 64  # items of the plain order it chooses among
+FIT_EVERY_SECONDS = 30  # a project's fit is reused this long
+FIT_JUDGMENTS = 20_000  # the fit reads the project's most recent judgments, at most this many
+_coin = random.Random()  # noqa: S311 (choosing an order, not a secret)
+
+
+def explore(project: Project) -> bool:
+    """Whether this item comes in the plain order: true at ``active_random_percent``."""
+    return _coin.random() * 100 < project.active_random_percent
+
+
+def source_of(model: str, source: str, source_key: str) -> str:
+    """A candidate's source for the uncertain policy: its variant."""
+    return f"{model}|{source}|{source_key}"
+
+
+def project_fit(project: Project) -> bradley_terry.Fit | None:
+    """The Bradley–Terry fit of the project's sources (θ and its covariance), from its most
+    recent FIT_JUDGMENTS judgments that name a chosen and a rejected candidate (one
+    aggregate query), cached for FIT_EVERY_SECONDS; None before any such judgment. Ties
+    are left out of this quick fit (naming their candidates would need the items'): they
+    would only make pairs look closer, which the fit's prior does too."""
+    key = f"chosen:bt:{project.pk}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached[0]
+    recent = Judgment.objects.filter(project=project).order_by("-id").values("id")[:FIT_JUDGMENTS]
+    rows = (
+        Judgment.objects.filter(id__in=recent, chosen__isnull=False, rejected__isnull=False)
+        .values(
+            "chosen__model",
+            "chosen__source",
+            "chosen__source_key",
+            "rejected__model",
+            "rejected__source",
+            "rejected__source_key",
+        )
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts: dict = {}
+    for row in rows:
+        winner = source_of(row["chosen__model"], row["chosen__source"], row["chosen__source_key"])
+        loser = source_of(
+            row["rejected__model"], row["rejected__source"], row["rejected__source_key"]
+        )
+        if winner != loser:
+            counts[(winner, loser, 1.0)] = counts.get((winner, loser, 1.0), 0) + row["n"]
+    fitted = bradley_terry.fit_strengths(counts)
+    cache.set(key, (fitted,), FIT_EVERY_SECONDS)
+    return fitted
+
+
+def _take_uncertain(project: Project, annotator) -> Assignment | None:
+    """The uncertain policy's pick among the next ACTIVE_WINDOW items of the plain order
+    (two small reads, no lock), then taken by the one statement; None when the window is
+    empty or a parallel request took all of it (the caller falls back to the plain order)."""
+    had = Assignment.objects.filter(item_id=OuterRef("pk"), annotator=annotator)
+    window = list(
+        Item.objects.filter(
+            project=project, gold=False, assignment_count__lt=F("target_annotations")
+        )
+        .exclude(Exists(had))
+        .order_by("assignment_count", "random_order", "id")
+        .values_list("id", "candidate_key")[:ACTIVE_WINDOW]
+    )
+    if len(window) < 2:
+        return None
+    ids = {int(c) for _, key in window for c in key.split("-")}
+    sources = {
+        pk: source_of(model, source, key)
+        for pk, model, source, key in Candidate.objects.filter(pk__in=ids).values_list(
+            "id", "model", "source", "source_key"
+        )
+    }
+    options = [[sources.get(int(c), "") for c in key.split("-")] for _, key in window]
+    order = bradley_terry.most_uncertain_first(options, project_fit(project))
+    return _take(project, annotator, preferred=[window[i][0] for i in order])
+
+
+def _take(
+    project: Project, annotator, *, gold: bool = False, preferred: list[int] | None = None
+) -> Assignment | None:
+    """The open assignment, or a new one, in one statement (``_take_sql``); ``preferred``:
+    only these items, in this order."""
     with connection.cursor() as cursor:
         cursor.execute(
-            _take_sql(gold),
+            _take_sql(gold, preferred is not None),
             {
+                "preferred": preferred,
                 "project": project.pk,
                 "annotator": annotator.pk,
                 "organization": project.organization_id,
@@ -177,7 +282,7 @@ _ASSIGNMENT_FIELDS = Assignment._meta.concrete_fields
 
 
 @functools.cache
-def _take_sql(gold: bool = False) -> str:
+def _take_sql(gold: bool = False, preferred: bool = False) -> str:
     item, prompt = Item._meta.db_table, Prompt._meta.db_table
     assignment = Assignment._meta.db_table
     items, prompts, assignments = (
@@ -194,6 +299,9 @@ def _take_sql(gold: bool = False) -> str:
     else:
         which = "NOT i.gold AND i.assignment_count < i.target_annotations"
         order = "i.assignment_count, i.random_order, i.id"
+    if preferred:  # the uncertain policy's choice: these items only, most uncertain first
+        which += " AND i.id = ANY(%(preferred)s::bigint[])"
+        order = "array_position(%(preferred)s::bigint[], i.id::bigint)"
     # Only table and column names from the models are formatted in; values are parameters.
     return f"""
 WITH current AS (

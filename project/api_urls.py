@@ -5,7 +5,12 @@ from django.urls import re_path
 
 from annotation.api.views import ProjectJudgmentViewSet
 from exports.api.views import ExportViewSet, ProjectExportViewSet
-from qc.api.views import ProjectQCReportViewSet, QCReportViewSet
+from qc.api.views import (
+    LeaderboardLatestViewSet,
+    LeaderboardViewSet,
+    ProjectQCReportViewSet,
+    QCReportViewSet,
+)
 from tasks.api.audit import AuditEventViewSet
 from tasks.api.base import Router
 from tasks.api.errors import not_found
@@ -23,6 +28,7 @@ router.register("imports", ImportJobViewSet, basename="importjob")
 router.register("generation-jobs", GenerationJobViewSet, basename="generationjob")
 router.register("llm-endpoints", LLMEndpointViewSet, basename="llmendpoint")
 router.register("qc-reports", QCReportViewSet, basename="qcreport")
+router.register("leaderboards", LeaderboardViewSet, basename="leaderboard")
 router.register("exports", ExportViewSet, basename="export")
 router.register("audit-events", AuditEventViewSet, basename="auditevent")
 
@@ -36,6 +42,16 @@ urlpatterns = [
         r"^projects/(?P<project_id>\d+)/qc-report/?$",
         ProjectQCReportViewSet.as_view({"get": "latest", "post": "recompute"}),
         name="project-qc-report",
+    ),
+    re_path(
+        r"^projects/(?P<project_id>\d+)/leaderboard/?$",
+        LeaderboardLatestViewSet.as_view({"get": "latest", "post": "compute"}),
+        name="project-leaderboard",
+    ),
+    re_path(
+        r"^leaderboard/?$",
+        LeaderboardLatestViewSet.as_view({"get": "latest", "post": "compute"}),
+        name="organization-leaderboard",
     ),
     re_path(
         r"^projects/(?P<project_id>\d+)/exports/?$",

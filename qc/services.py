@@ -1,4 +1,4 @@
-"""Making QC reports: queued, computed by a job, stored."""
+"""Making QC reports and leaderboards: queued, computed by a job, stored."""
 
 from dataclasses import dataclass
 
@@ -7,11 +7,12 @@ from django.db.models import F, Max
 from django_scopes import scope, scopes_disabled
 
 from annotation.models import Judgment
-from qc.models import QCReport
+from qc.leaderboard import compute_leaderboard
+from qc.models import Leaderboard, QCReport
 from qc.report import compute_report
 from tasks.audit import Action, record
 from tasks.lifecycle import run_job, send
-from tasks.models import Project
+from tasks.models import JobStatus, Project
 
 AUDIT_OBJECT = "qc_report"  # a report's object_type on the trail
 
@@ -79,20 +80,25 @@ class Reports:
 def reports_of(project: Project) -> Reports:
     """The project's reports as its dashboard and API show them: the newest finished one
     decides whether the last attempt failed; the figures are always a successful one's."""
-    reports = QCReport.objects.filter(project=project)
+    finished, pending = _standing(QCReport.objects.filter(project=project))
+    if finished is not None and finished.status == QCReport.Status.FAILED:
+        return Reports(shown=latest(project), failed=finished, pending=pending)
+    return Reports(shown=finished, failed=None, pending=pending)
+
+
+def _standing(jobs):
+    """The newest finished job of ``jobs`` (succeeded or failed) and the newest pending one."""
     finished = (
-        reports.filter(status__in=[QCReport.Status.SUCCEEDED, QCReport.Status.FAILED])
+        jobs.filter(status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED])
         .order_by(F("finished_at").desc(nulls_last=True), "-pk")
         .first()
     )
     pending = (
-        reports.filter(status__in=[QCReport.Status.QUEUED, QCReport.Status.RUNNING])
+        jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
         .order_by("-created_at", "-pk")
         .first()
     )
-    if finished is not None and finished.status == QCReport.Status.FAILED:
-        return Reports(shown=latest(project), failed=finished, pending=pending)
-    return Reports(shown=finished, failed=None, pending=pending)
+    return finished, pending
 
 
 def refresh_all() -> int:
@@ -108,3 +114,89 @@ def refresh_all() -> int:
                 request_report(project)
                 queued += 1
     return queued
+
+
+# Leaderboards (qc.leaderboard): queued by a lead or the API, computed by a job, stored.
+
+
+@transaction.atomic
+def request_leaderboard(
+    *,
+    organization,
+    project: Project | None = None,
+    source_kind: str = Leaderboard.SourceKind.MODEL,
+    length_control: bool = False,
+    created_by=None,
+) -> Leaderboard:
+    """Queue a leaderboard of ``project``, or of every project of ``organization`` when
+    ``project`` is None. On the trail as leaderboard.created (qc.models connects it)."""
+    from qc.jobs import run_leaderboard  # qc.jobs imports this module
+
+    if source_kind not in Leaderboard.SourceKind.values:
+        raise ValueError(f"Unknown source kind {source_kind!r}.")
+    board = Leaderboard.objects.create(
+        organization=organization,
+        project=project,
+        source_kind=source_kind,
+        length_control=length_control,
+        created_by=created_by,
+    )
+    send(run_leaderboard, board)
+    return board
+
+
+def run_leaderboard(board_id: int) -> Leaderboard:
+    """Compute a queued leaderboard and store its table, or its failure and why. A rerun
+    computes the same table again (a fixed bootstrap seed: the job's id)."""
+
+    def work(board: Leaderboard) -> None:
+        board.data = compute_leaderboard(
+            board.organization,
+            board.project,
+            kind=board.source_kind,
+            length_control=board.length_control,
+            seed=board.pk,
+        )
+
+    return run_job(
+        Leaderboard.objects.select_related("project", "organization"),
+        board_id,
+        work,
+        outcome="The leaderboard could not be computed",
+        fields=["data"],
+    )
+
+
+@dataclass
+class Leaderboards:
+    """Where the leaderboards of a project (or of the organization) stand, as for reports:
+    the newest successful one (``shown``), the newest finished attempt if it failed, and
+    one being computed."""
+
+    shown: Leaderboard | None
+    failed: Leaderboard | None
+    pending: Leaderboard | None
+
+
+def leaderboards_of(organization, project: Project | None) -> Leaderboards:
+    boards = Leaderboard.objects.filter(organization=organization, project=project)
+    finished, pending = _standing(boards)
+    if finished is not None and finished.status == Leaderboard.Status.FAILED:
+        shown = (
+            boards.filter(status=Leaderboard.Status.SUCCEEDED)
+            .order_by(F("finished_at").desc(nulls_last=True), "-pk")
+            .first()
+        )
+        return Leaderboards(shown=shown, failed=finished, pending=pending)
+    return Leaderboards(shown=finished, failed=None, pending=pending)
+
+
+def record_leaderboard_download(board: Leaderboard, fmt: str) -> None:
+    """A leaderboard's table handed out (CSV, JSON or the API's answer), on the trail."""
+    record(
+        "leaderboard.downloaded",
+        organization=board.organization_id,
+        obj=board,
+        object_type="leaderboard",
+        data={"project": board.project_id, "format": fmt},
+    )

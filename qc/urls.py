@@ -11,4 +11,26 @@ urlpatterns = [
         views.download,
         name="download",
     ),
+    path("projects/<int:project_id>/qc/leaderboard/", views.leaderboard, name="leaderboard"),
+    path(
+        "projects/<int:project_id>/qc/leaderboard/compute/",
+        views.compute_leaderboard,
+        name="compute_leaderboard",
+    ),
+    re_path(
+        r"^projects/(?P<project_id>\d+)/qc/leaderboard\.(?P<fmt>json|csv)$",
+        views.download_leaderboard,
+        name="download_leaderboard",
+    ),
+    path("leaderboard/", views.leaderboard, name="organization_leaderboard"),
+    path(
+        "leaderboard/compute/",
+        views.compute_leaderboard,
+        name="compute_organization_leaderboard",
+    ),
+    re_path(
+        r"^leaderboard\.(?P<fmt>json|csv)$",
+        views.download_leaderboard,
+        name="download_organization_leaderboard",
+    ),
 ]

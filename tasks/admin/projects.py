@@ -182,6 +182,8 @@ PROJECT_FIELDSETS = [
                 "assignment_timeout_minutes",
                 "annotator_access",
                 "annotators",
+                "allocation_policy",
+                "active_random_percent",
             ]
         },
     ),
@@ -220,6 +222,29 @@ PROJECT_FIELDSETS = [
 
 
 class ProjectForm(QuestionEditorForm):
+    # Optional in a post: one that leaves them out (made before they existed) keeps the
+    # model's defaults, the plain least-covered order.
+    allocation_policy = forms.ChoiceField(
+        choices=Project.AllocationPolicy.choices,
+        required=False,
+        initial=Project.AllocationPolicy.LEAST_COVERED,
+        help_text=Project._meta.get_field("allocation_policy").help_text,
+    )
+    active_random_percent = forms.IntegerField(
+        min_value=0,
+        max_value=100,
+        required=False,
+        initial=20,
+        help_text=Project._meta.get_field("active_random_percent").help_text,
+    )
+
+    def clean_allocation_policy(self):
+        return self.cleaned_data["allocation_policy"] or Project.AllocationPolicy.LEAST_COVERED
+
+    def clean_active_random_percent(self):
+        value = self.cleaned_data["active_random_percent"]
+        return 20 if value is None else value
+
     class Meta:
         model = Project
         # What the lead edits (import_warnings is shown read-only, source_config not at all).

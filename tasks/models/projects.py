@@ -108,6 +108,25 @@ class Project(models.Model):
         help_text="Share of each annotator's items that are gold items (attention checks with "
         "a known answer), while gold items they have not seen are left. 0: none.",
     )
+
+    class AllocationPolicy(models.TextChoices):
+        LEAST_COVERED = "least_covered", "Least covered first"
+        UNCERTAIN = "uncertain", "Most uncertain pair of sources first (Bradley–Terry)"
+
+    allocation_policy = models.CharField(
+        max_length=16,
+        choices=AllocationPolicy.choices,
+        default=AllocationPolicy.LEAST_COVERED,
+        help_text="Uncertain: among the next least-covered items, the one whose candidates' "
+        "sources are the closest match under the current Bradley–Terry fit comes first "
+        "(for leaderboards of more than two sources; annotation.allocator).",
+    )
+    active_random_percent = models.PositiveSmallIntegerField(
+        default=20,
+        validators=[MaxValueValidator(100)],
+        help_text="With the uncertain policy: the share of items still handed out in the "
+        "plain least-covered order, so every pair keeps being measured.",
+    )
     discussion_visible_to_annotators = models.BooleanField(
         default=False,
         help_text="Annotators see the leads' discussion and final decision on items they judged.",
