@@ -7,7 +7,8 @@ class QcConfig(AppConfig):
 
     def ready(self):
         # Waits for app loading: the model and the audit receivers need the registry.
-        from qc.models import QCReport
+        from qc.models import Leaderboard, QCReport
         from tasks.audit import connect_job
 
         connect_job(QCReport, "qc_report")
+        connect_job(Leaderboard, "leaderboard")

@@ -1,6 +1,5 @@
 from django.db import models
 
-from tasks.audit import connect_job
 from tasks.models import OrganizationJob, Project
 
 
@@ -52,9 +51,3 @@ class Leaderboard(OrganizationJob):
             "source_kind": self.source_kind,
             "length_control": self.length_control,
         }
-
-
-# On the audit trail as leaderboard.created / succeeded / failed / requeued, as QC reports
-# are (qc.apps connects those). Connected here, where the model is defined, so that the
-# trail and beat's sweeper know the kind in every process that loads the model.
-connect_job(Leaderboard, "leaderboard")

@@ -194,7 +194,7 @@ def leaderboards_of(organization, project: Project | None) -> Leaderboards:
 def record_leaderboard_download(board: Leaderboard, fmt: str) -> None:
     """A leaderboard's table handed out (CSV, JSON or the API's answer), on the trail."""
     record(
-        "leaderboard.downloaded",
+        Action.LEADERBOARD_DOWNLOADED,
         organization=board.organization_id,
         obj=board,
         object_type="leaderboard",

@@ -53,6 +53,11 @@ class Action:
     QC_REPORT_FAILED = "qc_report.failed"
     QC_REPORT_REQUEUED = "qc_report.requeued"
     QC_REPORT_DOWNLOADED = "qc_report.downloaded"
+    LEADERBOARD_CREATED = "leaderboard.created"
+    LEADERBOARD_SUCCEEDED = "leaderboard.succeeded"
+    LEADERBOARD_FAILED = "leaderboard.failed"
+    LEADERBOARD_REQUEUED = "leaderboard.requeued"
+    LEADERBOARD_DOWNLOADED = "leaderboard.downloaded"
     TOKEN_CREATED = "token.created"
     TOKEN_USED = "token.used"
     TOKEN_RENAMED = "token.renamed"
@@ -110,6 +115,11 @@ class Action:
         QC_REPORT_FAILED: "QC report failed",
         QC_REPORT_REQUEUED: "QC report started again (its worker died)",
         QC_REPORT_DOWNLOADED: "QC report downloaded",
+        LEADERBOARD_CREATED: "Leaderboard requested",
+        LEADERBOARD_SUCCEEDED: "Leaderboard computed",
+        LEADERBOARD_FAILED: "Leaderboard failed",
+        LEADERBOARD_REQUEUED: "Leaderboard started again (its worker died)",
+        LEADERBOARD_DOWNLOADED: "Leaderboard downloaded",
         TOKEN_CREATED: "API token created",
         TOKEN_USED: "API token used",
         TOKEN_RENAMED: "API token renamed",

@@ -91,6 +91,21 @@ def qc_report(tenant):
         )
 
 
+def leaderboard(tenant):
+    """A computed leaderboard of the tenant's project (the pages and downloads of one)."""
+    from qc.leaderboard import compute_leaderboard
+    from qc.models import Leaderboard
+
+    with scope(organization=tenant.organization):
+        board = Leaderboard.objects.filter(project=tenant.project).first()
+        return board or Leaderboard.objects.create(
+            organization=tenant.organization,
+            project=tenant.project,
+            status="succeeded",
+            data=compute_leaderboard(tenant.organization, tenant.project, kind="model", seed=1),
+        )
+
+
 def recipe(tenant):
     with scopes_disabled():
         return GenerationRecipe.objects.get_or_create(
@@ -235,6 +250,11 @@ OBJECT_URLS = {
     "qc:dashboard": lambda t: {"project_id": qc_report(t).project_id},
     "qc:recompute": lambda t: {"project_id": qc_report(t).project_id},
     "qc:download": lambda t: {"project_id": qc_report(t).project_id, "fmt": "json"},
+    "project-leaderboard": lambda t: {"project_id": leaderboard(t).project_id},
+    "leaderboard-detail": lambda t: {"pk": leaderboard(t).pk},
+    "qc:leaderboard": lambda t: {"project_id": leaderboard(t).project_id},
+    "qc:compute_leaderboard": lambda t: {"project_id": leaderboard(t).project_id},
+    "qc:download_leaderboard": lambda t: {"project_id": leaderboard(t).project_id, "fmt": "json"},
 }
 # The method and the status the URL gives for one's own object (GET 200 unless listed).
 OWN_RESPONSE = {
@@ -252,6 +272,11 @@ OWN_RESPONSE = {
     "qc:dashboard": ("get", {"lead": 200, "annotator": 403}),
     "qc:recompute": ("post", {"lead": 302, "annotator": 403}),
     "qc:download": ("get", {"lead": 200, "annotator": 403}),
+    "project-leaderboard": ("get", {"lead": 200, "annotator": 403}),
+    "leaderboard-detail": ("get", {"lead": 200, "annotator": 403}),
+    "qc:leaderboard": ("get", {"lead": 200, "annotator": 403}),
+    "qc:compute_leaderboard": ("post", {"lead": 302, "annotator": 403}),
+    "qc:download_leaderboard": ("get", {"lead": 200, "annotator": 403}),
     "annotation:undo": ("post", {"lead": 302, "annotator": 302}),
     "annotation:review": ("get", {"lead": 200, "annotator": 403}),
     "project-exports": ("get", {"lead": 200, "annotator": 403}),
@@ -268,13 +293,20 @@ OWN_RESPONSE = {
 }
 
 
+# Arguments that pick a file format, not an object ("fmt": the downloads of QC reports and
+# leaderboards; the organization-wide leaderboard's download has no other).
+FORMAT_ARGUMENTS = {"format", "fmt"}
+
+
 def own_urls():
     return [(n, kw) for n, _, kw, module in iter_urls() if not module.startswith("allauth")]
 
 
 def test_every_url_with_an_object_is_listed_here():
     unlisted = [
-        name for name, kwargs in own_urls() if set(kwargs) - {"format"} and name not in OBJECT_URLS
+        name
+        for name, kwargs in own_urls()
+        if set(kwargs) - FORMAT_ARGUMENTS and name not in OBJECT_URLS
     ]
     assert unlisted == [], f"add these to OBJECT_URLS after checking their scoping: {unlisted}"
 
@@ -378,7 +410,11 @@ def test_every_page_needs_a_login_unless_declared_public(client, acme):
     for name, kwargs, module in [(n, kw, m) for n, _, kw, m in iter_urls()]:
         if module.startswith("allauth") or name in PUBLIC:
             continue  # allauth's own pages (log-in, reset) are public by design
-        values = {"format": "json", **(OBJECT_URLS[name](acme) if name in OBJECT_URLS else {})}
+        values = {
+            "format": "json",
+            "fmt": "json",
+            **(OBJECT_URLS[name](acme) if name in OBJECT_URLS else {}),
+        }
         url = reverse(name, kwargs={k: values[k] for k in kwargs})
         response = client.get(url)
         if url.startswith("/api/"):
