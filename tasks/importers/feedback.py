@@ -296,12 +296,15 @@ def import_feedback(
     job=None,
     progress: Progress | None = None,
     batch_size: int = 5000,
+    max_rows: int | None = None,
 ) -> FeedbackImportReport:
     """Import feedback files, given as (name, binary stream) pairs, into ``project``.
 
     Returns the report; raises ImportFailed (nothing written) when a row or file has a
     problem and ``skip_invalid`` is false, or the files hold more than
-    CHOSEN_IMPORT_MAX_ROWS rows; FeedbackOptionsInvalid for a bad kind, scale or pattern.
+    CHOSEN_IMPORT_MAX_ROWS rows (``max_rows``: the operator's own limit, which
+    ``manage.py import_feedback --max-rows`` gives; uploads keep the setting);
+    FeedbackOptionsInvalid for a bad kind, scale or pattern.
     """
     options = check_options(kind=kind, scale=scale, redact=redact, redact_patterns=redact_patterns)
     report = FeedbackImportReport(options=options)
@@ -313,6 +316,8 @@ def import_feedback(
     try:
         with transaction.atomic():
             run = _Import(project, report, options, redactor, job, progress, batch_size)
+            if max_rows is not None:
+                run.max_rows = max_rows
             run.skip_invalid = skip_invalid
             try:
                 for name, stream in files:
