@@ -442,6 +442,20 @@ def _finish(job: GenerationJob) -> None:
         finish(job, GenerationJob.Status.FAILED, error=error)
     else:
         finish(job, GenerationJob.Status.SUCCEEDED, error=job.error)
+        _build_rule_pairs(job)
+
+
+def _build_rule_pairs(job: GenerationJob) -> None:
+    """A style-rules recipe's candidates are drafted to become pairs (rule-following over
+    rule-breaking, tasks.feedback.rules): once its job succeeded they are built and the
+    doubtful ones queued for experts, as a pair-build job of its own (audited, visible in
+    the admin; a failure there fails that job, not this one)."""
+    if not any(STYLE_RULES in variant for variant in job.variants):
+        return
+    # tasks.imports reaches tasks.feedback, whose rules module imports this one
+    from tasks.imports import start_pair_build
+
+    start_pair_build(project=job.project, created_by=job.created_by)
 
 
 def _messages(prompt: Prompt, variant: dict) -> list[dict]:

@@ -1,5 +1,10 @@
 """Import jobs: uploads stored, imported by a Celery job (or during the request for small
-API uploads), progress and outcome reported. The importing itself is in tasks/importers/."""
+API uploads), progress and outcome reported. The importing itself is in tasks/importers/.
+
+A build of a project's pairs from its feedback signals (``start_pair_build``) is an
+import job too (kind ``pairs``, no files): like an import it is one long transaction on a
+project whose outcome is a report, so it shares their job row, their worker job, the
+sweeper's rescue, the admin's job page, the audit trail and ``/api/v1/imports/<id>``."""
 
 import logging
 import uuid
@@ -23,7 +28,7 @@ from tasks.importers.limits import (
 from tasks.importers.potato import PotatoImportFailed, import_potato_project
 from tasks.importers.prompts import ImportFailed, import_prompts
 from tasks.lifecycle import JobRefused, run_job, send
-from tasks.models import ImportJob, Organization
+from tasks.models import FeedbackSignal, ImportJob, Organization
 
 logger = logging.getLogger(__name__)
 PROGRESS_KEY = "chosen:import-progress:{}"
@@ -156,11 +161,16 @@ def run_import_job(job_id: int) -> ImportJob:
     a job whose worker died mid-way is re-run from the start (its import was one
     transaction, so nothing of the first run remains)."""
     jobs = ImportJob.objects.select_related("project", "organization")
+    builds = jobs.filter(pk=job_id, kind=ImportJob.Kind.PAIRS).exists()
     job = run_job(
         jobs,
         job_id,
         _import,
-        outcome="The import stopped; nothing was imported",
+        outcome=(
+            "The pair build stopped; no pair was changed"
+            if builds
+            else "The import stopped; nothing was imported"
+        ),
         fields=["report", "errors", "project"],
     )
     if job.finished:
@@ -192,6 +202,9 @@ def _import(job: ImportJob) -> None:
         job.report, job.errors = report, errors
         return JobRefused("")
 
+    if job.kind == ImportJob.Kind.PAIRS:
+        job.report, job.errors = {"pairs": build_and_queue(project=job.project)}, []
+        return
     streams = {f["name"]: default_storage.open(f["path"], "rb") for f in job.files}
     config = None
     try:
@@ -262,3 +275,27 @@ def run_now_or_enqueue(job: ImportJob) -> bool:
         return True
     enqueue(job)
     return False
+
+
+# Projects with at most this many signals have their pairs built during the request (well
+# under a second); larger ones in a job (a million signals take ~35 s).
+PAIR_BUILD_SYNC_MAX_SIGNALS = 20_000
+
+
+def start_pair_build(*, project, created_by=None) -> tuple[ImportJob, bool]:
+    """Record a build of the project's pairs (``build_and_queue``) as a job, and run it now
+    when the project is small, else send it to a worker. Returns the job and whether it
+    ran; its report is ``{"pairs": <the build's counts>}``."""
+    job = ImportJob.objects.create(
+        organization=project.organization,
+        project=project,
+        kind=ImportJob.Kind.PAIRS,
+        created_by=created_by,
+    )
+    limit = getattr(settings, "CHOSEN_PAIR_BUILD_SYNC_MAX_SIGNALS", PAIR_BUILD_SYNC_MAX_SIGNALS)
+    if not FeedbackSignal.objects.filter(project=project)[limit : limit + 1].exists():
+        run_import_job(job.pk)
+        job.refresh_from_db()
+        return job, True
+    enqueue(job)
+    return job, False

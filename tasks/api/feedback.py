@@ -1,16 +1,22 @@
 """The API of the pairs built from feedback signals: build them (leads, admins, tokens) and
 read them. Annotators get neither: the experts who verify a pair must not learn its source
-before they answer."""
+before they answer.
+
+A build is a job (``tasks.imports.start_pair_build``): a million signals take longer than a
+proxy waits, so a large project's build answers 202 with the job to poll at
+``/api/v1/imports/<id>`` (its ``report["pairs"]`` holds the counts once it succeeded); a
+small one is built during the request and answers 200 with the counts, as before."""
 
 import django_filters
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import mixins, serializers
+from rest_framework import mixins, serializers, status
 from rest_framework.response import Response
 
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
-from tasks.feedback.verify import build_and_queue
-from tasks.models import Project, Rule, SignalPair
+from tasks.api.serializers import ImportJobSerializer
+from tasks.imports import start_pair_build
+from tasks.models import ImportJob, Project, Rule, SignalPair
 from tasks.tenancy import get_for_organization_or_404
 
 
@@ -76,7 +82,24 @@ class ProjectSignalPairViewSet(mixins.ListModelMixin, OrganizationViewSet):
 
     @extend_schema(
         request=None,
-        responses={200: inline_serializer("PairBuildCounts", {"pairs": serializers.DictField()})},
+        responses={
+            200: inline_serializer(
+                "PairBuildCounts",
+                {"pairs": serializers.DictField(), "job": serializers.IntegerField()},
+            ),
+            202: ImportJobSerializer,
+        },
     )
     def build(self, request, project_id=None):
-        return Response(build_and_queue(project=self.project()))
+        person = request.user if getattr(request.user, "pk", None) else None  # not a token
+        job, ran = start_pair_build(project=self.project(), created_by=person)
+        if not ran:
+            data = ImportJobSerializer(job, context={"request": request}).data
+            location = {"Location": f"/api/v1/imports/{job.pk}"}
+            return Response(data, status=status.HTTP_202_ACCEPTED, headers=location)
+        if job.status == ImportJob.Status.FAILED:
+            errors = [{"message": job.failure, "code": "build_failed"}]
+            return Response(
+                {"errors": errors, "job": job.pk}, status=status.HTTP_500_INTERNAL_SERVER_ERROR
+            )
+        return Response({**job.report["pairs"], "job": job.pk})

@@ -296,12 +296,15 @@ def import_feedback(
     job=None,
     progress: Progress | None = None,
     batch_size: int = 5000,
+    max_rows: int | None = None,
 ) -> FeedbackImportReport:
     """Import feedback files, given as (name, binary stream) pairs, into ``project``.
 
     Returns the report; raises ImportFailed (nothing written) when a row or file has a
     problem and ``skip_invalid`` is false, or the files hold more than
-    CHOSEN_IMPORT_MAX_ROWS rows; FeedbackOptionsInvalid for a bad kind, scale or pattern.
+    CHOSEN_IMPORT_MAX_ROWS rows (``max_rows``: the operator's own limit, which
+    ``manage.py import_feedback --max-rows`` gives; uploads keep the setting);
+    FeedbackOptionsInvalid for a bad kind, scale or pattern.
     """
     options = check_options(kind=kind, scale=scale, redact=redact, redact_patterns=redact_patterns)
     report = FeedbackImportReport(options=options)
@@ -313,6 +316,8 @@ def import_feedback(
     try:
         with transaction.atomic():
             run = _Import(project, report, options, redactor, job, progress, batch_size)
+            if max_rows is not None:
+                run.max_rows = max_rows
             run.skip_invalid = skip_invalid
             try:
                 for name, stream in files:
@@ -352,11 +357,9 @@ class _Import:
         self.max_rows = settings.CHOSEN_IMPORT_MAX_ROWS
         self.rows_seen = 0
         self.bytes_done = 0
-        self.lines: list[str] = []  # staged rows not yet handed to the writer
+        self.rows: list[SignalRow] = []  # checked rows not yet handed to the writer
         self.tails: list[str] = []  # and their signals' own columns
         self.references = False  # whether they name prompts by id (A/B ``prompt_id``)
-        self.seq = 0
-        self.staged_rows = 0
         self.writer: _Writer | None = None
         self.writing = True
         self.skip_invalid = False
@@ -385,7 +388,7 @@ class _Import:
                     continue
                 if self.writing:
                     self.stage(entry)
-                    if len(self.lines) >= self.batch_size:
+                    if len(self.rows) >= self.batch_size:
                         self.flush()
                         self._progress(stream, start)
         except FileProblem as exc:
@@ -396,7 +399,7 @@ class _Import:
     def _problem(self, problem: RowProblem) -> None:
         self.report.add_problem(problem)
         if not self.skip_invalid:  # all or nothing: stop writing, go on checking
-            self.writing, self.lines, self.tails = False, [], []
+            self.writing, self.rows, self.tails = False, [], []
 
     def _progress(self, stream, start) -> None:
         if self.progress:
@@ -531,47 +534,25 @@ class _Import:
 
     # --- writing ---------------------------------------------------------------------------
     #
-    # Checked rows are encoded as COPY text in this thread and handed, a chunk at a time, to
-    # a writer thread that COPYs each chunk into a temporary staging table and turns it into
-    # prompts, candidates and signals with set-based statements (dedup by the unique index
-    # candidate_once and by lookups, not by sets held in Python). psycopg releases the GIL
-    # while it waits for the server, so PostgreSQL works on one chunk while Python parses
-    # the next.
+    # Checked rows are handed, a chunk at a time, to a writer thread that writes them with
+    # COPY straight into tasks_prompt, tasks_candidate and tasks_feedbacksignal. Which
+    # prompts, candidates and signals a chunk already has in the project (earlier chunks,
+    # earlier imports) is asked per chunk with one index probe per key (not held in Python,
+    # whose memory would grow with the file); the new ones get their ids reserved from the
+    # tables' own sequences (``nextval`` for as many as are needed), so candidates and
+    # signals can name them in the same COPY. COPY inserts rows in batches: no staging
+    # table, no INSERT ... SELECT re-reading it. psycopg releases the GIL while it waits for
+    # the server, so PostgreSQL works on one chunk while Python parses the next.
 
     def stage(self, rows: list[SignalRow]) -> None:
-        """Encode a row's signals as lines of the staging COPY."""
-        lines, tails = self.lines, self.tails
+        """Queue a row's signals for the writer, with their own columns encoded for COPY."""
+        self.rows.extend(rows)
+        tails = self.tails
         for row in rows:
-            self.seq += 1
-            reply, other = row.reply, row.other
             if row.prompt_ref is not None:
                 self.references = True
-            lines.append(
-                "\t".join(
-                    (
-                        str(self.seq),
-                        row.kind,
-                        row.prompt_key if row.prompt_ref is None else r"\N",
-                        r"\N" if row.prompt_ref is None else _esc(row.prompt_ref),
-                        _esc(row.prompt_text),
-                        r"\N" if row.messages_json is None else _esc(row.messages_json),
-                        _esc(row.file[:300]),
-                        _esc(row.where),
-                        r"\N" if row.row_id is None else _esc(row.row_id),
-                        reply.digest if reply else r"\N",
-                        _esc(reply.text) if reply else r"\N",
-                        reply.source_key if reply else r"\N",
-                        _esc(reply.model) if reply else r"\N",
-                        other.digest if other else r"\N",
-                        _esc(other.text) if other else r"\N",
-                        other.source_key if other else r"\N",
-                        _esc(other.model) if other else r"\N",
-                        row.digest,
-                    )
-                )
-            )
             # The signal's own columns, after prompt_id, reply_id, other_id and
-            # conversation_key (which the writer learns from the staging table).
+            # conversation_key (which the writer learns from the database).
             tails.append(
                 "\t".join(
                     (
@@ -588,18 +569,16 @@ class _Import:
                     )
                 )
             )
-        self.staged_rows += len(rows)
 
     def flush(self) -> None:
-        lines, self.lines = self.lines, []
+        rows, self.rows = self.rows, []
         tails, self.tails = self.tails, []
-        if not lines or not self.writing:
+        if not rows or not self.writing:
             return
         if self.writer is None:
             self.writer = _Writer(self)
         references, self.references = self.references, False
-        data = ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
-        self.writer.put((data, tails, self.seq - len(lines) + 1, references))
+        self.writer.put((rows, tails, references))
 
     def abandon(self) -> None:
         if self.writer is not None:
@@ -640,134 +619,66 @@ def _esc(text: str) -> str:
     return text
 
 
-_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS feedback_stage (
-    seq bigint, kind text, prompt_key text, prompt_ref text, prompt_text text, messages jsonb,
-    file text, "where" text, row_id text,
-    reply_hash text, reply_text text, reply_key text, reply_model text,
-    other_hash text, other_text text, other_key text, other_model text,
-    digest text, prompt_id bigint
-) ON COMMIT DROP;
-CREATE TEMP TABLE IF NOT EXISTS feedback_keys (prompt_key text, prompt_id bigint)
-    ON COMMIT DROP;
-TRUNCATE feedback_stage, feedback_keys
+# A/B rows that name their prompt by id (rare).
+_REFERENCES = """
+SELECT external_id, id, content_hash FROM tasks_prompt
+WHERE project_id = %s AND external_id = ANY(%s)
 """
-_COPY = (
-    "COPY feedback_stage (seq, kind, prompt_key, prompt_ref, prompt_text, messages, file, "
-    '"where", row_id, reply_hash, reply_text, reply_key, reply_model, other_hash, '
-    "other_text, other_key, other_model, digest) FROM STDIN"
+# The lookups are LATERAL ... LIMIT 1 (or min) over unnest(): one index probe per key,
+# whatever the statistics say (they predate the import, and a hash join would read the
+# project's whole table for every chunk).
+#
+# A conversation's prompt: the oldest of the project with its content (prompt_hash_idx).
+_PROMPTS = """
+SELECT k.key, p.id FROM unnest(%s::text[]) k(key)
+CROSS JOIN LATERAL (
+    SELECT min(id) AS id FROM tasks_prompt
+    WHERE project_id = %s AND content_hash = k.key
+) p
+WHERE p.id IS NOT NULL
+"""
+# A candidate is its text within its prompt (candidate_once).
+_CANDIDATES = """
+SELECT c.prompt_id, c.content_hash, c.id FROM unnest(%s::bigint[], %s::text[]) k(prompt, hash)
+CROSS JOIN LATERAL (
+    SELECT prompt_id, content_hash, id FROM tasks_candidate
+    WHERE prompt_id = k.prompt AND content_hash = k.hash
+    LIMIT 1
+) c
+"""
+# The digests of the project's signals among these (signal_by_prompt_idx).
+_SIGNALS = """
+SELECT k.digest FROM unnest(%s::text[], %s::bigint[], %s::text[]) k(kind, prompt, digest)
+WHERE EXISTS (
+    SELECT FROM (
+        SELECT FROM tasks_feedbacksignal
+        WHERE project_id = %s AND kind = k.kind AND prompt_id = k.prompt
+            AND data ->> 'digest' = k.digest
+        LIMIT 1
+    ) found
 )
-# Signals go straight into their table with COPY (PostgreSQL inserts those in batches,
-# ~20 us/row less of its time than INSERT ... SELECT from a staged copy of every column).
+"""
+# Ids for the new rows: as many values of the table's sequence as it needs (concurrent
+# inserts elsewhere take other values, so nothing is ever handed out twice).
+_RESERVE = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
+_COPY_PROMPTS = (
+    "COPY tasks_prompt (id, content_hash, external_id, text, messages, source, "
+    "organization_id, project_id, metadata, created_at) FROM STDIN"
+)
+_COPY_CANDIDATES = (
+    "COPY tasks_candidate (id, prompt_id, content_hash, text, source_key, model, "
+    "organization_id, source, parameters, finish_reason, created_at) FROM STDIN"
+)
 _COPY_SIGNALS = (
     "COPY tasks_feedbacksignal (prompt_id, reply_id, other_id, conversation_key, kind, "
     "thumbs, score, complaint, model, occurred_at, user_hash, data, source, line, "
     "organization_id, project_id, job_id, created_at) FROM STDIN"
 )
-# A/B rows that name their prompt by id (rare): resolved in the staging table itself.
-_REFERENCES = """
-UPDATE feedback_stage s SET prompt_id = p.id, prompt_key = p.content_hash
-FROM tasks_prompt p
-WHERE s.prompt_ref IS NOT NULL AND p.project_id = {project} AND p.external_id = s.prompt_ref;
-SELECT file, "where", row_id FROM feedback_stage
-WHERE prompt_ref IS NOT NULL AND prompt_id IS NULL ORDER BY seq
-"""
-# The rows of the chunk with their prompt (NULL: a prompt_id that names no prompt).
-_RESOLVED = """stage AS NOT MATERIALIZED (
-    SELECT s.*, coalesce(s.prompt_id, k.prompt_id) AS pid FROM feedback_stage s
-    LEFT JOIN feedback_keys k ON s.prompt_ref IS NULL AND k.prompt_key = s.prompt_key
-)"""
-# One round trip per chunk, four results: the prompts that were in the project before this
-# import; how many prompts were created; candidates wanted and created; signals created by
-# kind. Then the staging tables are emptied for the next chunk.
-_CHUNK = (
-    # A conversation's prompt: the oldest of the project with its content (as before).
-    """
-INSERT INTO feedback_keys
-SELECT k.prompt_key, (
-    SELECT min(p.id) FROM tasks_prompt p
-    WHERE p.project_id = {project} AND p.content_hash = k.prompt_key
-)
-FROM (SELECT DISTINCT prompt_key FROM feedback_stage WHERE prompt_ref IS NULL) k;
-SELECT prompt_id FROM feedback_keys WHERE prompt_id < {first_new};
-"""
-    # A new prompt's text, messages and source are its first row's.
-    """
-WITH firsts AS (
-    SELECT DISTINCT ON (s.prompt_key) s.prompt_key, s.prompt_text, s.messages, s.file, s.seq
-    FROM feedback_stage s JOIN feedback_keys k ON k.prompt_key = s.prompt_key
-    WHERE k.prompt_id IS NULL AND s.prompt_ref IS NULL
-    ORDER BY s.prompt_key, s.seq
-), created AS (
-    INSERT INTO tasks_prompt (organization_id, project_id, external_id, text, messages,
-        metadata, source, content_hash, created_at)
-    SELECT {organization}, {project}, 'fb-' || left(prompt_key, 24), prompt_text, messages,
-        '{{}}', file, prompt_key, {now}
-    FROM firsts ORDER BY seq
-    RETURNING id, content_hash
-), mapped AS (
-    UPDATE feedback_keys k SET prompt_id = c.id FROM created c
-    WHERE k.prompt_key = c.content_hash
-    RETURNING 1
-)
-SELECT count(*) FROM mapped;
-"""
-    # A candidate is its text within its prompt; its source key and model are its first
-    # row's; one that exists is found on the index candidate_once. The lookups into the
-    # project's tables are LATERAL ... LIMIT 1, probes per row: their statistics predate
-    # the import (an empty table's say nothing), and a hash join would read the whole
-    # table for every chunk.
-    """
-WITH {resolved}, texts AS (
-    SELECT pid, reply_hash AS hash, reply_text AS text, reply_key AS key,
-        reply_model AS model, seq * 2 AS at
-    FROM stage WHERE pid IS NOT NULL AND reply_hash IS NOT NULL
-    UNION ALL
-    SELECT pid, other_hash, other_text, other_key, other_model, seq * 2 + 1
-    FROM stage WHERE pid IS NOT NULL AND other_hash IS NOT NULL
-), firsts AS (
-    SELECT DISTINCT ON (pid, hash) * FROM texts ORDER BY pid, hash, at
-), created AS (
-    INSERT INTO tasks_candidate (organization_id, prompt_id, text, source, source_key, model,
-        parameters, finish_reason, content_hash, created_at)
-    SELECT {organization}, pid, text, {source}, key, model, '{{}}', '', hash, {now}
-    FROM firsts f
-    LEFT JOIN LATERAL (
-        SELECT true AS found FROM tasks_candidate c
-        WHERE c.prompt_id = f.pid AND c.content_hash = f.hash
-        LIMIT 1
-    ) stored ON true
-    WHERE stored.found IS NULL
-    ORDER BY at
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM firsts), (SELECT count(*) FROM created);
-"""
-    # Each row's prompt and candidates, and whether a signal of the project has its
-    # digest (looked up on signal_by_prompt_idx: earlier chunks and earlier imports).
-    # LATERAL ... LIMIT 1 keeps every lookup a probe per row.
-    """
-WITH {resolved}
-SELECT s.seq, s.pid, s.prompt_key, r.id, o.id, s.digest, stored.found IS NOT NULL
-FROM stage s
-LEFT JOIN LATERAL (
-    SELECT true AS found FROM tasks_feedbacksignal f
-    WHERE f.project_id = {project} AND f.kind = s.kind AND f.prompt_id = s.pid
-        AND f.data ->> 'digest' = s.digest
-    LIMIT 1
-) stored ON true
-LEFT JOIN LATERAL (
-    SELECT id FROM tasks_candidate WHERE prompt_id = s.pid AND content_hash = s.reply_hash
-    LIMIT 1
-) r ON true
-LEFT JOIN LATERAL (
-    SELECT id FROM tasks_candidate WHERE prompt_id = s.pid AND content_hash = s.other_hash
-    LIMIT 1
-) o ON true
-WHERE s.pid IS NOT NULL
-ORDER BY s.seq
-"""
-)
+# Feedback imports into one project take turns (the lock is the transaction's): a second
+# import of the same file waits, then finds every row of the first and adds nothing, where
+# two at once would each miss the other's uncommitted rows. (Two ints: the first says what
+# is locked, as the audit chain's lock does with its own.)
+_LOCK = "SELECT pg_advisory_xact_lock(1717986918, (%s %% 2147483647)::int)"
 
 _FOREIGN_KEYS = """
 SELECT n.nspname, c.conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
@@ -775,12 +686,10 @@ WHERE c.contype = 'f' AND c.condeferrable AND c.condeferred
     AND c.conrelid IN ('tasks_prompt'::regclass, 'tasks_candidate'::regclass,
         'tasks_feedbacksignal'::regclass)
 """
-# Sorting a chunk's wide rows (DISTINCT ON) in memory, not in temporary files.
-_WORK_MEM = "128MB"
 
 
 class _Writer:
-    """The writer thread: chunks of COPY text in, prompts, candidates and signals out. It
+    """The writer thread: chunks of checked rows in, prompts, candidates and signals out. It
     uses the import's own connection (inside its transaction); the reading thread leaves
     the connection alone until ``close``."""
 
@@ -788,6 +697,7 @@ class _Writer:
         connection.ensure_connection()
         self.conn = connection.connection  # the psycopg connection under Django's
         self.run = run
+        self.project_id = run.project.pk
         self.problems: list[RowProblem] = []
         self.prompts_created = self.candidates_created = self.candidates_present = 0
         self.signals_created = self.signals_present = 0
@@ -795,14 +705,18 @@ class _Writer:
         self.by_kind: Counter = Counter()
         self.error: BaseException | None = None
         with self.conn.cursor() as cursor:
-            cursor.execute(_STAGE)
+            cursor.execute(_LOCK, [self.project_id])
+            # The probes' row estimates are unnest()'s guess; JIT-compiling for that guess
+            # cost more than the statements themselves.
             cursor.execute(
-                "SELECT current_setting('work_mem'), set_config('work_mem', %s, true), "
-                "nextval(pg_get_serial_sequence('tasks_prompt', 'id'))",
-                [_WORK_MEM],
+                "SELECT current_setting('jit'), set_config('jit', 'off', true), "
+                "pg_get_serial_sequence('tasks_prompt', 'id'), "
+                "pg_get_serial_sequence('tasks_candidate', 'id')"
             )
+            self.jit, _, self.prompt_ids, self.candidate_ids = cursor.fetchone()
             # Prompts from first_new on are this import's own (not "already present").
-            self.work_mem, _, first_new = cursor.fetchone()
+            cursor.execute("SELECT nextval(%s::regclass)", [self.prompt_ids])
+            (self.first_new,) = cursor.fetchone()
             # The foreign keys of the three tables are checked as each chunk is written,
             # while the reader parses the next one, not all at once when the import commits
             # (their deferred checks were ~25% of an import, run with nothing overlapping).
@@ -811,29 +725,18 @@ class _Writer:
                 sql.Identifier(schema, name) for schema, name in cursor.fetchall()
             )
             cursor.execute(sql.SQL("SET CONSTRAINTS {} IMMEDIATE").format(self.foreign_keys))
-        values = {
-            "organization": run.project.organization_id,
-            "project": run.project.pk,
-            "job": run.job_id,
-            "source": Candidate.Source.FEEDBACK_LOG.value,
-            "now": timezone.now(),
-            "first_new": first_new,
-        }
-        literals = {key: sql.Literal(value) for key, value in values.items()}
-        constants = (
-            values["organization"],
-            values["project"],
-            r"\N" if run.job_id is None else run.job_id,
-            values["now"].isoformat(),
-        )
-        self.signal_columns = "".join(f"\t{value}" for value in constants) + "\n"
-        self.references_sql = sql.SQL(_REFERENCES).format(**literals)
-        self.chunk_sql = sql.SQL(_CHUNK).format(resolved=sql.SQL(_RESOLVED), **literals)
+        organization = run.project.organization_id
+        now = timezone.now().isoformat()
+        job = r"\N" if run.job_id is None else run.job_id
+        self.prompt_columns = f"\t{organization}\t{self.project_id}\t{{}}\t{now}\n"
+        source = Candidate.Source.FEEDBACK_LOG.value
+        self.candidate_columns = f"\t{organization}\t{source}\t{{}}\t\t{now}\n"
+        self.signal_columns = f"\t{organization}\t{self.project_id}\t{job}\t{now}\n"
         self.chunks: queue.Queue = queue.Queue(maxsize=1)
         self.thread = threading.Thread(target=self._work, name="feedback-writer", daemon=True)
         self.thread.start()
 
-    def put(self, chunk: tuple[bytes, list[str], int, bool]) -> None:
+    def put(self, chunk: tuple[list[SignalRow], list[str], bool]) -> None:
         while True:
             if self.error is not None:
                 self.close()
@@ -852,7 +755,7 @@ class _Writer:
             with connection.wrap_database_errors:
                 raise error
         with self.conn.cursor() as cursor:
-            cursor.execute("SELECT set_config('work_mem', %s, true)", [self.work_mem])
+            cursor.execute("SELECT set_config('jit', %s, true)", [self.jit])
             cursor.execute(sql.SQL("SET CONSTRAINTS {} DEFERRED").format(self.foreign_keys))
 
     def _work(self) -> None:
@@ -868,62 +771,136 @@ class _Writer:
                 except queue.Empty:
                     break
 
-    def _write(self, chunk: bytes, tails: list[str], first_seq: int, references: bool) -> None:
+    def _reserve(self, cursor, sequence: str, count: int) -> list[int]:
+        if not count:
+            return []
+        cursor.execute(_RESERVE, [sequence, count])
+        return [pk for (pk,) in cursor.fetchall()]
+
+    def _write(self, rows: list[SignalRow], tails: list[str], references: bool) -> None:
+        none = r"\N"
         with self.conn.cursor() as cursor:
-            with cursor.copy(_COPY) as copy:
-                view = memoryview(chunk)
-                for at in range(0, len(view), 1 << 20):
-                    copy.write(view[at : at + (1 << 20)])
+            # Each row's prompt: named by id (A/B prompt_id), found by content, or new.
+            prompt_of: dict[str, int] = {}
+            keys: dict[str, SignalRow] = {}  # the chunk's conversations, first row first
+            referenced: dict[str, tuple[int, str]] = {}
             if references:
-                cursor.execute(self.references_sql)
-                cursor.nextset()
-                missing = cursor.fetchall()
-                for file, where, row_id in missing:
-                    self.problems.append(
-                        RowProblem(
-                            file,
-                            where,
-                            "no prompt of this project has this id",
-                            key="prompt_id",
-                            row_id=row_id,
+                names = list({row.prompt_ref for row in rows if row.prompt_ref is not None})
+                cursor.execute(_REFERENCES, [self.project_id, names])
+                referenced = {name: (pk, key) for name, pk, key in cursor.fetchall()}
+                missing = False
+                for row in rows:
+                    if row.prompt_ref is not None and row.prompt_ref not in referenced:
+                        missing = True
+                        self.problems.append(
+                            RowProblem(
+                                row.file,
+                                row.where,
+                                "no prompt of this project has this id",
+                                key="prompt_id",
+                                row_id=row.row_id,
+                            )
                         )
-                    )
                 if missing and not self.run.skip_invalid:
                     self.run.writing = False  # all or nothing: the import will fail
                     return
-            cursor.execute(self.chunk_sql)
-            results = []
-            while True:
-                if cursor.pgresult is not None and cursor.description is not None:
-                    results.append(cursor.fetchall())
-                if not cursor.nextset():
-                    break
-            present, (prompts,), (candidates,), signals = results
-            # A signal is new unless stored, or an earlier row of the chunk has its digest.
-            lines, seen, made = [], set(), Counter()
-            end, none = self.signal_columns, r"\N"
-            for seq, prompt_id, key, reply_id, other_id, digest, stored in signals:
-                if stored or digest in seen:
+            for row in rows:
+                if row.prompt_ref is None and row.prompt_key not in keys:
+                    keys[row.prompt_key] = row
+            if keys:
+                cursor.execute(_PROMPTS, [list(keys), self.project_id])
+                prompt_of = dict(cursor.fetchall())
+            first_new = self.first_new
+            self.prompts_present.update(pk for pk in prompt_of.values() if pk < first_new)
+            # Prompts that were there before the chunk (only they can have its candidates
+            # and signals already).
+            old_prompts = {*prompt_of.values(), *(pk for pk, _ in referenced.values())}
+            new = [key for key in keys if key not in prompt_of]
+            lines = []
+            end = self.prompt_columns
+            for key, pk in zip(new, self._reserve(cursor, self.prompt_ids, len(new)), strict=True):
+                prompt_of[key] = pk
+                first = keys[key]
+                messages = none if first.messages_json is None else _esc(first.messages_json)
+                lines.append(
+                    f"{pk}\t{key}\tfb-{key[:24]}\t{_esc(first.prompt_text)}\t{messages}\t"
+                    f"{_esc(first.file[:300])}{end}"
+                )
+            self._copy(cursor, _COPY_PROMPTS, lines)
+            self.prompts_created += len(new)
+
+            # Their candidates: a text once per prompt, the first row's source key and
+            # model; only prompts that were there before can have them already.
+            pids: list[int | None] = []
+            texts: dict[tuple[int, str], Text] = {}
+            for row in rows:
+                if row.prompt_ref is None:
+                    pid = prompt_of[row.prompt_key]
+                else:
+                    found = referenced.get(row.prompt_ref)
+                    pid = found[0] if found else None
+                pids.append(pid)
+                if pid is None:
+                    continue
+                for text in (row.reply, row.other):
+                    if text is not None and (pid, text.digest) not in texts:
+                        texts[pid, text.digest] = text
+            candidate_of: dict[tuple[int, str], int] = {}
+            asked = [pair for pair in texts if pair[0] in old_prompts]
+            if asked:
+                cursor.execute(
+                    _CANDIDATES, [[pid for pid, _ in asked], [digest for _, digest in asked]]
+                )
+                candidate_of = {(pid, digest): pk for pid, digest, pk in cursor.fetchall()}
+            new_texts = [pair for pair in texts if pair not in candidate_of]
+            reserved = self._reserve(cursor, self.candidate_ids, len(new_texts))
+            lines, end = [], self.candidate_columns
+            for pair, pk in zip(new_texts, reserved, strict=True):
+                candidate_of[pair] = pk
+                text = texts[pair]
+                lines.append(
+                    f"{pk}\t{pair[0]}\t{pair[1]}\t{_esc(text.text)}\t{text.source_key}\t"
+                    f"{_esc(text.model)}{end}"
+                )
+            self._copy(cursor, _COPY_CANDIDATES, lines)
+            self.candidates_created += len(new_texts)
+            self.candidates_present += len(texts) - len(new_texts)
+
+            # The signals: new unless the project has one with the digest (earlier chunks,
+            # earlier imports; asked only for prompts that were there before), or an
+            # earlier row of the chunk has it.
+            asked = [
+                (row.kind, pid, row.digest)
+                for row, pid in zip(rows, pids, strict=True)
+                if pid in old_prompts
+            ]
+            seen: set[str] = set()
+            if asked:
+                kinds, prompts, digests = (list(column) for column in zip(*asked, strict=True))
+                cursor.execute(_SIGNALS, [kinds, prompts, digests, self.project_id])
+                seen = {digest for (digest,) in cursor.fetchall()}
+            lines, made, end = [], Counter(), self.signal_columns
+            for row, pid, tail in zip(rows, pids, tails, strict=True):
+                if pid is None:
+                    continue
+                if row.digest in seen:
                     self.signals_present += 1
                     continue
-                seen.add(digest)
-                tail = tails[seq - first_seq]
-                made[tail[: tail.index("\t")]] += 1
-                lines.append(
-                    f"{prompt_id}\t{none if reply_id is None else reply_id}\t"
-                    f"{none if other_id is None else other_id}\t{key}\t{tail}{end}"
-                )
-            if lines:
-                with cursor.copy(_COPY_SIGNALS) as copy:
-                    copy.write("".join(lines).encode("utf-8", "surrogatepass"))
-            cursor.execute("TRUNCATE feedback_stage, feedback_keys")
-        self.prompts_present.update(pk for (pk,) in present)
-        self.prompts_created += prompts[0]
-        wanted, created = candidates
-        self.candidates_created += created
-        self.candidates_present += wanted - created
+                seen.add(row.digest)
+                made[row.kind] += 1
+                reply = none if row.reply is None else candidate_of[pid, row.reply.digest]
+                other = none if row.other is None else candidate_of[pid, row.other.digest]
+                key = row.prompt_key if row.prompt_ref is None else referenced[row.prompt_ref][1]
+                lines.append(f"{pid}\t{reply}\t{other}\t{key}\t{tail}{end}")
+            self._copy(cursor, _COPY_SIGNALS, lines)
         self.signals_created += sum(made.values())
         self.by_kind.update(made)
+
+    @staticmethod
+    def _copy(cursor, statement: str, lines: list[str]) -> None:
+        if lines:
+            with cursor.copy(statement) as copy:
+                copy.write("".join(lines).encode("utf-8", "surrogatepass"))
 
 
 # --- the readers: one raw row → its signals ------------------------------------------------

@@ -146,6 +146,9 @@ class ImportJob(OrganizationJob):
         PROMPTS = "prompts", "Prompts into a project"
         POTATO = "potato", "Potato config and data"
         FEEDBACK = "feedback", "Feedback logs, A/B tests, grades or corrections into a project"
+        # Not an upload, but the same kind of work: one long all-or-nothing transaction on a
+        # project with a report (tasks.imports.start_pair_build).
+        PAIRS = "pairs", "Pairs built from a project's feedback signals"
 
     project = models.ForeignKey(
         Project, null=True, blank=True, on_delete=models.CASCADE, related_name="import_jobs"
