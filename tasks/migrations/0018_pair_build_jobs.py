@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks', '0016_style_rule'),
+        ('tasks', '0017_active_scheduling'),
     ]
 
     operations = [
