@@ -9,6 +9,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 from django_scopes import scope, scopes_disabled
 
 from project.celery import app as celery_app
@@ -64,6 +65,21 @@ def test_small_project_is_built_at_once_and_names_its_job(acme, as_user):
     with scopes_disabled():
         job = ImportJob.objects.get(pk=response.json()["job"])
     assert (job.kind, job.status, job.project_id) == ("pairs", "succeeded", acme.project.pk)
+
+
+def test_the_admin_page_of_a_build_shows_what_it_built(acme, as_user):
+    _seed(acme)
+    client = as_user(acme.lead)
+    job = client.post(f"/api/v1/projects/{acme.project.pk}/signal-pairs/build").json()["job"]
+
+    page = client.get(reverse("admin:tasks_importjob_change", args=[job])).content.decode()
+
+    assert "Pairs built from the project" in page
+    assert 'id="import-summary"' not in page  # a build creates no prompts: no import table
+    assert "<tr><th>Created</th><td>2</td></tr>" in page
+    assert "<tr><th>Queued for expert verification</th><td>1</td></tr>" in page
+    assert "<tr><td>correction</td><td>accepted: 1</td></tr>" in page
+    assert "<tr><td>edit</td><td>to_verify: 1</td></tr>" in page
 
 
 def test_a_failing_build_is_a_failed_job_with_a_readable_error(
