@@ -26,16 +26,24 @@ import os
 import random
 import re
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
-from benchdb import DATABASE_URL, fill_pairwise_items, prepare_database  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from benchdb import DATABASE_URL, REDIS_URL, fill_pairwise_items, prepare_database  # noqa: E402
+from preflight import (  # noqa: E402
+    free_port,
+    require_modules,
+    require_postgres,
+    require_redis,
+    stop_on_signals,
+)
+
+from project.embedded import Child  # noqa: E402
 
 # The sessions made here must be valid for the server: one secret for both.
 SECRET_KEY = secrets.token_urlsafe(64)
@@ -107,14 +115,11 @@ def fill(n_items: int, n_annotators: int) -> tuple[int, list[str]]:
     return project.pk, keys
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_gunicorn(port: int, workers: int) -> subprocess.Popen:
-    env = {
+def server_env() -> dict:
+    """The environment of the servers (gunicorn, and a Celery worker where one is needed):
+    production settings on the bench database; Redis for the cache, sessions and broker,
+    as docker compose runs it."""
+    return {
         **os.environ,
         "DJANGO_ENV": "production",
         "DATABASE_URL": DATABASE_URL,
@@ -123,10 +128,17 @@ def start_gunicorn(port: int, workers: int) -> subprocess.Popen:
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "DJANGO_SECURE_COOKIES": "false",
         "LOG_LEVEL": "WARNING",
+        "REDIS_URL": REDIS_URL,
     }
-    # As docker compose runs it: Redis for the cache and sessions.
-    env["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/14")
-    process = subprocess.Popen(
+
+
+def start_gunicorn(port: int, workers: int, log: Path | None = None) -> Child:
+    """gunicorn in a process group of its own, answering /healthz; stopped (with its
+    workers) if it does not come up. The caller stops it with ``.stop()``."""
+    import httpx
+
+    server = Child(
+        "gunicorn",
         [
             sys.executable,
             "-m",
@@ -140,23 +152,31 @@ def start_gunicorn(port: int, workers: int) -> subprocess.Popen:
             "warning",
             "--no-control-socket",  # gunicorn 27's default socket is one per user: shared
         ],
-        cwd=ROOT,
-        env=env,
+        env=server_env(),
+        log=log,
     )
-    import httpx
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.running():
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise SystemExit("gunicorn did not start" + (f":\n{server.tail()}" if log else ""))
+    except BaseException:
+        server.stop()
+        raise
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    process.kill()
-    raise SystemExit("gunicorn did not start")
 
-
-async def request(port: int, method: str, path: str, headers: dict, body: bytes = b""):
+async def request(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict,
+    body: bytes = b"",
+    content_type: str = "application/x-www-form-urlencoded",
+):
     """One HTTP/1.1 request on a new connection (gunicorn's sync workers close it after each
     response): (status, body). A few lines of asyncio instead of an HTTP client library, so
     that the load generator, which shares the two cores with the server, costs little."""
@@ -164,13 +184,21 @@ async def request(port: int, method: str, path: str, headers: dict, body: bytes 
     head = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
     head += [f"{name}: {value}" for name, value in headers.items()]
     if body:
-        head += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(body)}"]
+        head += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
     response = await reader.read()  # to EOF: the server closes the connection
     writer.close()
     status_line, _, rest = response.partition(b"\r\n")
     _, _, payload = rest.partition(b"\r\n\r\n")
     return int(status_line.split()[1]), payload
+
+
+async def timed(into: list, call):
+    """Await ``call`` (one or more requests) and add the time it took, in ms, to ``into``."""
+    started = time.perf_counter()
+    result = await call
+    into.append((time.perf_counter() - started) * 1000)
+    return result
 
 
 async def annotator(
@@ -182,9 +210,8 @@ async def annotator(
         "X-Chosen-Fragment": "1",
         "X-CSRFToken": csrf,
     }
-    started = time.perf_counter()
-    status, payload = await request(port, "GET", f"/projects/{project_id}/annotate/", headers)
-    stats["next_ms"].append((time.perf_counter() - started) * 1000)
+    page = request(port, "GET", f"/projects/{project_id}/annotate/", headers)
+    status, payload = await timed(stats["next_ms"], page)
     if status != 200:
         stats["errors"].append(f"GET {status}")
         return
@@ -199,15 +226,14 @@ async def annotator(
             "reasoning": "Clearer and more accurate.",
             "time_spent_ms": "900",
         }
-        started = time.perf_counter()
-        status, payload = await request(
+        submit = request(
             port,
             "POST",
             f"/projects/{project_id}/annotate/{match.group(1)}/submit/",
             headers,
             urlencode(form).encode(),
         )
-        stats["submit_ms"].append((time.perf_counter() - started) * 1000)
+        status, payload = await timed(stats["submit_ms"], submit)
         if status != 200:
             stats["errors"].append(f"POST {status}")
             return
@@ -223,8 +249,8 @@ def p95(values: list[float]) -> float:
 def run_load(n_items: int, annotators: int, seconds: float, workers: int, think: tuple) -> dict:
     project_id, keys = fill(n_items, annotators)
     port = free_port()
-    server = start_gunicorn(port, workers)
     stats = {"next_ms": [], "submit_ms": [], "errors": []}
+    server = start_gunicorn(port, workers)
     try:
         until = time.monotonic() + seconds
 
@@ -235,8 +261,7 @@ def run_load(n_items: int, annotators: int, seconds: float, workers: int, think:
 
         asyncio.run(main())
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     return stats
 
 
@@ -249,6 +274,10 @@ def main() -> int:
     parser.add_argument("--think", type=float, nargs=2, default=[5.0, 15.0])
     parser.add_argument("--stress", action="store_true", help="add a 0.5-1.5 s run (info)")
     args = parser.parse_args()
+    require_modules("httpx")  # the health check's client (a test dependency)
+    require_postgres(DATABASE_URL)
+    require_redis(REDIS_URL)
+    stop_on_signals()
     prepare_database(["collectstatic", "--noinput"])  # static files, as the image has them
     setup_django()
     started = time.process_time()

@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchdb import DATABASE_URL  # noqa: E402
+from preflight import require_postgres  # noqa: E402
 
 TARGET_SECONDS = 60.0
 SERVER, BASE = DATABASE_URL.rsplit("/", 1)
@@ -172,6 +173,7 @@ def main() -> int:
     parser.add_argument("--judgments", type=int, default=100_000)
     parser.add_argument("--keep", action="store_true", help="keep both databases")
     args = parser.parse_args()
+    require_postgres(DATABASE_URL)
     work = Path(tempfile.mkdtemp(prefix="chosen-backup-bench-"))
     media, restored_media, folder = work / "media", work / "media-restored", work / "backups"
     try:

@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from preflight import require_postgres
+
 ROOT = Path(__file__).resolve().parents[1]
 DATABASE_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@localhost:5432/chosen_bench"
 )
 os.environ.setdefault("REDIS_URL", os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/13"))
+REDIS_URL = os.environ["REDIS_URL"]
 
 
 def prepare_database(*commands: list[str]) -> None:
@@ -20,6 +23,7 @@ def prepare_database(*commands: list[str]) -> None:
     management ``commands`` (e.g. ["collectstatic", "--noinput"]) against it."""
     import psycopg
 
+    require_postgres(DATABASE_URL)  # a clear message, not a traceback, when it is not running
     name = DATABASE_URL.rsplit("/", 1)[1]
     with psycopg.connect(DATABASE_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():

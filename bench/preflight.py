@@ -1,0 +1,88 @@
+"""What every benchmark checks before it starts a server, and how it stops what it started.
+
+A benchmark that finds a missing package only when it first uses it has often started
+gunicorn or a worker by then, and leaves it running when it dies (annotation_load.py did,
+without httpx, a test-only dependency). So each benchmark names its needs up front:
+``require_modules`` / ``require_postgres`` / ``require_redis`` exit with a message naming
+what is missing and how to get it, before anything is started. ``stop_on_signals`` turns
+SIGTERM and SIGHUP into SystemExit, so the ``finally`` blocks that stop the servers run
+for them too (Ctrl+C is KeyboardInterrupt already). The servers themselves are started as
+``project.embedded.Child`` processes: each in its own process group, stopped with it.
+"""
+
+import importlib.util
+import signal
+import socket
+import sys
+
+INSTALL_HINT = "make install-test"
+
+
+def require_modules(*names: str, hint: str = INSTALL_HINT) -> None:
+    """Exit (status 2) naming the Python packages among ``names`` that cannot be imported."""
+    missing = [name for name in names if not _importable(name)]
+    if missing:
+        raise SystemExit(
+            f"{sys.argv[0]}: missing Python package(s): {', '.join(missing)}. Install them "
+            f"with `{hint}`. Nothing was started."
+        )
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a broken or half-installed package
+        return False
+
+
+def require_postgres(url: str) -> None:
+    """Exit unless the PostgreSQL server of ``url`` answers (its ``postgres`` database)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", connect_timeout=5):
+            pass
+    except psycopg.OperationalError as exc:
+        raise SystemExit(
+            f"{sys.argv[0]}: PostgreSQL at {url.rsplit('/', 1)[0]} does not answer ({exc}). "
+            "Nothing was started."
+        ) from None
+
+
+def require_redis(url: str) -> None:
+    """Exit unless the Redis of ``url`` answers a PING."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        raise SystemExit(
+            f"{sys.argv[0]}: Redis at {url} does not answer ({exc}). Nothing was started."
+        ) from None
+
+
+def require_free_port(port: int) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise SystemExit(
+                f"{sys.argv[0]}: port {port} on 127.0.0.1 is taken. Nothing was started."
+            ) from None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP raise SystemExit in the main thread, so ``finally`` blocks (which
+    stop the servers a benchmark started) run for them as for Ctrl+C."""
+
+    def leave(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, leave)
