@@ -2,12 +2,12 @@
 
 from django.contrib import admin
 
-from tasks.admin.base import OrganizationScopedAdmin
+from tasks.admin.base import ReadOnlyAdmin
 from tasks.models import AuditEvent
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(OrganizationScopedAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """The trail, read-only for everyone (superusers included): no add, change or delete,
     no bulk action. Leads read their organization's; the full page with filters and
     downloads is /audit/."""
@@ -16,13 +16,3 @@ class AuditEventAdmin(OrganizationScopedAdmin):
     list_filter = ["action", "object_type"]
     search_fields = ["actor_label", "object_repr", "object_id"]
     date_hierarchy = "at"
-    actions = None
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -98,6 +98,22 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         return _by_email(super().formfield_for_manytomany(db_field, request, **kwargs))
 
 
+class ReadOnlyAdmin(OrganizationScopedAdmin):
+    """Rows nobody adds, changes or deletes by hand (the audit trail; what the pair builder
+    made): the lists and pages, scoped as any admin, with no bulk action."""
+
+    actions = None
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class OrganizationJobAdmin(OrganizationScopedAdmin):
     """The base of the admins of background jobs (tasks.models.OrganizationJob). Jobs are
     started from their pages or the API, not added or edited here; a failed one reads

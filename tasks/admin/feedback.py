@@ -4,21 +4,8 @@ experts on the annotate page)."""
 
 from django.contrib import admin
 
-from tasks.admin.base import OrganizationScopedAdmin
+from tasks.admin.base import ReadOnlyAdmin
 from tasks.models import KTOExample, SignalPair
-
-
-class ReadOnlyAdmin(OrganizationScopedAdmin):
-    actions = None
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(SignalPair)

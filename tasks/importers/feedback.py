@@ -104,10 +104,10 @@ from tasks.feedback.privacy import Redactor, UnsafePattern, pseudonym
 from tasks.importers.limits import too_many_rows_message
 from tasks.importers.prompts import ImportFailed, ImportReport
 from tasks.importers.rows import (
-    ROLES,
     FileProblem,
     RawRow,
     RowProblem,
+    _check_messages,
     _check_text,
     _Invalid,
     _unstorable_json,
@@ -511,18 +511,7 @@ class _Import:
         return self.text(data["prompt"], "prompt"), None
 
     def turns(self, messages: list, key: str) -> tuple[str, list | None]:
-        if not messages:
-            raise _Invalid("the conversation is empty", key)
-        checked = []
-        for i, message in enumerate(messages):
-            at = f"{key}[{i}]"
-            if not isinstance(message, dict) or message.get("role") not in ROLES:
-                raise _Invalid(f"needs a 'role' ({', '.join(ROLES)}) and 'content'", at)
-            checked.append(
-                {"role": message["role"], "content": self.text(message.get("content"), at)}
-            )
-        if checked[-1]["role"] != "user":
-            raise _Invalid("the conversation must end with a user turn", key)
+        checked = _check_messages(messages, key, self.limit, self.text)
         if len(checked) == 1:
             return checked[0]["content"], None
         return checked[-1]["content"], checked

@@ -544,7 +544,15 @@ def normalize_row(
     )
 
 
-def _check_messages(messages: list, key: str, limit: int) -> list[dict]:
+def _check_messages(messages: list, key: str, limit: int, text=None) -> list[dict]:
+    """A conversation's turns checked: roles, texts (``text(value, key)``, by default
+    ``_check_text`` at ``limit``; feedback imports pass theirs, which redacts), a last user
+    turn."""
+    if text is None:
+
+        def text(value, at):
+            return _check_text(value, at, limit)
+
     if not messages:
         raise _Invalid("the conversation is empty", key)
     checked = []
@@ -552,9 +560,7 @@ def _check_messages(messages: list, key: str, limit: int) -> list[dict]:
         at = f"{key}[{i}]"
         if not isinstance(message, dict) or message.get("role") not in ROLES:
             raise _Invalid(f"needs a 'role' ({', '.join(ROLES)}) and 'content'", at)
-        checked.append(
-            {"role": message["role"], "content": _check_text(message.get("content"), at, limit)}
-        )
+        checked.append({"role": message["role"], "content": text(message.get("content"), at)})
     if checked[-1]["role"] != "user":
         raise _Invalid("the conversation must end with a user turn", key)
     return checked
