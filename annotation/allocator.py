@@ -232,17 +232,7 @@ def _take(
     only these items, in this order."""
     with connection.cursor() as cursor:
         cursor.execute(
-            _take_sql(gold, preferred is not None),
-            {
-                "preferred": preferred,
-                "project": project.pk,
-                "annotator": annotator.pk,
-                "organization": project.organization_id,
-                "expires": _deadline(project),
-                "quota": project.quota_per_annotator,
-                "active": Assignment.Status.ACTIVE,
-                "taken": [Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED],
-            },
+            _take_sql(gold, preferred is not None), _take_params(project, annotator, preferred)
         )
         row = cursor.fetchone()
     if row is None:
@@ -279,6 +269,19 @@ def _instance(model, fields, values):
 _ITEM_FIELDS = Item._meta.concrete_fields
 _PROMPT_FIELDS = Prompt._meta.concrete_fields
 _ASSIGNMENT_FIELDS = Assignment._meta.concrete_fields
+
+
+def _take_params(project: Project, annotator, preferred: list[int] | None = None) -> dict:
+    return {
+        "preferred": preferred,
+        "project": project.pk,
+        "annotator": annotator.pk,
+        "organization": project.organization_id,
+        "expires": _deadline(project),
+        "quota": project.quota_per_annotator,
+        "active": Assignment.Status.ACTIVE,
+        "taken": [Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED],
+    }
 
 
 @functools.cache

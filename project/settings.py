@@ -389,6 +389,9 @@ CHOSEN_IMPORT_SYNC_MAX_BYTES = int(env("CHOSEN_IMPORT_SYNC_MAX_BYTES", str(2 * 1
 # Beyond either the upload is refused with a 413/400 naming the limit, nothing stored.
 CHOSEN_IMPORT_MAX_BYTES = int(env("CHOSEN_IMPORT_MAX_BYTES", str(200 * 1024 * 1024)))
 CHOSEN_IMPORT_MAX_ROWS = int(env("CHOSEN_IMPORT_MAX_ROWS", "1000000"))
+# A transaction that bulk-wrote at least this many rows into a table refreshes its planner
+# statistics after the commit (tasks/dbstats.py).
+CHOSEN_ANALYZE_AFTER_ROWS = int(env("CHOSEN_ANALYZE_AFTER_ROWS", "1000"))
 # Django reads at most this many bytes of a non-file request body (JSON API calls, forms).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 50

@@ -44,6 +44,8 @@ def grant_app_role(role: str, *, password: str | None = None, using: str = "defa
             "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
             f"{LATER} GRANT {ROW_PRIVILEGES} ON TABLES TO {{role}}",
             f"{LATER} GRANT USAGE, SELECT ON SEQUENCES TO {{role}}",
+            # Planner statistics after bulk writes (tasks.dbstats): the owner's function.
+            "GRANT EXECUTE ON FUNCTION chosen_analyze(text[]) TO {role}",
         ):
             cursor.execute(sql.SQL(statement).format(database=database, role=name))
         for table in APPEND_ONLY_TABLES:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from django.db import connection, models
 from psycopg import sql
 
+from tasks import dbstats
+
 
 def insert(
     model: type[models.Model],
@@ -45,4 +47,5 @@ def insert(
                     for i in json_at:
                         row[i] = None if row[i] is None else dumps(row[i], ensure_ascii=False)
                 copy.write_row((new_id, *row))
+    dbstats.wrote(model, len(rows))
     return ids

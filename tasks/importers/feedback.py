@@ -100,6 +100,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from psycopg import sql
 
+from tasks import dbstats
 from tasks.feedback.privacy import Redactor, UnsafePattern, pseudonym
 from tasks.importers.limits import too_many_rows_message
 from tasks.importers.prompts import ImportFailed, ImportReport
@@ -114,7 +115,7 @@ from tasks.importers.rows import (
     candidate_hash,
     read_rows,
 )
-from tasks.models import Candidate, FeedbackSignal, Project
+from tasks.models import Candidate, FeedbackSignal, Project, Prompt
 from tasks.text import content_hash
 
 KINDS = ("auto", "feedback", "open_webui", "ab_test", "grade", "correction")
@@ -591,6 +592,12 @@ class _Import:
             report.candidates_already_present += writer.candidates_present
             report.signals_created += writer.signals_created
             report.signals_already_present += writer.signals_present
+            for model, rows in (
+                (Prompt, writer.prompts_created),
+                (Candidate, writer.candidates_created),
+                (FeedbackSignal, writer.signals_created),
+            ):
+                dbstats.wrote(model, rows)  # the writer's COPYs ran on this connection
             # keyed by FeedbackSignal.Kind, as the rows were
             self.by_kind.update({FeedbackSignal.Kind(k): n for k, n in writer.by_kind.items()})
 
