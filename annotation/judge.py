@@ -59,6 +59,18 @@ from tasks.models import Candidate, Item, JobStatus, LLMEndpoint, Project
 
 logger = logging.getLogger(__name__)
 
+# What a lead sets (the form and the API show these, in this order).
+SETTINGS = [
+    "endpoint",
+    "prompt_template",
+    "samples_per_order",
+    "temperature",
+    "max_tokens",
+    "routing",
+    "margin_threshold",
+    "audit_percent",
+    "include_in_exports",
+]
 PLACEHOLDERS = ("guidelines", "rubric", "prompt", "response_1", "response_2")
 REQUIRED_PLACEHOLDERS = ("prompt", "response_1", "response_2")
 RAW_LIMIT = 4000
@@ -588,6 +600,8 @@ def reasons_for(decision: JudgeDecision, item: Item, config: JudgeConfig) -> lis
         reasons.append("low margin")
     if decision.agrees_with_gold is False:
         reasons.append("disagrees with gold")
+    if not reasons and item.gold:
+        reasons.append("gold check")  # served to everyone as an attention check anyway
     if not reasons and audited(item.project_id, item.pk, config.audit_percent):
         reasons.append("audit sample")
     return reasons

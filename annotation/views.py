@@ -265,17 +265,7 @@ class JudgeConfigForm(forms.ModelForm):
 
     class Meta:
         model = JudgeConfig
-        fields = [
-            "endpoint",
-            "prompt_template",
-            "samples_per_order",
-            "temperature",
-            "max_tokens",
-            "routing",
-            "margin_threshold",
-            "audit_percent",
-            "include_in_exports",
-        ]
+        fields = judge.SETTINGS
         widgets = {"prompt_template": forms.Textarea(attrs={"rows": 14, "cols": 80})}
 
     def __init__(self, *args, organization, **kwargs):

@@ -18,18 +18,7 @@ from tasks.tenancy import get_for_organization_or_404
 class JudgeConfigSerializer(serializers.ModelSerializer):
     class Meta:
         model = JudgeConfig
-        fields = [
-            "endpoint",
-            "prompt_template",
-            "samples_per_order",
-            "temperature",
-            "max_tokens",
-            "routing",
-            "margin_threshold",
-            "audit_percent",
-            "include_in_exports",
-            "updated_at",
-        ]
+        fields = [*judge.SETTINGS, "updated_at"]
         read_only_fields = fields
 
 

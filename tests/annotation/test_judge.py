@@ -228,6 +228,19 @@ def test_a_judge_right_on_gold_is_trusted_and_its_sure_items_leave_the_human_que
 # --- routing, exactly, on hand-made items ---------------------------------------------------------
 
 
+def succeeded_run(project) -> JudgeRun:
+    """A finished run with no verdicts, for decisions made by hand."""
+    with scopes_disabled():
+        return JudgeRun.objects.create(
+            organization=project.organization,
+            project=project,
+            endpoint=LLMEndpoint.objects.get(),
+            model="fake-judge",
+            status="succeeded",
+            finished_at="2030-01-01T00:00:00Z",
+        )
+
+
 def hand_made(run, items, config_fields):
     """Decisions set by hand on a succeeded run, then routed."""
     with scopes_disabled():
@@ -248,15 +261,7 @@ def test_routing_sends_flips_low_margins_and_gold_disagreements_to_people(projec
     server = serve(always_first)
     items = make_pairs(project, [(f"a{n}", f"b{n}") for n in range(6)], gold={5})
     configure(project, server.url)
-    with scopes_disabled():
-        run = JudgeRun.objects.create(
-            organization=acme.organization,
-            project=project,
-            endpoint=LLMEndpoint.objects.get(),
-            model="fake-judge",
-            status="succeeded",
-            finished_at="2030-01-01T00:00:00Z",
-        )
+    run = succeeded_run(project)
     hand_made(
         run,
         [
@@ -309,15 +314,7 @@ def test_the_audit_share_is_a_stable_draw_of_about_the_set_share(project, serve,
     server = serve(always_first)
     items = make_pairs(project, [(f"a{n}", f"b{n}") for n in range(200)])
     configure(project, server.url)
-    with scopes_disabled():
-        run = JudgeRun.objects.create(
-            organization=acme.organization,
-            project=project,
-            endpoint=LLMEndpoint.objects.get(),
-            model="fake-judge",
-            status="succeeded",
-            finished_at="2030-01-01T00:00:00Z",
-        )
+    run = succeeded_run(project)
     hand_made(
         run,
         [(item, {"margin": 1.0}) for item in items],
