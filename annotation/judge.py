@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 
 from annotation.models import JudgeConfig, JudgeDecision, JudgeRun, JudgeVerdict
@@ -414,9 +414,9 @@ def _store(job: JudgeRun, pair: Pair, order: str, sample: int, text: str) -> Non
         None: JudgeVerdict.Outcome.UNPARSED,
         "tie": JudgeVerdict.Outcome.TIE,
     }.get(said, JudgeVerdict.Outcome.PREFERRED)
-    made = JudgeVerdict.objects.bulk_create(
-        [
-            JudgeVerdict(
+    try:
+        with transaction.atomic():
+            JudgeVerdict.objects.create(
                 organization_id=job.organization_id,
                 run=job,
                 item=pair.item,
@@ -428,14 +428,10 @@ def _store(job: JudgeRun, pair: Pair, order: str, sample: int, text: str) -> Non
                 rationale=rationale,
                 raw=text[:RAW_LIMIT],
             )
-        ],
-        ignore_conflicts=True,  # asked twice (two workers): the first answer stays
-    )
-    if made:
-        unparsed = int(outcome == JudgeVerdict.Outcome.UNPARSED)
-        JudgeRun.objects.filter(pk=job.pk).update(
-            done=F("done") + 1, unparsed=F("unparsed") + unparsed
-        )
+    except IntegrityError:
+        return  # asked twice (two workers): the first answer stays, counted once
+    unparsed = int(outcome == JudgeVerdict.Outcome.UNPARSED)
+    JudgeRun.objects.filter(pk=job.pk).update(done=F("done") + 1, unparsed=F("unparsed") + unparsed)
 
 
 # --- aggregating, figures, routing --------------------------------------------------------------

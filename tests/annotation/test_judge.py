@@ -366,6 +366,11 @@ def test_a_resumed_run_asks_only_for_the_missing_verdicts(project, serve):
     missing = [(*shown[order](pair), sample) for pair, order, sample in pieces[5:]]
     assert sorted(server.asked) == sorted(missing) and len(missing) == 3
     assert (run.done, run.total) == (8, 8)
+    # A verdict asked twice (two workers) is stored and counted once.
+    with scope(organization=project.organization):
+        judge._store(run, pieces[0][0], pieces[0][1], pieces[0][2], "again\nVerdict: 2")
+        run.refresh_from_db()
+        assert run.done == 8 and JudgeVerdict.objects.filter(run=run).count() == 8
 
 
 def test_unparsable_replies_are_counted_not_guessed(project, serve):
