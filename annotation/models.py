@@ -4,10 +4,11 @@ ids, never as the letters on screen) with its revisions, a lead's Adjudication o
 disputed item, and the notes of an item's discussion."""
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django_scopes import ScopedManager
 
-from tasks.models import Candidate, Item, Organization, Project
+from tasks.models import Candidate, Item, LLMEndpoint, Organization, OrganizationJob, Project
 
 
 class Assignment(models.Model):
@@ -194,3 +195,183 @@ class ItemNote(models.Model):
 
     def __str__(self) -> str:
         return f"note {self.pk} on item {self.item_id}"
+
+
+# --- the AI judge (annotation/judge.py) ------------------------------------------------------
+# Kept out of Judgment: a Judgment is one person's answer (one per person and item, part of
+# exports and of the humans' QC); the judge is a model whose answers are held up against them.
+
+DEFAULT_JUDGE_TEMPLATE = """You are judging two responses to the same prompt for a preference
+dataset.
+
+Guidelines for the judges:
+{guidelines}
+
+Rubric:
+{rubric}
+
+Prompt:
+{prompt}
+
+Response 1:
+{response_1}
+
+Response 2:
+{response_2}
+
+Which response is better by the guidelines? Give a short rationale (two or three
+sentences), then end with a final line that is exactly one of:
+Verdict: 1
+Verdict: 2
+Verdict: tie"""
+
+
+class JudgeConfig(models.Model):
+    """A project's AI judge: which LLM endpoint, the prompt it is given, how often it is
+    asked per order, and how its decisions route work (annotation/judge.py)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="judge_config")
+    endpoint = models.ForeignKey(LLMEndpoint, on_delete=models.PROTECT, related_name="+")
+    prompt_template = models.TextField(
+        default=DEFAULT_JUDGE_TEMPLATE,
+        help_text="Placeholders: {guidelines} {rubric} {prompt} {response_1} {response_2}.",
+    )
+    samples_per_order = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="Times the judge is asked in each order (A then B, B then A).",
+    )
+    temperature = models.FloatField(
+        default=0.7, validators=[MinValueValidator(0), MaxValueValidator(2)]
+    )
+    max_tokens = models.PositiveIntegerField(
+        default=256, validators=[MinValueValidator(16), MaxValueValidator(4096)]
+    )
+    routing = models.BooleanField(
+        default=False,
+        help_text="Send to people only the items the judge is unsure of, and an audit share.",
+    )
+    margin_threshold = models.FloatField(
+        default=0.5,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="Below this margin (|wins 1 - wins 2| / samples) an item goes to people.",
+    )
+    audit_percent = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MaxValueValidator(100)],
+        help_text="Share of the judge-decided items still sent to people, to audit it.",
+    )
+    include_in_exports = models.BooleanField(
+        default=False, help_text="Exports may include judge-decided pairs, marked as such."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedManager(organization="organization")
+
+    def __str__(self) -> str:
+        return f"judge of project {self.project_id}"
+
+
+class JudgeRun(OrganizationJob):
+    """One pass of the judge over a project's pairs: every pair in both orders, k samples
+    each. ``settings`` is the configuration as it was when the run was asked for."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judge_runs")
+    endpoint = models.ForeignKey(LLMEndpoint, on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=200, help_text="The endpoint's model when started.")
+    settings = models.JSONField(default=dict)
+    items = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0, help_text="Verdicts to ask for.")
+    done = models.PositiveIntegerField(default=0, help_text="Verdicts stored.")
+    unparsed = models.PositiveIntegerField(default=0)
+    figures = models.JSONField(default=dict, blank=True)
+
+    class Meta(OrganizationJob.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"judge run {self.pk} on {self.model} ({self.status})"
+
+    def audit_facts(self) -> dict:
+        return {"model": self.model, "items": self.items, "done": self.done, "total": self.total}
+
+
+class JudgeVerdict(models.Model):
+    """One answer of the judge: an item shown in one order ("AB": its first candidate by id
+    as Response 1; "BA": swapped), sample number ``sample``. The decision is stored in
+    candidate ids; ``rationale`` is the model's text, shown escaped and never trusted."""
+
+    class Order(models.TextChoices):
+        AB = "AB", "First candidate shown first"
+        BA = "BA", "Second candidate shown first"
+
+    class Outcome(models.TextChoices):
+        PREFERRED = "preferred", "One response preferred"
+        TIE = "tie", "Tie"
+        UNPARSED = "unparsed", "No verdict could be read"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey(JudgeRun, on_delete=models.CASCADE, related_name="verdicts")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    order = models.CharField(max_length=2, choices=Order.choices)
+    sample = models.PositiveSmallIntegerField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    chosen = models.ForeignKey(
+        Candidate, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    rejected = models.ForeignKey(
+        Candidate, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    rationale = models.TextField(blank=True)
+    raw = models.TextField(blank=True, help_text="The reply, truncated.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["item", "order", "sample"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "item", "order", "sample"], name="judge_verdict_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"verdict on item {self.item_id} ({self.order} #{self.sample}): {self.outcome}"
+
+
+class JudgeDecision(models.Model):
+    """The judge's decision on one item in one run, from all its verdicts: the candidate
+    with more wins (a tie when equal), the margin |wins 1 - wins 2| / verdicts asked,
+    whether the decision depends on the order shown, agreement with a gold answer, and
+    whether the item goes to people (``route_reason`` says why)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey(JudgeRun, on_delete=models.CASCADE, related_name="decisions")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="judge_decisions")
+    outcome = models.CharField(max_length=16, choices=JudgeVerdict.Outcome.choices)
+    chosen = models.ForeignKey(
+        Candidate, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    rejected = models.ForeignKey(
+        Candidate, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    wins_first = models.PositiveSmallIntegerField(default=0)
+    wins_second = models.PositiveSmallIntegerField(default=0)
+    ties = models.PositiveSmallIntegerField(default=0)
+    unparsed = models.PositiveSmallIntegerField(default=0)
+    margin = models.FloatField(default=0)
+    flipped = models.BooleanField(default=False)
+    agrees_with_gold = models.BooleanField(null=True, blank=True)
+    routed_to_humans = models.BooleanField(default=True)
+    route_reason = models.CharField(max_length=200, blank=True)
+
+    objects = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ["item"]
+        constraints = [models.UniqueConstraint(fields=["run", "item"], name="judge_decision_once")]
+
+    def __str__(self) -> str:
+        return f"judge decision on item {self.item_id}: {self.outcome}"

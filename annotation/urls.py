@@ -28,4 +28,6 @@ urlpatterns = [
         review.discussion,
         name="discussion",
     ),
+    path("projects/<int:project_id>/judge/", views.judge_page, name="judge"),
+    path("projects/<int:project_id>/judge/run/", views.judge_run, name="judge_run"),
 ]

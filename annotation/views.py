@@ -3,6 +3,7 @@
 Submit is one round trip: the form posts, and the answer is the next item (a fragment for
 the page's script, or a redirect without JavaScript)."""
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, JsonResponse
@@ -10,8 +11,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
+from annotation import judge
 from annotation.allocator import next_assignment
-from annotation.models import Adjudication, Assignment, ItemNote, Judgment
+from annotation.models import Adjudication, Assignment, ItemNote, JudgeConfig, JudgeRun, Judgment
 from annotation.services import (
     AssignmentRefused,
     skip_assignment,
@@ -21,7 +23,7 @@ from annotation.services import (
 )
 from annotation.verification import reveal, revealed_for
 from annotation.workspace import answers_from_form, context_for, progress, project_rows
-from tasks.decorators import membership_required
+from tasks.decorators import lead_project, membership_required
 from tasks.models import Project
 
 
@@ -253,3 +255,75 @@ def _int(value) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+# --- the AI judge (leads only: annotators never see its verdicts, they must not be anchored) ---
+
+
+class JudgeConfigForm(forms.ModelForm):
+    """The judge's settings; the endpoint is one the organization may use."""
+
+    class Meta:
+        model = JudgeConfig
+        fields = judge.SETTINGS
+        widgets = {"prompt_template": forms.Textarea(attrs={"rows": 14, "cols": 80})}
+
+    def __init__(self, *args, organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["endpoint"].queryset = judge.usable_endpoints(organization)
+        self.fields["endpoint"].empty_label = None
+
+
+@membership_required
+def judge_page(request, project_id: int):
+    """Configure the project's judge, see its runs, figures and per-item decisions."""
+    project = lead_project(request, project_id)
+    config = judge.config_of(project)
+    instance = config or JudgeConfig(organization=project.organization, project=project)
+    form = JudgeConfigForm(
+        request.POST or None, instance=instance, organization=project.organization
+    )
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        endpoint = data.pop("endpoint")
+        try:
+            judge.configure(project=project, endpoint_id=endpoint.pk, **data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, "The judge's settings are saved.")
+            return redirect("annotation:judge", project_id=project.pk)
+    runs = list(JudgeRun.objects.filter(project=project).select_related("created_by")[:10])
+    latest = judge.latest_run(project)
+    running = next((r for r in runs if not r.finished), None)
+    context = {
+        "project": project,
+        "form": form,
+        "config": config,
+        "runs": runs,
+        "latest": latest,
+        "running": running,
+        "rows": judge.decision_rows(latest) if latest else [],
+    }
+    return render(request, "annotation/judge.html", context)
+
+
+@membership_required
+@require_POST
+def judge_run(request, project_id: int):
+    """Start a run of the judge (or, with ``resume``, queue a failed run again)."""
+    project = lead_project(request, project_id)
+    resume = request.POST.get("resume")
+    if resume:
+        failed = get_object_or_404(JudgeRun, project=project, pk=resume)
+        judge.resume_run(failed)
+        messages.info(request, "The run asks for the verdicts it lacks.")
+        return redirect("annotation:judge", project_id=project.pk)
+    try:
+        judge.start_run(project=project, created_by=request.user)
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    else:
+        messages.info(request, "The judge is running.")
+    return redirect("annotation:judge", project_id=project.pk)

@@ -3,6 +3,7 @@ the apps, so that no app imports another's API (cookiecutter-django's api_router
 
 from django.urls import re_path
 
+from annotation.api.judge import ProjectJudgeViewSet
 from annotation.api.views import ProjectJudgmentViewSet
 from exports.api.views import ExportViewSet, ProjectExportViewSet
 from qc.api.views import (
@@ -67,6 +68,11 @@ urlpatterns = [
         r"^projects/(?P<project_id>\d+)/signal-pairs/build/?$",
         ProjectSignalPairViewSet.as_view({"post": "build"}),
         name="project-signal-pairs-build",
+    ),
+    re_path(
+        r"^projects/(?P<project_id>\d+)/judge/?$",
+        ProjectJudgeViewSet.as_view({"get": "retrieve", "post": "start"}),
+        name="project-judge",
     ),
     *router.urls,
     re_path(r"", not_found),  # last: any other /api/v1/ address is a JSON 404

@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from qc import charts, services
+from qc.judge import judge_agreement
 from qc.models import Leaderboard
 from tasks.csvsafe import spreadsheet_value
 from tasks.decorators import lead_project, membership_required
@@ -26,6 +27,7 @@ def dashboard(request, project_id: int):
         "report": report,
         "failed": reports.failed,
         "pending": reports.pending,
+        "judge": judge_agreement(project),
     }
     if report is not None:
         data = report.data

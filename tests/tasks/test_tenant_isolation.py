@@ -255,6 +255,9 @@ OBJECT_URLS = {
     "qc:leaderboard": lambda t: {"project_id": leaderboard(t).project_id},
     "qc:compute_leaderboard": lambda t: {"project_id": leaderboard(t).project_id},
     "qc:download_leaderboard": lambda t: {"project_id": leaderboard(t).project_id, "fmt": "json"},
+    "project-judge": lambda t: {"project_id": t.project.pk},
+    "annotation:judge": lambda t: {"project_id": t.project.pk},
+    "annotation:judge_run": lambda t: {"project_id": t.project.pk},
 }
 # The method and the status the URL gives for one's own object (GET 200 unless listed).
 OWN_RESPONSE = {
@@ -285,6 +288,9 @@ OWN_RESPONSE = {
     "exports:page": ("get", {"lead": 200, "annotator": 403}),
     "exports:download": ("get", {"lead": 200, "annotator": 403}),
     "annotation:review_item": ("get", {"lead": 200, "annotator": 403}),
+    "project-judge": ("get", {"lead": 200, "annotator": 403}),
+    "annotation:judge": ("get", {"lead": 200, "annotator": 403}),
+    "annotation:judge_run": ("post", {"lead": 302, "annotator": 403}),  # 302: no judge yet
     # the annotator's own assignment: an empty answer is a 400; a lead may not submit it (409)
     "annotation:submit": ("post", {"lead": 409, "annotator": 400}),
     "annotation:skip": ("post", {"lead": 409, "annotator": 302}),
