@@ -652,23 +652,29 @@ class JudgePair:
     run: JudgeRun
 
 
-def judge_decided_pairs(project: Project) -> Iterator[JudgePair]:
-    """The judge-decided pairs of the project's newest run (routed away from people, a
-    preference, not a gold item), for exports. Nothing unless the lead turned
-    ``include_in_exports`` on and routing is on: a pair is "judge-decided" only where
-    routing let the judge decide. The exporter marks them as the judge's."""
+def judge_decisions_for_export(project: Project):
+    """The judge-decided items of the project's newest run (routed away from people, a
+    preference, not a gold item), as a JudgeDecision queryset that exports order their own
+    way; empty unless the lead turned ``include_in_exports`` on and routing is on: a pair is
+    "judge-decided" only where routing let the judge decide."""
     config = config_of(project)
     job = latest_run(project)
     if config is None or job is None or not (config.include_in_exports and config.routing):
-        return
+        return JudgeDecision.objects.none()
+    return JudgeDecision.objects.filter(
+        run=job,
+        routed_to_humans=False,
+        outcome=JudgeVerdict.Outcome.PREFERRED,
+        item__gold=False,
+    )
+
+
+def judge_decided_pairs(project: Project) -> Iterator[JudgePair]:
+    """``judge_decisions_for_export`` as pairs, by item. The exporter marks them as the
+    judge's (source ``judge``)."""
     decisions = (
-        JudgeDecision.objects.filter(
-            run=job,
-            routed_to_humans=False,
-            outcome=JudgeVerdict.Outcome.PREFERRED,
-            item__gold=False,
-        )
-        .select_related("item__prompt")
+        judge_decisions_for_export(project)
+        .select_related("item__prompt", "run")
         .order_by("item_id")
     )
     for decision in decisions.iterator(chunk_size=500):
@@ -677,7 +683,7 @@ def judge_decided_pairs(project: Project) -> Iterator[JudgePair]:
             chosen_id=decision.chosen_id,
             rejected_id=decision.rejected_id,
             margin=decision.margin,
-            run=job,
+            run=decision.run,
         )
 
 

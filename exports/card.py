@@ -153,7 +153,12 @@ def _binarization_section(manifest: dict) -> list[str]:
 
 
 # What each source is: the pair builder's rules, or people.
-SOURCE_NOTES = {"human": "Judged by annotators", **dict(Rule.choices)}
+SOURCE_NOTES = {
+    "human": "Judged by annotators",
+    **dict(Rule.choices),
+    "judge": "Decided by the project's AI judge (routed away from people; the lead let exports "
+    "take them)",
+}
 
 
 def _sources_section(sources: dict) -> list[str]:
@@ -165,7 +170,8 @@ def _sources_section(sources: dict) -> list[str]:
     lines += [
         "",
         "Each record's source and confidence are in its provenance line; a machine-made pair "
-        "an expert flipped is exported reversed.",
+        "an expert flipped is exported reversed; a judge-decided pair's confidence is the "
+        "judge's margin over both orders.",
         "",
     ]
     return lines

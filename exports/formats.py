@@ -52,6 +52,7 @@ import io
 import json
 from pathlib import Path
 
+from exports.pairs import JUDGE
 from tasks.csvsafe import spreadsheet_cell
 from tasks.lifecycle import JobRefused
 
@@ -251,6 +252,8 @@ def provenance(pair) -> dict:
         **(
             {"signal_pair": pair.signal_pair, "status": pair.status, "reason": pair.reason}
             if pair.signal_pair is not None
+            else {"status": pair.status, "reason": pair.reason}
+            if pair.source == JUDGE
             else {}
         ),
         **(scored_provenance(pair) if pair.scored is not None else {}),

@@ -65,6 +65,7 @@ from django.db import connection
 from django.db.models import Exists, F, Func, OuterRef, TextField, Value
 from django.db.models.functions import Cast, Concat
 
+from annotation.judge import judge_decisions_for_export
 from annotation.models import Adjudication, Judgment
 from exports import binarize
 from exports.binarize import RULES, SCORES_FROM, Scored
@@ -76,8 +77,10 @@ CONVERSATIONS = ("refuse", "transcript")
 RANKING_PAIRS = ("top", "all")
 SPLITS = ("train", "validation", "test")
 HUMAN = "human"  # the source of a pair from judgments
-# A pair's source: a pair-builder rule (the KTO-only "rating" makes no pair) or people.
-PAIR_SOURCES = (*(rule for rule in Rule.values if rule != Rule.RATING), HUMAN)
+JUDGE = "judge"  # the source of a pair the AI judge decided (annotation.judge)
+# A pair's source: a pair-builder rule (the KTO-only "rating" makes no pair), people, or
+# the AI judge.
+PAIR_SOURCES = (*(rule for rule in Rule.values if rule != Rule.RATING), HUMAN, JUDGE)
 EXPORTED = (
     SignalPair.Status.ACCEPTED,
     SignalPair.Status.CONFIRMED,
@@ -341,12 +344,20 @@ def exported_signal_pairs(project: Project):
     return SignalPair.objects.filter(project=project, status__in=EXPORTED)
 
 
+def exported_judge_decisions(project: Project):
+    """The items the AI judge decided, when the lead lets exports take them."""
+    return judge_decisions_for_export(project)
+
+
 def prompts_with_judgments(project: Project, options: Options) -> int:
     """How many prompts the export draws from: those with judgments that make pairs, and
-    (without a binarization rule) those with exported signal pairs."""
+    (without a binarization rule) those with exported signal pairs or judge decisions."""
     prompts = judgments_for_pairs(project).values_list("item__prompt_id")
     if not options.binarize:
-        prompts = prompts.union(exported_signal_pairs(project).values_list("prompt_id"))
+        prompts = prompts.union(
+            exported_signal_pairs(project).values_list("prompt_id"),
+            exported_judge_decisions(project).values_list("item__prompt_id"),
+        )
     else:
         prompts = prompts.distinct()
     return prompts.count()
@@ -369,6 +380,7 @@ def extract(
         merged = heapq.merge(
             _judged(project, rows, options),
             _signalled(exported_signal_pairs(project), options, chunk),
+            _judge_decided(exported_judge_decisions(project), options, chunk),
             key=lambda entry: entry[0],
         )
     resolved = _resolve_batches(merged, bounds, options, contradicted, chunk, positions)
@@ -641,6 +653,23 @@ def _signalled(signals, options: Options, chunk: int):
     yield from flush()
 
 
+def _judge_decided(decisions, options: Options, chunk: int):
+    """(shuffled key, prompt id, [the pair found]) per judge-decided item, in export order.
+    Nobody judged it: its confidence is the judge's margin over both orders and its samples
+    (1.0: every verdict agreed), its agreement the same, as for an accepted signal pair."""
+    rows = (
+        decisions.annotate(shuffled=_shuffled_prompt(options.seed, "item__prompt_id"))
+        .order_by("shuffled", "item_id")
+        .values_list(
+            "shuffled", "item__prompt_id", "item_id", "chosen_id", "rejected_id", "margin", "run_id"
+        )
+    )
+    for key, prompt_id, item_id, chosen, rejected, margin, run in rows.iterator(chunk_size=chunk):
+        reason = f"AI judge run {run}: margin {margin:.2f} over both orders"
+        origin = _Origin(JUDGE, margin, reason, None, "judge_decided", item_id)
+        yield key, prompt_id, [(chosen, rejected, margin, [], 0, False, origin)]
+
+
 def _json(text: str | None, empty):
     return empty if text in (None, "[]", "{}") else json.loads(text)
 
@@ -826,7 +855,7 @@ def _resolve(
             prompt=rejected.prompt,
             chosen=chosen,
             rejected=rejected,
-            item_id=origin.item_id if origin.signal_pair else support[0].item_id,
+            item_id=origin.item_id if origin.source != HUMAN else support[0].item_id,
             agreement=round(agreement, 4),
             votes=len(support),
             judgments=total,

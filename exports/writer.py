@@ -26,6 +26,7 @@ from exports.pairs import (
     Options,
     aspects_of,
     check,
+    exported_judge_decisions,
     exported_signal_pairs,
     extract,
     judgments_for_pairs,
@@ -166,9 +167,10 @@ def conversation_problem(project: Project, fmt: str, options: Options) -> str:
         return ""
     judged = judgments_for_pairs(project).filter(item__prompt=OuterRef("pk"))
     signalled = exported_signal_pairs(project).filter(prompt=OuterRef("pk"))
+    decided = exported_judge_decisions(project).filter(item__prompt=OuterRef("pk"))
     turns = (
         Prompt.objects.filter(project=project, messages__isnull=False)
-        .filter(Exists(judged) | Exists(signalled))
+        .filter(Exists(judged) | Exists(signalled) | Exists(decided))
         .values_list("messages", flat=True)
     )
     count = sum(1 for m in turns.iterator() if isinstance(m, list) and len(m) > 1)
