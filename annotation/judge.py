@@ -53,6 +53,7 @@ from django.db.models import Count, F
 
 from annotation.models import JudgeConfig, JudgeDecision, JudgeRun, JudgeVerdict
 from tasks import llm
+from tasks.audit import Action, record
 from tasks.items import target_annotations
 from tasks.lifecycle import claim, finish, gave_up, heartbeat, send
 from tasks.models import Candidate, Item, JobStatus, LLMEndpoint, Project
@@ -128,8 +129,32 @@ def configure(*, project: Project, endpoint_id: int, **fields) -> JudgeConfig:
     config.prompt_template = check_template(config.prompt_template)
     config.full_clean()
     config.save()
+    record(
+        Action.JUDGE_CONFIGURED,
+        organization=project.organization_id,
+        obj=config,
+        object_type="judge",
+        data={
+            "project": project.pk,
+            "endpoint": endpoint.name,
+            **{name: getattr(config, name) for name in AUDITED_SETTINGS},
+        },
+    )
     route(project)
     return config
+
+
+# What the trail keeps of a judge's set-up (the template is kept too: it decides verdicts).
+AUDITED_SETTINGS = (
+    "prompt_template",
+    "samples_per_order",
+    "temperature",
+    "max_tokens",
+    "routing",
+    "margin_threshold",
+    "audit_percent",
+    "include_in_exports",
+)
 
 
 def config_of(project: Project) -> JudgeConfig | None:

@@ -58,6 +58,11 @@ class Action:
     LEADERBOARD_FAILED = "leaderboard.failed"
     LEADERBOARD_REQUEUED = "leaderboard.requeued"
     LEADERBOARD_DOWNLOADED = "leaderboard.downloaded"
+    JUDGE_CONFIGURED = "judge.configured"
+    JUDGE_RUN_CREATED = "judge_run.created"
+    JUDGE_RUN_SUCCEEDED = "judge_run.succeeded"
+    JUDGE_RUN_FAILED = "judge_run.failed"
+    JUDGE_RUN_REQUEUED = "judge_run.requeued"
     TOKEN_CREATED = "token.created"
     TOKEN_USED = "token.used"
     TOKEN_RENAMED = "token.renamed"
@@ -120,6 +125,11 @@ class Action:
         LEADERBOARD_FAILED: "Leaderboard failed",
         LEADERBOARD_REQUEUED: "Leaderboard started again (its worker died)",
         LEADERBOARD_DOWNLOADED: "Leaderboard downloaded",
+        JUDGE_CONFIGURED: "AI judge set up or changed",
+        JUDGE_RUN_CREATED: "AI judge run started",
+        JUDGE_RUN_SUCCEEDED: "AI judge run finished",
+        JUDGE_RUN_FAILED: "AI judge run failed",
+        JUDGE_RUN_REQUEUED: "AI judge run started again (its worker died)",
         TOKEN_CREATED: "API token created",
         TOKEN_USED: "API token used",
         TOKEN_RENAMED: "API token renamed",

@@ -16,7 +16,7 @@ from annotation import judge
 from annotation.allocator import next_assignment
 from annotation.models import JudgeConfig, JudgeDecision, JudgeRun, JudgeVerdict
 from tasks.items import insert_items
-from tasks.models import Candidate, Item, LLMEndpoint, Role
+from tasks.models import AuditEvent, Candidate, Item, LLMEndpoint, Role
 from tests.factories import ProjectFactory, PromptFactory, member
 from tests.fake_llm import INTERNAL_BODY, LocalServer, QuietHandler
 
@@ -556,3 +556,17 @@ def test_another_organizations_lead_cannot_start_a_run_and_annotators_cannot_con
     assert answer.status_code == 302
     with scopes_disabled():
         assert JudgeConfig.objects.get().samples_per_order == 2
+
+
+def test_the_trail_keeps_the_judges_set_up_and_its_runs(project, serve):
+    server = serve(good_wins)
+    make_pairs(project, [("GOOD", "bad")])
+    configure(project, server.url, routing=True, audit_percent=0)
+    run = judged(project)
+    with scopes_disabled():
+        events = {e.action: e for e in AuditEvent.objects.filter(organization=project.organization)}
+    set_up = events["judge.configured"]
+    assert set_up.data["routing"] is True and set_up.data["samples_per_order"] == 2
+    assert set_up.data["endpoint"].startswith("judge http://127.0.0.1")
+    assert events["judge_run.created"].object_id == str(run.pk)
+    assert events["judge_run.succeeded"].data["project"] == project.pk
