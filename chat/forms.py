@@ -18,6 +18,7 @@ class StartForm(forms.Form):
     def __init__(self, *args, chat: ChatSettings, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["endpoint"].queryset = services.allowed_endpoints(chat)
+        self.fields["endpoint"].empty_label = None  # the first allowed model is the default
         self.fields["recipe"].choices = [(n, n) for n in services.allowed_recipes(chat)]
         # Seeds are the prompts the lead imported (not the turns of earlier chats).
         self.fields["seed"].queryset = Prompt.objects.filter(project=chat.project).exclude(

@@ -114,6 +114,9 @@ class FakeStreamingLLM(LocalServer):
         self.tokens, self.interval, self.first_delay = tokens, interval, first_delay
         self.break_after: int | None = None
         self.down = False
+        # A conversation that mentions ``slow_word`` waits ``slow_seconds`` before its first
+        # piece (one expert's slow generation beside another's quick one).
+        self.slow_word, self.slow_seconds = "SLOW", 0.0
         self.requests = 0
         self.streaming = self.peak = 0  # replies being streamed now, and at most
         self.lock = threading.Lock()
@@ -160,6 +163,8 @@ class FakeStreamingLLM(LocalServer):
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
                 time.sleep(fake.first_delay)
+                if fake.slow_word in json.dumps(request["messages"]):
+                    time.sleep(fake.slow_seconds)
                 for n in range(fake.tokens):
                     if fake.break_after is not None and n >= fake.break_after:
                         self.connection.shutdown(2)  # the server went away mid-reply
