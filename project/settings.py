@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "annotation",
     "qc",
     "exports",
+    "chat",
     "project",  # the roof: the demo and load_demo, above every app
 ]
 

@@ -19,5 +19,6 @@ urlpatterns = [
     path("", include("annotation.urls")),
     path("", include("qc.urls")),
     path("", include("exports.urls")),
+    path("", include("chat.urls")),
     path("", include("tasks.urls")),
 ]

@@ -101,3 +101,90 @@ class FakeLLM(LocalServer):
                 return self._send(200, json.dumps(body).encode())
 
         self.serve(Handler)
+
+
+class FakeStreamingLLM(LocalServer):
+    """A streaming chat-completions server (``stream=True``: server-sent events, as OpenAI's
+    and llama.cpp's): ``tokens`` pieces per reply, one every ``interval`` seconds after a
+    ``first_delay``. ``break_after`` (or ``broken`` set later) drops the connection after
+    that many pieces, as a server that stops mid-reply; ``down`` refuses every request
+    (closes the connection at once). ``requests`` counts completions asked for."""
+
+    def __init__(self, tokens: int = 20, interval: float = 0.01, first_delay: float = 0.0):
+        self.tokens, self.interval, self.first_delay = tokens, interval, first_delay
+        self.break_after: int | None = None
+        self.down = False
+        # A conversation that mentions ``slow_word`` waits ``slow_seconds`` before its first
+        # piece (one expert's slow generation beside another's quick one).
+        self.slow_word, self.slow_seconds = "SLOW", 0.0
+        self.requests = 0
+        self.streaming = self.peak = 0  # replies being streamed now, and at most
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(QuietHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                request = json.loads(self.rfile.read(length))
+                with fake.lock:
+                    fake.requests += 1
+                if fake.down:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                said = json.dumps(request["messages"], sort_keys=True) + str(request.get("seed"))
+                tag = hashlib.sha256(said.encode()).hexdigest()[:8]
+                if not request.get("stream"):
+                    body = {
+                        "id": "chatcmpl-1",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": request["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": f"Reply {tag}."},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                    }
+                    return self._send(200, json.dumps(body).encode())
+                with fake.lock:
+                    fake.streaming += 1
+                    fake.peak = max(fake.peak, fake.streaming)
+                try:
+                    self._stream(request, tag)
+                finally:
+                    with fake.lock:
+                        fake.streaming -= 1
+
+            def _stream(self, request, tag):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                time.sleep(fake.first_delay)
+                if fake.slow_word in json.dumps(request["messages"]):
+                    time.sleep(fake.slow_seconds)
+                for n in range(fake.tokens):
+                    if fake.break_after is not None and n >= fake.break_after:
+                        self.connection.shutdown(2)  # the server went away mid-reply
+                        return
+                    piece = f"Reply {tag} " if n == 0 else f"word{n} "
+                    self._event(request, {"role": "assistant", "content": piece}, None)
+                    time.sleep(fake.interval)
+                self._event(request, {}, "stop")
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+            def _event(self, request, delta, finish):
+                chunk = {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": request["model"],
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+
+        self.serve(Handler)

@@ -62,6 +62,8 @@ class Project(models.Model):
         PAIRWISE = "pairwise", "Pairwise (A vs B)"
         BEST_WORST = "best_worst", "Best and worst of N"
         RANKING = "ranking", "Ranking of N"
+        # Experts chat with a model and judge each turn's replies (the chat app).
+        CHAT = "chat", "Chat & Choose"
 
     class AnnotatorAccess(models.TextChoices):
         ALL = "all", "Every annotator of the organization"

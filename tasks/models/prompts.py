@@ -43,6 +43,7 @@ class Candidate(models.Model):
         GENERATED = "generated", "Generated"
         CORRECTED = "corrected", "Corrected by an annotator"
         FEEDBACK_LOG = "feedback_log", "Feedback log"
+        CHAT = "chat", "Chat reply"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="candidates")

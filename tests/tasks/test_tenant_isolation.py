@@ -29,7 +29,7 @@ from tasks.models import (
     Prompt,
     SignalPair,
 )
-from tests.factories import PromptFactory, UserFactory, api_token
+from tests.factories import ProjectFactory, PromptFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -201,6 +201,80 @@ def discussed_item(tenant):
     return item
 
 
+def chat_conversation(tenant):
+    """A chat project of the tenant, with a conversation of its annotator."""
+    from chat import services
+    from chat.models import Conversation
+
+    with scopes_disabled():
+        found = Conversation.objects.filter(project__organization=tenant.organization).first()
+        project = ProjectFactory(organization=tenant.organization) if not found else None
+    if found:
+        return found
+    endpoint, _ = LLMEndpoint.objects.get_or_create(
+        name="shared", defaults={"base_url": "http://127.0.0.1:9/v1", "all_organizations": True}
+    )
+    with scope(organization=tenant.organization):
+        services.save_settings(
+            project=project,
+            endpoints=[endpoint],
+            recipes=["Brief / thorough / flawed"],
+            system_prompt="",
+            replies_per_turn=2,
+            max_turns=5,
+            concurrent_replies=2,
+        )
+        project.refresh_from_db()
+        return services.start_conversation(
+            project=project,
+            expert=tenant.annotator,
+            endpoint_id=endpoint.pk,
+            recipe_name="Brief / thorough / flawed",
+        )
+
+
+def chat_turn(tenant):
+    """A turn of that conversation (its replies never asked for: no model is reached)."""
+    from chat.models import ChatTurn, Message
+
+    conversation = chat_conversation(tenant)
+    with scopes_disabled():
+        found = ChatTurn.objects.filter(conversation=conversation).first()
+        if found:
+            return found
+        asked = Message.objects.create(
+            organization=tenant.organization,
+            conversation=conversation,
+            parent=conversation.current,
+            role="user",
+            text="Hello",
+            depth=1,
+        )
+        return ChatTurn.objects.create(
+            organization=tenant.organization,
+            conversation=conversation,
+            user_message=asked,
+            endpoint=conversation.endpoint,
+            model="m",
+            recipe_name="r",
+            variants=[],
+        )
+
+
+def chat_project(tenant):
+    return {"project_id": chat_conversation(tenant).project_id}
+
+
+def in_chat(tenant):
+    conversation = chat_conversation(tenant)
+    return {"project_id": conversation.project_id, "conversation_id": conversation.pk}
+
+
+def of_turn(tenant):
+    turn = chat_turn(tenant)
+    return {"project_id": turn.conversation.project_id, "turn_id": turn.pk}
+
+
 # How to name the other organization's object in each URL that takes one.
 OBJECT_URLS = {
     "project-judgments": lambda t: {"project_id": t.project.pk},
@@ -258,6 +332,19 @@ OBJECT_URLS = {
     "project-judge": lambda t: {"project_id": t.project.pk},
     "annotation:judge": lambda t: {"project_id": t.project.pk},
     "annotation:judge_run": lambda t: {"project_id": t.project.pk},
+    "chat:home": chat_project,
+    "chat:start": chat_project,
+    "chat:conversation": in_chat,
+    "chat:send": in_chat,
+    "chat:judge": in_chat,
+    "chat:retry": in_chat,
+    "chat:branch": in_chat,
+    "chat:end": in_chat,
+    "chat:events": of_turn,
+    "chat:stop": of_turn,
+    "chat:conversations": chat_project,
+    "chat:settings": chat_project,
+    "chat:tree_export": chat_project,
 }
 # The method and the status the URL gives for one's own object (GET 200 unless listed).
 OWN_RESPONSE = {
@@ -296,6 +383,20 @@ OWN_RESPONSE = {
     "annotation:skip": ("post", {"lead": 409, "annotator": 302}),
     # the annotator's judgment: the lead cannot edit someone else's
     "annotation:edit": ("get", {"lead": 404, "annotator": 200}),
+    # chat: an expert's conversation is theirs alone (a lead reads it on the lead's pages);
+    # an empty form is refused in words (400 / 409), ending one's own conversation works
+    "chat:start": ("post", {"lead": 400, "annotator": 400}),
+    "chat:conversation": ("get", {"lead": 404, "annotator": 200}),
+    "chat:send": ("post", {"lead": 404, "annotator": 409}),
+    "chat:judge": ("post", {"lead": 404, "annotator": 409}),
+    "chat:retry": ("post", {"lead": 404, "annotator": 409}),
+    "chat:branch": ("post", {"lead": 404, "annotator": 409}),
+    "chat:end": ("post", {"lead": 404, "annotator": 302}),
+    "chat:events": ("get", {"lead": 404, "annotator": 200}),
+    "chat:stop": ("post", {"lead": 404, "annotator": 200}),
+    "chat:conversations": ("get", {"lead": 200, "annotator": 403}),
+    "chat:settings": ("get", {"lead": 200, "annotator": 403}),
+    "chat:tree_export": ("get", {"lead": 200, "annotator": 403}),
 }
 
 

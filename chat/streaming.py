@@ -1,0 +1,220 @@
+"""Replies token by token: the streaming call to the model, and the Redis stream that carries
+the tokens from the worker to the page.
+
+``tasks.llm`` has no streaming call, so ``stream_reply`` is written here with its rules:
+every sampling parameter sent, errors turned into our own short messages (a server's body
+is never quoted), and each request inside the endpoint's slot (``tasks.llm.endpoint_slot``).
+The organization's share of an endpoint is a second slot of the same kind, keyed by the
+endpoint and the organization (``organization_slot``), so one organization's experts cannot
+take every slot of a shared server.
+
+Each turn has one Redis stream (``chosen:chat:turn:<id>``): the worker appends batches of
+tokens (at most every ``FLUSH_SECONDS``, the first token at once) and a final event; the
+page reads it with a cursor (the last id it saw). The stream is capped and expires: the
+database keeps the finished replies, Redis only what is in flight.
+"""
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+
+import httpx
+import openai
+import redis
+from django.conf import settings
+
+from tasks import llm
+from tasks.models import LLMEndpoint
+
+FLUSH_SECONDS = 0.03
+STREAM_TTL_SECONDS = 3600
+STREAM_MAX_EVENTS = 20_000
+CANCEL_TTL_SECONDS = 3600
+# An organization's slot is held for a whole reply, which may outlast the endpoint's
+# per-read timeout many times over: its claim lapses only after this long.
+ORGANIZATION_LEASE_SECONDS = 900
+
+_redis = None
+
+
+def connection() -> redis.Redis:
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5, decode_responses=True
+        )
+    return _redis
+
+
+def stream_key(turn_id: int) -> str:
+    return f"chosen:chat:turn:{turn_id}"
+
+
+def cancel_key(turn_id: int) -> str:
+    return f"chosen:chat:stop:{turn_id}"
+
+
+# --- the model -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Share:
+    """What ``tasks.llm.endpoint_slot`` reads of an endpoint, for an organization's share."""
+
+    pk: str
+    max_concurrent_requests: int
+    timeout_seconds: float
+
+
+def organization_slot(endpoint: LLMEndpoint, organization_id: int, limit: int):
+    """One of the ``limit`` slots this organization has on the endpoint."""
+    share = _Share(
+        f"{endpoint.pk}:organization:{organization_id}", limit, ORGANIZATION_LEASE_SECONDS - 5
+    )
+    return llm.endpoint_slot(share)
+
+
+class Stopped(Exception):
+    """The expert stopped the turn."""
+
+
+def stream_reply(
+    client: openai.OpenAI,
+    endpoint: LLMEndpoint,
+    model: str,
+    messages,
+    variant: dict,
+    *,
+    emit,
+    stopped,
+) -> llm.Completion:
+    """One streamed chat completion: ``emit(text)`` for each piece as it arrives; the whole
+    reply at the end, or GenerationError (a message of ours), or Stopped."""
+    pieces: list[str] = []
+    finish = ""
+    try:
+        stream = client.chat.completions.create(
+            model=model,
+            messages=messages,
+            temperature=variant["temperature"],
+            top_p=variant["top_p"],
+            max_tokens=variant["max_tokens"],
+            seed=variant["seed"],
+            stream=True,
+        )
+        with contextlib.closing(stream):
+            for chunk in stream:
+                choice = chunk.choices[0] if getattr(chunk, "choices", None) else None
+                if choice is None:
+                    continue
+                text = getattr(choice.delta, "content", None) if choice.delta else None
+                if isinstance(text, str) and text:
+                    text = text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+                    pieces.append(text)
+                    emit(text)
+                if isinstance(choice.finish_reason, str):
+                    finish = choice.finish_reason[:32]
+                if stopped():
+                    raise Stopped
+    except openai.APITimeoutError:
+        raise llm.GenerationError(
+            f"The server did not answer within {endpoint.timeout_seconds:g} s.", retry=True
+        ) from None
+    except openai.APIConnectionError:
+        raise llm.GenerationError("Could not connect to the LLM server.", retry=True) from None
+    except openai.APIStatusError as error:
+        code = error.status_code
+        kind = "a server error" if code >= 500 else "a refusal"
+        raise llm.GenerationError(
+            f"The LLM server answered with {kind} (HTTP {code}).", retry=code >= 500
+        ) from None
+    except httpx.HTTPError:
+        # The connection broke off mid-reply (the server stopped or restarted).
+        raise llm.GenerationError(
+            "The LLM server stopped in the middle of a reply.", retry=True
+        ) from None
+    except (openai.APIResponseValidationError, ValueError, AttributeError, IndexError):
+        raise llm.GenerationError("The LLM server sent a malformed reply.", retry=True) from None
+    if not finish:
+        # A stream that ends without a finish reason was cut off (a server's stream always
+        # ends with one): the server went away mid-reply.
+        raise llm.GenerationError("The LLM server stopped in the middle of a reply.", retry=True)
+    text = "".join(pieces)
+    if not text.strip():
+        raise llm.GenerationError("The LLM server sent a reply without a completion.", retry=True)
+    return llm.Completion(text=text, finish_reason=finish, model=model[:200])
+
+
+# --- the Redis stream ----------------------------------------------------------------------
+
+
+class Channel:
+    """The worker's side of one turn's stream: batches of tokens per reply, then the end."""
+
+    def __init__(self, turn_id: int):
+        self.key = stream_key(turn_id)
+        self.client = connection()
+        self.pending: dict[int, list[str]] = {}
+        self.first_at: dict[int, float] = {}
+        self.flushed_at: dict[int, float] = {}
+
+    def reset(self) -> None:
+        """A fresh stream for this attempt (a rerun after a lost worker starts over)."""
+        self.client.delete(self.key)
+        self.add({"kind": "start"})
+
+    def add(self, event: dict) -> None:
+        self.client.xadd(
+            self.key,
+            {"event": json.dumps(event)},
+            maxlen=STREAM_MAX_EVENTS,
+            approximate=True,
+        )
+        self.client.expire(self.key, STREAM_TTL_SECONDS)
+
+    def token(self, reply: int, text: str) -> None:
+        """Called from the reply's own thread: ``reply`` keys are never shared."""
+        now = time.time()
+        self.pending.setdefault(reply, []).append(text)
+        self.first_at.setdefault(reply, now)
+        # The first token goes out at once (the expert sees the model start); later ones
+        # in batches, so a fast model does not cost one Redis write per token.
+        if now - self.flushed_at.get(reply, 0.0) >= FLUSH_SECONDS:
+            self.flush(reply)
+
+    def flush(self, reply: int) -> None:
+        pieces = self.pending.pop(reply, None)
+        if pieces:
+            at = self.first_at.pop(reply)
+            self.add({"kind": "token", "reply": reply, "text": "".join(pieces), "at": at})
+        self.flushed_at[reply] = time.time()
+
+    def reply_done(self, reply: int, *, error: str = "") -> None:
+        self.flush(reply)
+        self.add({"kind": "reply-end", "reply": reply, "error": error})
+
+    def end(self, status: str, message: str = "") -> None:
+        self.add({"kind": "end", "status": status, "message": message})
+
+
+def read(turn_id: int, after: str = "0", count: int = 2000) -> list[dict]:
+    """The turn's events after the cursor ``after`` (a stream id), each with its ``id``."""
+    start = f"({after}" if after and after != "0" else "-"
+    try:
+        rows = connection().xrange(stream_key(turn_id), min=start, count=count)
+    except redis.ResponseError:
+        rows = connection().xrange(stream_key(turn_id), min="-", count=count)
+    return [{"id": row_id, **json.loads(fields["event"])} for row_id, fields in rows]
+
+
+def stop(turn_id: int) -> None:
+    connection().set(cancel_key(turn_id), "1", ex=CANCEL_TTL_SECONDS)
+
+
+def stop_asked(turn_id: int) -> bool:
+    return bool(connection().exists(cancel_key(turn_id)))
+
+
+def forget_stop(turn_id: int) -> None:
+    connection().delete(cancel_key(turn_id))

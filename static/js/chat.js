@@ -1,0 +1,144 @@
+// The chat page: sending a message, the replies appearing as the model writes them, stop.
+// Judging uses the annotate page's script (annotate.js) on the same #workspace.
+//
+// The replies come by polling the turn's event stream with a cursor every POLL_MS while a
+// turn is generating (never otherwise): each poll is a short request, so waiting experts
+// hold no web thread (see chat/views.py). When the turn ends the page is loaded again: it
+// then shows the judging form, or the reason it failed with a Retry button.
+(function () {
+  "use strict";
+
+  const POLL_MS = 100;
+  const RETRY_MAX_MS = 5000;
+  const workspace = document.getElementById("workspace");
+  if (!workspace) return;
+  let polling = null;
+
+  function csrf(root) {
+    const input = root.querySelector("input[name=csrfmiddlewaretoken]") || document.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  function status(text) {
+    const line = document.getElementById("stream-status");
+    if (line) line.textContent = text;
+  }
+
+  function apply(event) {
+    if (event.kind === "token") {
+      const box = document.querySelector(`#reply-${event.reply} .stream-text`);
+      if (box) box.textContent += event.text;
+      status("Writing…");
+    } else if (event.kind === "reply-end") {
+      const box = document.getElementById(`reply-${event.reply}`);
+      if (box) {
+        box.classList.remove("streaming");
+        if (event.error) box.classList.add("failed");
+      }
+    }
+  }
+
+  function poll(stream) {
+    const url = stream.dataset.eventsUrl;
+    let after = "0";
+    let wait = POLL_MS;
+    let stopped = false;
+    async function tick() {
+      if (stopped) return;
+      let data = null;
+      try {
+        const response = await fetch(`${url}?after=${encodeURIComponent(after)}`, { credentials: "same-origin" });
+        if (response.ok) data = await response.json();
+      } catch (error) {
+        data = null;
+      }
+      if (!data) {
+        status("The server did not answer; still trying…");
+        wait = Math.min(wait * 2, RETRY_MAX_MS);
+      } else {
+        wait = POLL_MS;
+        let ended = false;
+        for (const event of data.events) {
+          after = event.id;
+          apply(event);
+          if (event.kind === "end") ended = true;
+        }
+        if (ended || (data.finished && !data.events.length)) {
+          stopped = true;
+          status(data.message || "Done.");
+          window.location.reload();
+          return;
+        }
+      }
+      setTimeout(tick, wait);
+    }
+    tick();
+    return { stop() { stopped = true; } };
+  }
+
+  function setUp() {
+    const stream = document.getElementById("stream");
+    if (stream && !polling) polling = poll(stream);
+    const text = document.getElementById("turn-text");
+    if (text) text.focus({ preventScroll: true });
+  }
+
+  // Sending a message: one request; the answer is the page with the replies to come.
+  workspace.addEventListener("submit", async (event) => {
+    const form = event.target;
+    if (form.id !== "turn-form") return;
+    event.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    if (button.disabled) return;
+    button.disabled = true;
+    let data = null;
+    try {
+      const response = await fetch(form.action, {
+        method: "POST",
+        body: new FormData(form),
+        headers: { "X-Chosen-Fragment": "1", "X-CSRFToken": csrf(form) },
+        credentials: "same-origin",
+      });
+      data = await response.json();
+    } catch (error) {
+      data = null;
+    }
+    if (!data || typeof data.html !== "string") {
+      button.disabled = false;
+      let note = document.getElementById("flash");
+      if (!note) {
+        note = document.createElement("p");
+        note.id = "flash";
+        form.prepend(note);
+      }
+      note.className = "message error";
+      note.setAttribute("role", "alert");
+      note.textContent = "Could not reach the server; your message is still here. Try again.";
+      return;
+    }
+    workspace.innerHTML = data.html;
+    polling = null;
+    setUp();
+  });
+
+  workspace.addEventListener("click", (event) => {
+    if (event.target.id !== "stop-button") return;
+    const stream = document.getElementById("stream");
+    event.target.disabled = true;
+    status("Stopping…");
+    fetch(stream.dataset.stopUrl, {
+      method: "POST",
+      headers: { "X-CSRFToken": csrf(stream) },
+      credentials: "same-origin",
+    });
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.target.id === "turn-text" && event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      event.target.form.requestSubmit();
+    }
+  });
+
+  setUp();
+})();

@@ -1,0 +1,412 @@
+"""Chat & Choose, as an expert and a lead see it: a turn's replies stream in and become an
+item with its candidates; the judgment (with strength, a correction) moves the
+conversation on; branching, limits, stopping, a server that goes away mid-reply; the data
+every existing feature reads (the TRL conversational export) and the tree download."""
+
+import json
+
+import pytest
+from django.urls import reverse
+from django_scopes import scope, scopes_disabled
+
+from annotation.models import Assignment, Judgment
+from chat import services, streaming
+from chat.models import ChatTurn, Conversation, Message
+from tasks.models import Candidate, GenerationRecipe, Item, LLMEndpoint, Project, Prompt
+from tests.fake_llm import FakeStreamingLLM
+
+pytestmark = pytest.mark.django_db
+
+GRADED = [
+    {"text": "A is much better", "means": "A", "key": "a", "strength": 3},
+    {"text": "A is slightly better", "means": "A", "key": "s", "strength": 1},
+    {"text": "B is slightly better", "means": "B", "key": "d", "strength": 1},
+    {"text": "B is much better", "means": "B", "key": "b", "strength": 3},
+    {"text": "Tie", "means": "tie", "key": "t"},
+]
+
+
+@pytest.fixture
+def fake():
+    server = FakeStreamingLLM(tokens=8, interval=0.005)
+    yield server
+    server.close()
+
+
+def make_chat(tenant, url, *, replies=2, max_turns=3, concurrent=4):
+    endpoint, _ = LLMEndpoint.objects.get_or_create(
+        name="fake", defaults={"base_url": url, "model": "fake-model", "all_organizations": True}
+    )
+    with scope(organization=tenant.organization):
+        GenerationRecipe.objects.get_or_create(
+            organization=tenant.organization,
+            name="Four",
+            defaults={
+                "variants": [
+                    {"name": f"v{n}", "temperature": 0.2 * n, "max_tokens": 32, "seed": n}
+                    for n in range(1, 5)
+                ]
+            },
+        )
+        project = tenant.project
+        project.questions = [
+            {"name": "preference", "kind": "preference", "labels": GRADED},
+            {"name": "fix", "kind": "correction"},
+        ]
+        project.save()
+        services.save_settings(
+            project=project,
+            endpoints=[endpoint],
+            recipes=["Four"],
+            system_prompt="Be kind.",
+            replies_per_turn=replies,
+            max_turns=max_turns,
+            concurrent_replies=concurrent,
+        )
+        project.refresh_from_db()
+    return project, endpoint
+
+
+@pytest.fixture
+def chat(acme, fake):
+    project, endpoint = make_chat(acme, fake.url)
+    return project, endpoint
+
+
+def start(tenant, project, endpoint, **kwargs):
+    with scope(organization=tenant.organization):
+        return services.start_conversation(
+            project=project,
+            expert=tenant.annotator,
+            endpoint_id=endpoint.pk,
+            recipe_name="Four",
+            **kwargs,
+        )
+
+
+def say(tenant, conversation, text) -> ChatTurn:
+    """The expert writes a message and the worker answers it (run here)."""
+    with scope(organization=tenant.organization):
+        turn = services.send_turn(
+            conversation_id=conversation.pk, expert=tenant.annotator, text=text
+        )
+        return services.run_turn(turn.pk)
+
+
+def judge(tenant, conversation, **answers):
+    with scope(organization=tenant.organization):
+        return services.judge_turn(
+            conversation_id=conversation.pk, expert=tenant.annotator, answers=answers
+        )
+
+
+def current(conversation) -> Message:
+    with scopes_disabled():
+        return Conversation.objects.get(pk=conversation.pk).current
+
+
+def test_a_turn_becomes_a_prompt_with_the_prefix_and_an_item_of_its_replies(acme, chat):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    turn = say(acme, conversation, "What is <b>tea</b>?")
+    assert turn.status == "succeeded", turn.error
+    with scopes_disabled():
+        prompt = Prompt.objects.get(project=project)
+        assert prompt.messages == [
+            {"role": "system", "content": "Be kind."},
+            {"role": "user", "content": "What is <b>tea</b>?"},
+        ]
+        item = Item.objects.get(prompt=prompt)
+        replies = list(Candidate.objects.filter(prompt=prompt))
+        assert len(replies) == 2 and item.mode == "pairwise"
+        assert {c.source for c in replies} == {"chat"}
+        assert all(c.model == "fake-model" and c.parameters["recipe"] == "Four" for c in replies)
+        assert {c.parameters["name"] for c in replies} == {"v1", "v2"}
+        # the expert's own assignment on the turn's item, counted by the allocator
+        assignment = Assignment.objects.get(item=item)
+        assert assignment.annotator == acme.annotator and item.assignment_count == 1
+    events = streaming.read(turn.pk)
+    tokens = [e for e in events if e["kind"] == "token"]
+    assert tokens and events[-1] == {**events[-1], "kind": "end", "status": "succeeded"}
+    streamed = {r: "".join(e["text"] for e in tokens if e["reply"] == r) for r in (0, 1)}
+    assert sorted(streamed.values()) == sorted(c.text for c in replies)
+
+
+def test_judging_stores_the_strength_and_continues_from_the_preferred_reply(acme, chat):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    say(acme, conversation, "Hello")
+    with scopes_disabled():
+        order = Assignment.objects.get(annotator=acme.annotator).display_order
+    judgment = judge(acme, conversation, preference="B is slightly better")
+    assert judgment.chosen_id == order[1] and judgment.rejected_id == order[0]
+    assert judgment.strength == 1 and judgment.outcome == "preferred"
+    now = current(conversation)
+    assert now.candidate_id == order[1] and now.chosen
+    turn = say(acme, conversation, "And then?")
+    with scopes_disabled():
+        second = Prompt.objects.get(pk=Item.objects.get(pk=turn.item_id).prompt_id)
+    assert [m["role"] for m in second.messages] == ["system", "user", "assistant", "user"]
+    assert second.messages[2]["content"] == now.text
+
+
+def test_a_correction_is_the_reply_the_conversation_goes_on_from(acme, chat):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    say(acme, conversation, "Hello")
+    judge(acme, conversation, preference="A is much better", fix="Hello! How can I help?")
+    now = current(conversation)
+    assert now.corrected and now.chosen and now.text == "Hello! How can I help?"
+    with scopes_disabled():
+        assert Candidate.objects.get(pk=now.candidate_id).source == "corrected"
+        assert now.parent.children.count() == 3  # two replies and the correction
+
+
+def test_replies_cannot_be_skipped_and_the_turn_limit_holds(acme, fake):
+    project, endpoint = make_chat(acme, fake.url, max_turns=1)
+    conversation = start(acme, project, endpoint)
+    say(acme, conversation, "One")
+    with scope(organization=acme.organization), pytest.raises(services.ChatRefused, match="Judge"):
+        services.send_turn(conversation_id=conversation.pk, expert=acme.annotator, text="Two")
+    judge(acme, conversation, preference="Tie")
+    with (
+        scope(organization=acme.organization),
+        pytest.raises(services.ChatRefused, match="1 turns"),
+    ):
+        services.send_turn(conversation_id=conversation.pk, expert=acme.annotator, text="Two")
+
+
+def test_branching_from_another_reply_grows_a_second_path(acme, chat):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    say(acme, conversation, "Hello")
+    judge(acme, conversation, preference="A is much better")
+    chosen = current(conversation)
+    say(acme, conversation, "Go on")
+    judge(acme, conversation, preference="Tie")
+    with scopes_disabled():
+        other = chosen.parent.children.exclude(pk=chosen.pk).get()
+    with scope(organization=acme.organization):
+        services.branch(conversation_id=conversation.pk, expert=acme.annotator, message_id=other.pk)
+    turn = say(acme, conversation, "Another way")
+    assert turn.status == "succeeded"
+    with scopes_disabled():
+        users = Message.objects.filter(conversation=conversation, role="user")
+        assert sorted(m.parent_id for m in users if m.depth == 3) == sorted([chosen.pk, other.pk])
+        prompt = Item.objects.get(pk=turn.item_id).prompt
+    assert prompt.messages[2]["content"] == other.text
+
+
+def test_a_server_that_stops_mid_reply_fails_the_turn_in_words_and_retry_works(acme, chat, fake):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    fake.break_after = 3
+    turn = say(acme, conversation, "Hello")
+    assert turn.status == "failed"
+    assert turn.error.startswith("The LLM server stopped in the middle of a reply.")
+    assert "Retry" in turn.error
+    assert streaming.read(turn.pk)[-1]["kind"] == "end"
+    with scopes_disabled():
+        assert not Item.objects.filter(project=project).exists()  # nothing half-written
+    fake.break_after = None
+    with scope(organization=acme.organization):
+        again = services.retry_turn(conversation_id=conversation.pk, expert=acme.annotator)
+        again = services.run_turn(again.pk)
+    assert again.status == "succeeded"
+    # a retry asks with other seeds (the same seed would repeat the failed replies)
+    assert {v["seed"] for v in again.variants} == {1001, 1002}
+
+
+def test_a_server_that_is_down_says_so_and_never_shows_its_body(acme, chat, fake):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    fake.down = True
+    turn = say(acme, conversation, "Hello")
+    assert turn.status == "failed"
+    assert "LLM server" in turn.error and "Retry" in turn.error
+
+
+def test_stopping_a_turn_ends_it_without_an_item(acme, chat, fake):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    with scope(organization=acme.organization):
+        turn = services.send_turn(conversation_id=conversation.pk, expert=acme.annotator, text="Hi")
+        services.stop_turn(turn=turn, expert=acme.annotator)
+        turn.refresh_from_db()
+    assert turn.status == "failed" and turn.error == services.STOPPED
+    assert fake.requests == 0
+
+
+def test_the_organizations_share_of_an_endpoint_limits_replies_in_flight(acme, fake):
+    project, endpoint = make_chat(acme, fake.url, replies=3, concurrent=1)
+    fake.tokens, fake.interval = 5, 0.02
+    conversation = start(acme, project, endpoint)
+    turn = say(acme, conversation, "Hello")
+    assert turn.status == "succeeded" and fake.requests == 3
+    assert fake.peak == 1
+    with scopes_disabled():
+        assert Item.objects.get(pk=turn.item_id).mode == "ranking"
+
+
+def test_a_seed_prompt_starts_the_conversation_and_is_answered(acme, chat):
+    project, endpoint = chat
+    with scopes_disabled():
+        seed = Prompt.objects.create(
+            organization=acme.organization,
+            project=project,
+            external_id="s1",
+            text="Plan a trip.",
+            messages=[{"role": "user", "content": "Plan a trip."}],
+            content_hash="x",
+        )
+    conversation = start(acme, project, endpoint, seed_prompt=seed)
+    with scopes_disabled():
+        turn = ChatTurn.objects.get(conversation=conversation)
+    assert turn.user_message.text == "Plan a trip."
+
+
+def test_trl_conversational_export_has_the_chosen_path_as_prefix(acme, chat, tmp_path):
+    from tests.exports.test_formats import export, load
+
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    say(acme, conversation, "Hello")
+    judge(acme, conversation, preference="A is much better")
+    first = current(conversation)
+    say(acme, conversation, "More")
+    judge(acme, conversation, preference="B is much better")
+    export(project, "trl-conversational", tmp_path / "conv")
+    rows = [
+        json.loads(line) for line in (tmp_path / "conv" / "train.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 2
+    second = next(r for r in rows if len(r["prompt"]) == 4)
+    assert second["prompt"][2] == {"role": "assistant", "content": first.text}
+    assert second["prompt"][-1] == {"role": "user", "content": "More"}
+    from trl.data_utils import is_conversational
+
+    dataset = load("json", tmp_path / "conv" / "train.jsonl", tmp_path)
+    assert all(is_conversational(row) for row in dataset)
+
+
+def test_the_tree_download_names_parents_ranks_and_labels(acme, chat, as_user):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    say(acme, conversation, "Hello")
+    judge(acme, conversation, preference="A is much better", fix="Fixed reply.")
+    response = as_user(acme.lead).get(reverse("chat:tree_export", args=[project.pk]))
+    assert response.status_code == 200
+    lines = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    by_id = {line["message_id"]: line for line in lines}
+    assert [line["role"] for line in lines] == [
+        "system",
+        "user",
+        "assistant",
+        "assistant",
+        "assistant",
+    ]
+    replies = [line for line in lines if line["role"] == "assistant"]
+    assert all(by_id[r["parent_id"]]["role"] == "user" for r in replies)
+    fixed = next(r for r in replies if r["text"] == "Fixed reply.")
+    assert fixed["rank"] == 0 and fixed["labels"]["corrected"] and fixed["labels"]["strength"] == 3
+    assert sorted(r["rank"] for r in replies) == [0, 1, 2]
+
+
+# --- the pages -------------------------------------------------------------------------------
+
+
+def test_the_events_door_gives_tokens_after_the_cursor_to_the_expert_only(acme, chat, as_user):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    turn = say(acme, conversation, "Hello")
+    url = reverse("chat:events", args=[project.pk, turn.pk])
+    data = as_user(acme.annotator).get(url).json()
+    assert data["finished"] and data["events"][-1]["kind"] == "end"
+    middle = data["events"][1]["id"]
+    later = as_user(acme.annotator).get(url, {"after": middle}).json()["events"]
+    assert later == data["events"][2:]
+    assert as_user(acme.lead).get(url).status_code == 404  # not the lead's conversation
+
+
+def test_the_conversation_page_escapes_what_was_said(acme, chat, as_user):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    say(acme, conversation, "<script>alert(1)</script>")
+    judge(acme, conversation, preference="Tie")
+    page = as_user(acme.annotator).get(
+        reverse("chat:conversation", args=[project.pk, conversation.pk])
+    )
+    assert page.status_code == 200
+    assert b"<script>alert(1)</script>" not in page.content
+    assert b"&lt;script&gt;" in page.content
+
+
+def test_the_judge_door_answers_the_next_state_as_a_fragment(acme, chat, as_user):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    say(acme, conversation, "Hello")
+    client = as_user(acme.annotator)
+    url = reverse("chat:judge", args=[project.pk, conversation.pk])
+    bad = client.post(url, {}, HTTP_X_CHOSEN_FRAGMENT="1")
+    assert bad.status_code == 400 and "judge-form" in bad.json()["html"]
+    good = client.post(url, {"preference": "A is much better"}, HTTP_X_CHOSEN_FRAGMENT="1")
+    assert good.status_code == 200 and 'id="turn-form"' in good.json()["html"]
+    with scopes_disabled():
+        assert Judgment.objects.filter(annotator=acme.annotator).count() == 1
+
+
+def test_lead_pages_are_for_leads_and_show_every_tree(acme, chat, as_user):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    say(acme, conversation, "Hello <i>there</i>")
+    for name in ("chat:conversations", "chat:settings", "chat:tree_export"):
+        assert as_user(acme.annotator).get(reverse(name, args=[project.pk])).status_code == 403
+    page = as_user(acme.lead).get(reverse("chat:conversations", args=[project.pk]))
+    assert page.status_code == 200
+    assert b"Hello &lt;i&gt;there&lt;/i&gt;" in page.content
+    assert page.content.count(b'class="tree-node role-assistant') == 2
+
+
+def test_another_organizations_chat_is_not_found(acme, globex, chat, as_user):
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    stranger = as_user(globex.lead)
+    for name, args in [
+        ("chat:home", [project.pk]),
+        ("chat:conversation", [project.pk, conversation.pk]),
+        ("chat:conversations", [project.pk]),
+        ("chat:settings", [project.pk]),
+    ]:
+        assert stranger.get(reverse(name, args=args)).status_code == 404
+
+
+def test_the_settings_form_makes_a_project_a_chat_project(acme, fake, as_user):
+    endpoint = LLMEndpoint.objects.create(
+        name="fake", base_url=fake.url, model="fake-model", all_organizations=True
+    )
+    response = as_user(acme.lead).post(
+        reverse("chat:settings", args=[acme.project.pk]),
+        {
+            "endpoints": [endpoint.pk],
+            "recipes": ["Brief / thorough / flawed"],
+            "system_prompt": "Be kind.",
+            "replies_per_turn": 3,
+            "max_turns": 5,
+            "concurrent_replies": 2,
+        },
+    )
+    assert response.status_code == 302
+    with scopes_disabled():
+        project = Project.objects.get(pk=acme.project.pk)
+        assert project.mode == "chat" and project.chat_settings.judging_mode == "ranking"
+    too_many = as_user(acme.lead).post(
+        reverse("chat:settings", args=[acme.project.pk]),
+        {
+            "endpoints": [endpoint.pk],
+            "recipes": ["Brief / thorough / flawed"],
+            "replies_per_turn": 5,
+            "max_turns": 5,
+            "concurrent_replies": 2,
+        },
+    )
+    assert too_many.status_code == 400
