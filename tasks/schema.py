@@ -28,6 +28,7 @@ from django.core.exceptions import ValidationError
 KINDS = ("preference", "choice", "multichoice", "rating", "text", "correction")
 MEANINGS = ("A", "B", "tie", "both_bad")
 MODES = ("pairwise", "best_worst", "ranking")
+CHAT = "chat"  # Chat & Choose (the chat app): judged as a pair or a ranking, see below
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Keys the annotate page keeps for itself: the help overlay and submitting.
 RESERVED_KEYS = {"?", "enter"}
@@ -215,8 +216,12 @@ def _shown(value: Any) -> str:
 def validate_questions(questions: Any, *, mode: str = "pairwise") -> list[dict]:
     """Check a question schema for a project in ``mode``; return it normalized.
 
-    Raises QuestionSchemaError listing every problem found (not only the first).
+    Raises QuestionSchemaError listing every problem found (not only the first). A chat
+    project's questions are those of the mode its turns are judged in (the chat app's
+    settings decide it): a pair when the comparison has labels, else a ranking.
     """
+    if mode == CHAT:
+        mode = chat_judging_mode(questions)
     if mode not in MODES:
         raise QuestionSchemaError([f"mode: must be one of {', '.join(MODES)}, not {mode!r}"])
     if not isinstance(questions, list):
@@ -479,11 +484,20 @@ _NORMALIZERS = {
 }
 
 
+def chat_judging_mode(questions: Any) -> str:
+    """How a chat project's questions judge a turn: pairwise when its comparison has labels
+    (two replies), else ranking (three or four)."""
+    labelled = isinstance(questions, list) and any(
+        isinstance(q, dict) and q.get("kind") == "preference" and q.get("labels") for q in questions
+    )
+    return "pairwise" if labelled or not questions else "ranking"
+
+
 def default_questions(mode: str = "pairwise") -> list[dict]:
     """The schema a new project starts with: the four pairwise choices, or a best/worst
     or ranking comparison, and an optional reasoning box."""
     preference: dict = {"name": "preference", "kind": "preference"}
-    if mode == "pairwise":
+    if mode in ("pairwise", CHAT):
         preference["labels"] = [
             {"text": "Response A is better", "means": "A", "key": "a"},
             {"text": "Response B is better", "means": "B", "key": "b"},

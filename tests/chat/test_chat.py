@@ -410,3 +410,24 @@ def test_the_settings_form_makes_a_project_a_chat_project(acme, fake, as_user):
         },
     )
     assert too_many.status_code == 400
+
+
+@pytest.mark.parametrize("replies", [2, 4])
+def test_the_lead_can_still_edit_a_chat_project_in_the_admin(acme, fake, as_user, replies):
+    """A chat project's questions are checked in its judging mode (a pair with labels, or a
+    ranking), so saving it elsewhere (the admin's change form) is not refused for its mode."""
+    project, _ = make_chat(acme, fake.url, replies=replies)
+    with scope(organization=acme.organization):
+        project.guidelines = "Be strict about facts."
+        project.full_clean()
+        project.save()
+    client = as_user(acme.lead)
+    page = client.get(f"/admin/tasks/project/{project.pk}/change/")
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data.update(guidelines="Changed in the admin.", questions=json.dumps(project.questions))
+    saved = client.post(f"/admin/tasks/project/{project.pk}/change/", data)
+    assert saved.status_code == 302, saved.context["adminform"].form.errors
+    project.refresh_from_db()
+    assert (project.mode, project.guidelines) == ("chat", "Changed in the admin.")
