@@ -144,17 +144,9 @@ def configure(*, project: Project, endpoint_id: int, **fields) -> JudgeConfig:
     return config
 
 
-# What the trail keeps of a judge's set-up (the template is kept too: it decides verdicts).
-AUDITED_SETTINGS = (
-    "prompt_template",
-    "samples_per_order",
-    "temperature",
-    "max_tokens",
-    "routing",
-    "margin_threshold",
-    "audit_percent",
-    "include_in_exports",
-)
+# What the trail keeps of a judge's set-up besides the endpoint's name (the template too:
+# it decides verdicts).
+AUDITED_SETTINGS = tuple(name for name in SETTINGS if name != "endpoint")
 
 
 def config_of(project: Project) -> JudgeConfig | None:

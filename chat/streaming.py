@@ -94,47 +94,28 @@ def stream_reply(
     pieces: list[str] = []
     finish = ""
     try:
-        stream = client.chat.completions.create(
-            model=model,
-            messages=messages,
-            temperature=variant["temperature"],
-            top_p=variant["top_p"],
-            max_tokens=variant["max_tokens"],
-            seed=variant["seed"],
-            stream=True,
-        )
-        with contextlib.closing(stream):
-            for chunk in stream:
-                choice = chunk.choices[0] if getattr(chunk, "choices", None) else None
-                if choice is None:
-                    continue
-                text = getattr(choice.delta, "content", None) if choice.delta else None
-                if isinstance(text, str) and text:
-                    text = text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
-                    pieces.append(text)
-                    emit(text)
-                if isinstance(choice.finish_reason, str):
-                    finish = choice.finish_reason[:32]
-                if stopped():
-                    raise Stopped
-    except openai.APITimeoutError:
-        raise llm.GenerationError(
-            f"The server did not answer within {endpoint.timeout_seconds:g} s.", retry=True
-        ) from None
-    except openai.APIConnectionError:
-        raise llm.GenerationError("Could not connect to the LLM server.", retry=True) from None
-    except openai.APIStatusError as error:
-        code = error.status_code
-        kind = "a server error" if code >= 500 else "a refusal"
-        raise llm.GenerationError(
-            f"The LLM server answered with {kind} (HTTP {code}).", retry=code >= 500
-        ) from None
+        with llm.generation_errors(endpoint):
+            stream = llm.request(client, model, messages, variant, stream=True)
+            with contextlib.closing(stream):
+                for chunk in stream:
+                    choice = chunk.choices[0] if getattr(chunk, "choices", None) else None
+                    if choice is None:
+                        continue
+                    text = getattr(choice.delta, "content", None) if choice.delta else None
+                    if isinstance(text, str) and text:
+                        text = text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+                        pieces.append(text)
+                        emit(text)
+                    if isinstance(choice.finish_reason, str):
+                        finish = choice.finish_reason[:32]
+                    if stopped():
+                        raise Stopped
     except httpx.HTTPError:
         # The connection broke off mid-reply (the server stopped or restarted).
         raise llm.GenerationError(
             "The LLM server stopped in the middle of a reply.", retry=True
         ) from None
-    except (openai.APIResponseValidationError, ValueError, AttributeError, IndexError):
+    except (AttributeError, IndexError):
         raise llm.GenerationError("The LLM server sent a malformed reply.", retry=True) from None
     if not finish:
         # A stream that ends without a finish reason was cut off (a server's stream always

@@ -66,20 +66,27 @@ def client_for(endpoint: LLMEndpoint) -> openai.OpenAI:
     )
 
 
-def complete(
-    client: openai.OpenAI, endpoint: LLMEndpoint, model: str, messages, variant: dict
-) -> Completion:
-    """One chat completion for one variant with ``model`` (the job's, fixed when it
-    started), or GenerationError."""
+def request(client: openai.OpenAI, model: str, messages, variant: dict, **extra):
+    """The chat-completion request for one variant, every sampling parameter sent (see the
+    module's docstring); ``extra``: e.g. ``stream=True``. Call it inside
+    ``generation_errors``."""
+    return client.chat.completions.create(
+        model=model,
+        messages=messages,
+        temperature=variant["temperature"],
+        top_p=variant["top_p"],
+        max_tokens=variant["max_tokens"],
+        seed=variant["seed"],
+        **extra,
+    )
+
+
+@contextlib.contextmanager
+def generation_errors(endpoint: LLMEndpoint):
+    """The openai client's errors as GenerationError, in short messages of our own: the
+    server's body is never quoted."""
     try:
-        response = client.chat.completions.create(
-            model=model,
-            messages=messages,
-            temperature=variant["temperature"],
-            top_p=variant["top_p"],
-            max_tokens=variant["max_tokens"],
-            seed=variant["seed"],
-        )
+        yield
     except openai.APITimeoutError:
         raise GenerationError(
             f"The server did not answer within {endpoint.timeout_seconds:g} s.", retry=True
@@ -95,6 +102,15 @@ def complete(
         ) from None
     except (openai.APIResponseValidationError, ValueError):
         raise GenerationError("The LLM server sent a malformed reply.", retry=True) from None
+
+
+def complete(
+    client: openai.OpenAI, endpoint: LLMEndpoint, model: str, messages, variant: dict
+) -> Completion:
+    """One chat completion for one variant with ``model`` (the job's, fixed when it
+    started), or GenerationError."""
+    with generation_errors(endpoint):
+        response = request(client, model, messages, variant)
     return _completion(response, model)
 
 
