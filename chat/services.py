@@ -29,6 +29,7 @@ from annotation.services import in_mode, submit_judgment
 from chat import streaming
 from chat.models import ChatSettings, ChatTurn, Conversation, Message
 from tasks import llm
+from tasks.audit import Action, record
 from tasks.generation import recipes_for, variant_key
 from tasks.importers.rows import candidate_hash
 from tasks.items import insert_items
@@ -124,6 +125,21 @@ def save_settings(
         questions = default_questions(mode)
     project.questions, project.mode = questions, Project.Mode.CHAT
     project.save(update_fields=["questions", "mode"])
+    record(
+        Action.CHAT_SETTINGS_CHANGED,
+        organization=project.organization_id,
+        obj=chat,
+        object_type="chat",
+        data={
+            "project": project.pk,
+            "endpoints": sorted(endpoint.name for endpoint in endpoints),
+            "recipes": list(recipes),
+            "system_prompt": system_prompt,
+            "replies_per_turn": replies_per_turn,
+            "max_turns": max_turns,
+            "concurrent_replies": concurrent_replies,
+        },
+    )
     return chat
 
 
