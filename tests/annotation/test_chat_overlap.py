@@ -12,18 +12,12 @@ from django_scopes import scope, scopes_disabled
 from annotation.models import Assignment, Judgment
 from exports.pairs import judgments_for_pairs
 from tasks.models import Item, Role
+from tests.chat import test_chat
 from tests.chat.test_chat import judge, make_chat, say, start
 from tests.factories import member
-from tests.fake_llm import FakeStreamingLLM
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def fake():
-    server = FakeStreamingLLM(tokens=8, interval=0.005)
-    yield server
-    server.close()
+fake = test_chat.fake  # the streaming server fixture of the chat tests
 
 
 def overlapped_chat(tenant, url, *, replies=2):

@@ -5,17 +5,11 @@ import pytest
 from django_scopes import scopes_disabled
 
 from tasks.models import AuditEvent
+from tests.chat import test_chat
 from tests.chat.test_chat import judge, make_chat, say, start
-from tests.fake_llm import FakeStreamingLLM
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def fake():
-    server = FakeStreamingLLM(tokens=8, interval=0.005)
-    yield server
-    server.close()
+fake = test_chat.fake  # the streaming server fixture of the chat tests
 
 
 def events(tenant, action: str) -> list[AuditEvent]:
