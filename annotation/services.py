@@ -3,6 +3,7 @@ schema and the preference is stored as candidate ids resolved through the assign
 display order."""
 
 from collections import Counter
+from copy import copy
 from datetime import timedelta
 from typing import Any
 
@@ -15,20 +16,57 @@ from annotation.models import Assignment, Judgment, JudgmentRevision
 from annotation.verification import settle
 from tasks.audit import Action, diff, record
 from tasks.importers.rows import candidate_hash
-from tasks.models import Candidate, Project
+from tasks.models import Candidate, Item, Project
 
 
 class AssignmentRefused(Exception):
     """The assignment cannot take this submit; the message says why to the annotator."""
 
 
+def in_mode(project: Project, mode: str) -> Project:
+    """An unsaved copy of ``project`` judged in ``mode``: nothing is written back."""
+    judged = copy(project)
+    judged.mode = mode
+    return judged
+
+
+def judged_as(project: Project, item) -> Project:
+    """The project as ``item`` is judged: its form, its rules, its names.
+
+    A chat project's mode says only "chat"; each of its items (a turn's replies) stores
+    the mode it is judged in (a pair, or a ranking of 3-4). For such a project this is a
+    copy in the item's mode (``in_mode``), so the annotate page, the submit and the review
+    treat the item as in a project of that mode; every other project is itself (and its
+    item is not read: the question editor's preview passes a sample)."""
+    if project.mode != Project.Mode.CHAT:
+        return project
+    return in_mode(project, item.mode)
+
+
+def judged_for(project: Project, assignment_id: int) -> Project:
+    """``judged_as`` for the item of an assignment of ``project``; one query, and only for
+    a chat project (the submit of every other project costs nothing more)."""
+    if project.mode != Project.Mode.CHAT:
+        return project
+    mode = (
+        Assignment.objects.filter(pk=assignment_id, project=project)
+        .values_list("item__mode", flat=True)
+        .first()
+    )
+    return in_mode(project, mode) if mode else project
+
+
 def _locked(project: Project, assignment_id: int, annotator) -> Assignment:
-    """The assignment, locked, if it is this annotator's in this project."""
+    """The assignment, locked, if it is this annotator's in this project, with the project
+    as its item is judged (``judged_as``)."""
     assignment = (
         Assignment.objects.select_for_update().filter(pk=assignment_id, project=project).first()
     )
     if assignment is None or assignment.annotator_id != annotator.pk:
         raise AssignmentRefused("This item is not assigned to you.")
+    if project.mode == Project.Mode.CHAT:
+        mode = Item.objects.filter(pk=assignment.item_id).values_list("mode", flat=True).get()
+        project = in_mode(project, mode)
     assignment.project = project
     return assignment
 
@@ -274,7 +312,9 @@ def update_judgment(*, judgment_id: int, annotator, answers: dict[str, Any]) -> 
     )
     if judgment is None:
         raise AssignmentRefused("This judgment is not yours.")
-    fields = resolve_answers(judgment.assignment, answers)
+    assignment = judgment.assignment
+    assignment.project = judged_as(assignment.project, assignment.item)
+    fields = resolve_answers(assignment, answers)
     before = snapshot(judgment)
     JudgmentRevision.objects.create(
         organization_id=judgment.organization_id,

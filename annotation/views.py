@@ -16,6 +16,8 @@ from annotation.allocator import next_assignment
 from annotation.models import Adjudication, Assignment, ItemNote, JudgeConfig, JudgeRun, Judgment
 from annotation.services import (
     AssignmentRefused,
+    judged_as,
+    judged_for,
     skip_assignment,
     submit_judgment,
     undo_last_submit,
@@ -96,7 +98,7 @@ def _act(request, project_id: int, assignment_id: int, action, done: str):
     """Run a submit or a skip and answer with the next item; a refused assignment (409) or
     answers that do not fit (400, the form kept as typed) say why."""
     project = member_project(request, project_id)
-    answers = answers_from_form(project, request.POST)
+    answers = answers_from_form(judged_for(project, assignment_id), request.POST)
     try:
         done_with = action(project, answers)
     except AssignmentRefused as refused:
@@ -207,9 +209,10 @@ def edit(request, project_id: int, judgment_id: int):
         project=project,
         annotator=request.user,
     )
-    answers, errors, status = _answers_of(judgment), {}, 200
+    judged = judged_as(project, judgment.assignment.item)
+    answers, errors, status = _answers_of(judgment, judged), {}, 200
     if request.method == "POST":
-        answers = answers_from_form(project, request.POST)
+        answers = answers_from_form(judged, request.POST)
         try:
             update_judgment(judgment_id=judgment.pk, annotator=request.user, answers=answers)
             messages.success(request, "Your changes were saved.")
@@ -225,13 +228,14 @@ def edit(request, project_id: int, judgment_id: int):
     return render(request, "annotation/edit.html", context, status=status)
 
 
-def _answers_of(judgment: Judgment) -> dict:
-    """A stored judgment as form answers, to prefill the edit page."""
+def _answers_of(judgment: Judgment, project: Project) -> dict:
+    """A stored judgment as form answers, to prefill the edit page (``project`` as the
+    judgment's item is judged)."""
     order = judgment.assignment.display_order
     answers = dict(judgment.answers)
     answers["reasoning"] = judgment.reasoning
-    for question in judgment.project.questions:
-        if question["kind"] == "preference" and judgment.project.mode == Project.Mode.PAIRWISE:
+    for question in project.questions:
+        if question["kind"] == "preference" and project.mode == Project.Mode.PAIRWISE:
             answers[question["name"]] = next(
                 (lb["value"] for lb in question["labels"] if lb["text"] == judgment.label), None
             )

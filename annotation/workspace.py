@@ -7,6 +7,7 @@ from django.db.models import Count, Q, Sum
 
 from annotation.models import Assignment, Judgment
 from annotation.rendering import render_layout, render_markdown
+from annotation.services import judged_as
 from tasks.models import Candidate, Item, Project
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -22,7 +23,8 @@ class Shown:
 
 def shown_candidates(assignment: Assignment) -> list[Shown]:
     by_id = {c.pk: c for c in Candidate.objects.filter(pk__in=assignment.display_order)}
-    return shown_in_order(assignment.project, [by_id[cid] for cid in assignment.display_order])
+    project = judged_as(assignment.project, assignment.item)
+    return shown_in_order(project, [by_id[cid] for cid in assignment.display_order])
 
 
 def shown_in_order(project: Project, candidates: list[Candidate]) -> list[Shown]:
@@ -84,7 +86,9 @@ def context_for(
 ) -> dict:
     """The annotate templates' context for an assignment; ``shown``: its candidates when
     they are not in the database (the question editor's preview)."""
-    project, prompt = assignment.project, assignment.item.prompt
+    # A chat turn judged on the annotate page gets the form of its item's mode.
+    project = judged_as(assignment.project, assignment.item)
+    prompt = assignment.item.prompt
     shown = shown_candidates(assignment) if shown is None else shown
     layout = None
     if project.html_layout and project.mode == Project.Mode.PAIRWISE:

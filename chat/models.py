@@ -177,3 +177,9 @@ class ChatTurn(OrganizationJob):
 
     def audit_facts(self) -> dict:
         return {"conversation": self.conversation_id, "model": self.model}
+
+    @property
+    def project_id(self) -> int:
+        """The audit trail files every job under its project (``tasks.audit.receivers``);
+        a turn's is its conversation's."""
+        return self.conversation.project_id

@@ -16,7 +16,6 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from copy import copy
 from datetime import timedelta
 from typing import Any
 
@@ -26,10 +25,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import Assignment, Judgment
-from annotation.services import submit_judgment
+from annotation.services import in_mode, submit_judgment
 from chat import streaming
 from chat.models import ChatSettings, ChatTurn, Conversation, Message
 from tasks import llm
+from tasks.audit import Action, record
 from tasks.generation import recipes_for, variant_key
 from tasks.importers.rows import candidate_hash
 from tasks.items import insert_items
@@ -51,15 +51,6 @@ def settings_of(project: Project) -> ChatSettings:
     if project.mode != Project.Mode.CHAT or found is None:
         raise ChatRefused("This project is not set up for chat.")
     return found
-
-
-def judged(project: Project, chat: ChatSettings) -> Project:
-    """The project as the annotation app judges a turn of it: in the mode the turn's
-    replies are judged in (a pair, or a ranking), which a chat project's own mode names
-    only as "chat". An unsaved copy: nothing is written back."""
-    shown = copy(project)
-    shown.mode = chat.judging_mode
-    return shown
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -134,6 +125,21 @@ def save_settings(
         questions = default_questions(mode)
     project.questions, project.mode = questions, Project.Mode.CHAT
     project.save(update_fields=["questions", "mode"])
+    record(
+        Action.CHAT_SETTINGS_CHANGED,
+        organization=project.organization_id,
+        obj=chat,
+        object_type="chat",
+        data={
+            "project": project.pk,
+            "endpoints": sorted(endpoint.name for endpoint in endpoints),
+            "recipes": list(recipes),
+            "system_prompt": system_prompt,
+            "replies_per_turn": replies_per_turn,
+            "max_turns": max_turns,
+            "concurrent_replies": concurrent_replies,
+        },
+    )
     return chat
 
 
@@ -371,13 +377,14 @@ def judge_turn(
     annotation app); the conversation goes on from the corrected reply if there is one,
     else the preferred (for a tie or "both bad", the first shown)."""
     conversation = _locked_conversation(conversation_id, expert)
-    chat = settings_of(conversation.project)
+    settings_of(conversation.project)  # still a chat project
     waiting = open_turn(conversation)
     if waiting is None:
         raise ChatRefused("There are no replies to judge.")
     message, assignment = waiting
+    # submit_judgment judges the turn in its item's mode (annotation.services.judged_as).
     judgment = submit_judgment(
-        project=judged(conversation.project, chat),
+        project=conversation.project,
         assignment_id=assignment.pk,
         annotator=expert,
         answers=answers,
@@ -550,7 +557,8 @@ def _store(turn: ChatTurn, chat: ChatSettings, messages, completions: list[llm.C
     if len(made) < 2:
         raise JobRefused("The model gave the same reply every time; retry for new replies.")
     ids = tuple(c.pk for _, c in made)
-    item_id = insert_items(judged(project, chat), [(prompt.pk, ids)])[0]
+    # The item stores the mode its replies are judged in; the pages read it back from there.
+    item_id = insert_items(in_mode(project, chat.judging_mode), [(prompt.pk, ids)])[0]
     Assignment.objects.create(
         organization_id=project.organization_id,
         project=project,

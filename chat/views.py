@@ -15,13 +15,13 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 
-from annotation.services import AssignmentRefused
-from annotation.workspace import answers_from_form, context_for, shown_in_order
+from annotation.services import AssignmentRefused, in_mode
+from annotation.workspace import answers_from_form, context_for
 from chat import exports, reading, services, streaming
 from chat.forms import SettingsForm, StartForm
 from chat.models import ChatSettings, ChatTurn, Conversation
 from tasks.decorators import lead_project, membership_required
-from tasks.models import Candidate, Project
+from tasks.models import Project
 
 
 def chat_project(request, project_id: int) -> tuple[Project, ChatSettings]:
@@ -92,13 +92,8 @@ def _workspace(
     context = reading.conversation_context(conversation, chat)
     context.update({"project": project, "chat": chat, "message": message, "message_level": level})
     if context["state"] == "judging":
-        assignment = context["assignment"]
-        judged = services.judged(project, chat)
-        assignment.project = judged
-        by_id = {c.pk: c for c in Candidate.objects.filter(pk__in=assignment.display_order)}
-        shown = shown_in_order(judged, [by_id[pk] for pk in assignment.display_order])
-        context.update(context_for(assignment, answers=answers, errors=errors, shown=shown))
-        context["project"] = judged
+        # The annotate page's form, in the mode of the turn's item (context_for's project).
+        context.update(context_for(context["assignment"], answers=answers, errors=errors))
         context["chat_project"] = project
     return context
 
@@ -192,7 +187,9 @@ def judge(request, project_id: int, conversation_id: int):
     is the conversation, ready for the next message."""
     project, chat = chat_project(request, project_id)
     conversation = own_conversation(request, project, conversation_id)
-    answers = answers_from_form(services.judged(project, chat), request.POST)
+    waiting = services.open_turn(conversation)
+    mode = waiting[1].item.mode if waiting else chat.judging_mode
+    answers = answers_from_form(in_mode(project, mode), request.POST)
     try:
         time_spent = int(request.POST.get("time_spent_ms") or 0)
     except ValueError:

@@ -63,6 +63,11 @@ class Action:
     JUDGE_RUN_SUCCEEDED = "judge_run.succeeded"
     JUDGE_RUN_FAILED = "judge_run.failed"
     JUDGE_RUN_REQUEUED = "judge_run.requeued"
+    CHAT_SETTINGS_CHANGED = "chat.settings_changed"
+    CHAT_TURN_CREATED = "chat_turn.created"
+    CHAT_TURN_SUCCEEDED = "chat_turn.succeeded"
+    CHAT_TURN_FAILED = "chat_turn.failed"
+    CHAT_TURN_REQUEUED = "chat_turn.requeued"
     TOKEN_CREATED = "token.created"
     TOKEN_USED = "token.used"
     TOKEN_RENAMED = "token.renamed"
@@ -130,6 +135,11 @@ class Action:
         JUDGE_RUN_SUCCEEDED: "AI judge run finished",
         JUDGE_RUN_FAILED: "AI judge run failed",
         JUDGE_RUN_REQUEUED: "AI judge run started again (its worker died)",
+        CHAT_SETTINGS_CHANGED: "Chat guardrails set or changed",
+        CHAT_TURN_CREATED: "Chat turn asked for replies",
+        CHAT_TURN_SUCCEEDED: "Chat turn's replies written",
+        CHAT_TURN_FAILED: "Chat turn failed",
+        CHAT_TURN_REQUEUED: "Chat turn started again (its worker died)",
         TOKEN_CREATED: "API token created",
         TOKEN_USED: "API token used",
         TOKEN_RENAMED: "API token renamed",
