@@ -393,6 +393,9 @@ CHOSEN_IMPORT_MAX_ROWS = int(env("CHOSEN_IMPORT_MAX_ROWS", "1000000"))
 # A transaction that bulk-wrote at least this many rows into a table refreshes its planner
 # statistics after the commit (tasks/dbstats.py).
 CHOSEN_ANALYZE_AFTER_ROWS = int(env("CHOSEN_ANALYZE_AFTER_ROWS", "1000"))
+# Projects with at most this many feedback signals have their pairs built during the API
+# request; larger ones get a job (tasks.imports.start_pair_build).
+CHOSEN_PAIR_BUILD_SYNC_MAX_SIGNALS = int(env("CHOSEN_PAIR_BUILD_SYNC_MAX_SIGNALS", "20000"))
 # Django reads at most this many bytes of a non-file request body (JSON API calls, forms).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 50

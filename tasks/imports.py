@@ -277,11 +277,6 @@ def run_now_or_enqueue(job: ImportJob) -> bool:
     return False
 
 
-# Projects with at most this many signals have their pairs built during the request (well
-# under a second); larger ones in a job (a million signals take ~35 s).
-PAIR_BUILD_SYNC_MAX_SIGNALS = 20_000
-
-
 def start_pair_build(*, project, created_by=None) -> tuple[ImportJob, bool]:
     """Record a build of the project's pairs (``build_and_queue``) as a job, and run it now
     when the project is small, else send it to a worker. Returns the job and whether it
@@ -292,7 +287,9 @@ def start_pair_build(*, project, created_by=None) -> tuple[ImportJob, bool]:
         kind=ImportJob.Kind.PAIRS,
         created_by=created_by,
     )
-    limit = getattr(settings, "CHOSEN_PAIR_BUILD_SYNC_MAX_SIGNALS", PAIR_BUILD_SYNC_MAX_SIGNALS)
+    # At most CHOSEN_PAIR_BUILD_SYNC_MAX_SIGNALS signals are built during the request (well
+    # under a second); more in a job (a million signals take ~35 s).
+    limit = settings.CHOSEN_PAIR_BUILD_SYNC_MAX_SIGNALS
     if not FeedbackSignal.objects.filter(project=project)[limit : limit + 1].exists():
         run_import_job(job.pk)
         job.refresh_from_db()
