@@ -40,6 +40,7 @@ from tests.tasks.test_tenant_isolation import (
     ADMIN_OBJECTS,
     OBJECT_URLS,
     caller,
+    chat_turn,
     export,
     iter_urls,
     judgment,
@@ -156,7 +157,25 @@ HTML_PAGES = {
     "tasks:audit": lambda t: [reverse("tasks:audit"), f"{reverse('tasks:audit')}?action="],
     "tasks:audit_csv": lambda t: [reverse("tasks:audit_csv")],
     "tasks:audit_jsonl": lambda t: [reverse("tasks:audit_jsonl")],
+    "chat:events": lambda t: lead_chat_events(t),
 }
+
+
+def lead_chat_events(tenant) -> list[str]:
+    """The events of a chat turn of the lead's own, as the page polls them (``after``: the
+    stream cursor, the one parameter the view reads)."""
+    from chat import streaming
+    from chat.models import Conversation
+
+    turn = chat_turn(tenant)
+    with scopes_disabled():
+        Conversation.objects.filter(pk=turn.conversation_id).update(expert=tenant.lead)
+    channel = streaming.Channel(turn.pk)
+    channel.reset()
+    channel.token(0, "Hello")
+    channel.reply_done(0)
+    url = reverse("chat:events", kwargs={"project_id": turn.project_id, "turn_id": turn.pk})
+    return [url, f"{url}?after=0"]
 
 
 def reads_query_parameters(view) -> bool:
