@@ -19,7 +19,7 @@ import json
 import time
 from dataclasses import dataclass
 
-import httpx
+import httpx2  # openai's HTTP client (openai 3 depends on it; httpx is only for tests)
 import openai
 import redis
 from django.conf import settings
@@ -110,7 +110,7 @@ def stream_reply(
                         finish = choice.finish_reason[:32]
                     if stopped():
                         raise Stopped
-    except httpx.HTTPError:
+    except httpx2.HTTPError:
         # The connection broke off mid-reply (the server stopped or restarted).
         raise llm.GenerationError(
             "The LLM server stopped in the middle of a reply.", retry=True
