@@ -4,12 +4,13 @@ itself, so the check and the description cannot drift apart."""
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ("project", "tasks", "annotation", "qc", "exports")
+CODE = ("project", "tasks", "annotation", "qc", "exports", "chat")
 
 
 def floors() -> dict[str, int]:
@@ -133,3 +134,32 @@ def test_the_check_refuses_an_upward_import(importer, imported):
 )
 def test_the_check_allows_a_downward_import(importer, imported):
     assert violation(importer, imported) is None
+
+
+def test_the_product_imports_no_test_only_package():
+    """`make run` and the containers install the main dependencies only (pyproject.toml's
+    ``test`` extra is for `make test`): an import of a test-only package from the product
+    fails there, not in the suite (openai 3's client is httpx2; httpx is the tests')."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    test_only = {
+        re.split(r"[<>=\[;, ]", requirement, maxsplit=1)[0].lower().replace("-", "_")
+        for requirement in extra["test"]
+    }
+    # Import names that differ from the distribution's, and what the test extra brings along.
+    test_only |= {"pytest_django", "factory", "llama_cpp", "scipy"}
+    main = {
+        re.split(r"[<>=\[;, ]", requirement, maxsplit=1)[0].lower().replace("-", "_")
+        for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+            "dependencies"
+        ]
+    }
+    found = []
+    for top in CODE:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            for line, imported in imports_of(path, module_name(path)):
+                name = imported.split(".")[0].lower()
+                if name in test_only - main:
+                    found.append(f"{path.relative_to(ROOT)}:{line} imports {imported}")
+    assert not found, found
