@@ -292,7 +292,7 @@ def _queue_turn(conversation, message, chat: ChatSettings, *, actor) -> ChatTurn
         recipe_name=conversation.recipe_name,
         variants=variants,
     )
-    streaming.forget_stop(turn.pk)  # a flag left by an earlier database under this id
+    streaming.forget(turn.pk)  # a stream or flag an earlier database left under this id
     send(generate_turn, turn)
     return turn
 

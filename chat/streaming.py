@@ -197,5 +197,9 @@ def stop_asked(turn_id: int) -> bool:
     return bool(connection().exists(cancel_key(turn_id)))
 
 
-def forget_stop(turn_id: int) -> None:
-    connection().delete(cancel_key(turn_id))
+def forget(turn_id: int) -> None:
+    """Clear what Redis may still hold under a new turn's id: a stream and a stop flag left
+    by an earlier database whose ids this one reuses (a restore from a backup, a recreated
+    database). Its events would otherwise reach this turn's page — another conversation's
+    replies — and its end would end this turn before it began."""
+    connection().delete(stream_key(turn_id), cancel_key(turn_id))

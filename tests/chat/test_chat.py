@@ -6,6 +6,7 @@ every existing feature reads (the TRL conversational export) and the tree downlo
 import json
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django_scopes import scope, scopes_disabled
 
@@ -431,3 +432,27 @@ def test_the_lead_can_still_edit_a_chat_project_in_the_admin(acme, fake, as_user
     assert saved.status_code == 302, saved.context["adminform"].form.errors
     project.refresh_from_db()
     assert (project.mode, project.guidelines) == ("chat", "Changed in the admin.")
+
+
+def test_a_new_turn_never_shows_what_an_earlier_database_left_under_its_id(acme, chat, as_user):
+    """After a restore (or a recreated database) turn ids are used again while Redis may
+    still hold the streams of the old ones: a new turn starts with none of them."""
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_value, is_called FROM chat_chatturn_id_seq")
+        last, called = cursor.fetchone()
+    next_id = last + 1 if called else last
+    stale = streaming.Channel(next_id)
+    stale.token(0, "Another organization's reply")
+    stale.reply_done(0)
+    stale.end("succeeded")
+    streaming.stop(next_id)
+
+    with scope(organization=acme.organization):  # the worker has not started yet
+        turn = services.send_turn(conversation_id=conversation.pk, expert=acme.annotator, text="Hi")
+
+    assert turn.pk == next_id
+    data = as_user(acme.annotator).get(reverse("chat:events", args=[project.pk, turn.pk])).json()
+    assert data["events"] == [] and not data["finished"]
+    assert not streaming.stop_asked(turn.pk)
