@@ -11,8 +11,6 @@ from annotation.models import JudgeConfig, JudgeRun
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
 from tasks.api.serializers import JOB_FIELDS, JobSerializer
-from tasks.models import Project
-from tasks.tenancy import get_for_organization_or_404
 
 
 class JudgeConfigSerializer(serializers.ModelSerializer):
@@ -58,11 +56,6 @@ class ProjectJudgeViewSet(OrganizationViewSet):
     permission_classes = [ManagesOrganization]
     filter_backends = []
     pagination_class = None
-
-    def project(self) -> Project:
-        return get_for_organization_or_404(
-            Project.objects.all(), self.request, pk=self.kwargs["project_id"]
-        )
 
     def retrieve(self, request, project_id=None):
         project = self.project()

@@ -14,8 +14,6 @@ from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
 from tasks.api.serializers import JOB_FIELDS, JobSerializer
 from tasks.audit import Action, record
-from tasks.models import Project
-from tasks.tenancy import get_for_organization_or_404
 
 
 class ExportSerializer(JobSerializer):
@@ -142,11 +140,6 @@ class ProjectExportViewSet(OrganizationViewSet):
     serializer_class = ExportSerializer
     permission_classes = [ManagesOrganization]
     ordering_fields = ["created_at"]
-
-    def project(self) -> Project:
-        return get_for_organization_or_404(
-            Project.objects.all(), self.request, pk=self.kwargs["project_id"]
-        )
 
     def get_organization_queryset(self):
         return Export.objects.filter(project=self.project())

@@ -8,8 +8,6 @@ from qc.models import Leaderboard, QCReport
 from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
 from tasks.api.serializers import JOB_FIELDS, JobSerializer
-from tasks.models import Project
-from tasks.tenancy import get_for_organization_or_404
 
 
 class QCReportSerializer(JobSerializer):
@@ -52,11 +50,6 @@ class ProjectQCReportViewSet(OrganizationViewSet):
     permission_classes = [ManagesOrganization]
     filter_backends = []
     pagination_class = None
-
-    def project(self) -> Project:
-        return get_for_organization_or_404(
-            Project.objects.all(), self.request, pk=self.kwargs["project_id"]
-        )
 
     @extend_schema(responses={200: LatestQCReportSerializer})
     def latest(self, request, project_id=None):
@@ -131,13 +124,6 @@ class LeaderboardLatestViewSet(OrganizationViewSet):
     permission_classes = [ManagesOrganization]
     filter_backends = []
     pagination_class = None
-
-    def project(self) -> Project | None:
-        if "project_id" not in self.kwargs:
-            return None
-        return get_for_organization_or_404(
-            Project.objects.all(), self.request, pk=self.kwargs["project_id"]
-        )
 
     @extend_schema(responses={200: LeaderboardSerializer})
     def latest(self, request, project_id=None):

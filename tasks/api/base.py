@@ -5,7 +5,8 @@ its views module is still loading): permissions.py, pagination.py, filters.py, e
 
 from rest_framework import exceptions, routers, viewsets
 
-from tasks.models import Membership
+from tasks.models import Membership, Project
+from tasks.tenancy import get_for_organization_or_404
 
 
 class OrganizationViewSet(viewsets.GenericViewSet):
@@ -18,6 +19,15 @@ class OrganizationViewSet(viewsets.GenericViewSet):
 
     def get_organization_queryset(self):
         raise exceptions.APIException("get_organization_queryset is not defined.")
+
+    def project(self) -> Project | None:
+        """The project the URL names (``project_id``), of the caller's organization (another
+        organization's: 404); None on a route without one."""
+        if "project_id" not in self.kwargs:
+            return None
+        return get_for_organization_or_404(
+            Project.objects.all(), self.request, pk=self.kwargs["project_id"]
+        )
 
     @property
     def caller_membership(self) -> Membership | None:

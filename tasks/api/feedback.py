@@ -16,8 +16,7 @@ from tasks.api.base import OrganizationViewSet
 from tasks.api.permissions import ManagesOrganization
 from tasks.api.serializers import ImportJobSerializer
 from tasks.imports import start_pair_build
-from tasks.models import ImportJob, Project, Rule, SignalPair
-from tasks.tenancy import get_for_organization_or_404
+from tasks.models import ImportJob, Rule, SignalPair
 
 
 class SignalPairSerializer(serializers.ModelSerializer):
@@ -67,11 +66,6 @@ class ProjectSignalPairViewSet(mixins.ListModelMixin, OrganizationViewSet):
     filterset_class = SignalPairFilter
     permission_classes = [ManagesOrganization]
     ordering_fields = ["confidence", "created_at"]
-
-    def project(self) -> Project:
-        return get_for_organization_or_404(
-            Project.objects.all(), self.request, pk=self.kwargs["project_id"]
-        )
 
     def get_organization_queryset(self):
         return (
