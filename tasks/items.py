@@ -13,6 +13,7 @@ from itertools import combinations
 
 from django.utils import timezone
 
+from tasks import dbstats
 from tasks.importers import bulk
 from tasks.models import Candidate, Item, ItemCandidate, Project
 
@@ -68,8 +69,8 @@ def build_items(
     existing: dict[int, set[str]] = {}
     if not fresh:
         if project.mode != Project.Mode.PAIRWISE:
-            Item.objects.filter(
-                project=project, prompt_id__in=prompt_ids, assignment_count=0
+            dbstats.by_key_in_project(
+                Item.objects.filter(prompt_id__in=prompt_ids, assignment_count=0), project.pk
             ).delete()
         existing = _existing_keys(project, prompt_ids)
     planned = [
@@ -127,8 +128,8 @@ def insert_items(project: Project, planned: list[tuple[int, tuple[int, ...]]]) -
 
 def _existing_keys(project: Project, prompt_ids: list[int]) -> dict[int, set[str]]:
     keys: dict[int, set[str]] = {}
-    for prompt_id, key in Item.objects.filter(
-        project=project, prompt_id__in=prompt_ids
+    for prompt_id, key in dbstats.by_key_in_project(
+        Item.objects.filter(prompt_id__in=prompt_ids), project.pk
     ).values_list("prompt_id", "candidate_key"):
         keys.setdefault(prompt_id, set()).add(key)
     return keys

@@ -618,18 +618,24 @@ def _esc(text: str) -> str:
 # A/B rows that name their prompt by id (rare).
 _REFERENCES = """
 SELECT external_id, id, content_hash FROM tasks_prompt
-WHERE project_id = %s AND external_id = ANY(%s)
+WHERE external_id = ANY(%s) AND project_id + 0 = %s
 """
 # The lookups are LATERAL ... LIMIT 1 (or min) over unnest(): one index probe per key,
 # whatever the statistics say (they predate the import, and a hash join would read the
-# project's whole table for every chunk).
+# project's whole table for every chunk). Nor may a probe lean on the project's own index
+# while the statistics still describe the project as it was before the import
+# (``tasks.dbstats.by_key_in_project`` says why): each probe is led by its key's own index,
+# and the project is a filter no index serves (``project_id + 0``) or implied. (Led by the
+# project's index, a second 200,000-row import into a database holding an earlier one ran
+# for minutes where the first took 28 s: every probe read every row written so far.)
 #
-# A conversation's prompt: the oldest of the project with its content (prompt_hash_idx).
+# A conversation's prompt: the oldest of the project with its content (prompt_hash_idx,
+# content_hash first).
 _PROMPTS = """
 SELECT k.key, p.id FROM unnest(%s::text[]) k(key)
 CROSS JOIN LATERAL (
     SELECT min(id) AS id FROM tasks_prompt
-    WHERE project_id = %s AND content_hash = k.key
+    WHERE content_hash = k.key AND project_id + 0 = %s
 ) p
 WHERE p.id IS NOT NULL
 """
@@ -642,14 +648,14 @@ CROSS JOIN LATERAL (
     LIMIT 1
 ) c
 """
-# The digests of the project's signals among these (signal_by_prompt_idx).
+# The digests of the signals among these, by their prompt (the project's own: a signal's
+# project is its prompt's).
 _SIGNALS = """
 SELECT k.digest FROM unnest(%s::text[], %s::bigint[], %s::text[]) k(kind, prompt, digest)
 WHERE EXISTS (
     SELECT FROM (
         SELECT FROM tasks_feedbacksignal
-        WHERE project_id = %s AND kind = k.kind AND prompt_id = k.prompt
-            AND data ->> 'digest' = k.digest
+        WHERE prompt_id = k.prompt AND kind = k.kind AND data ->> 'digest' = k.digest
         LIMIT 1
     ) found
 )
@@ -782,7 +788,7 @@ class _Writer:
             referenced: dict[str, tuple[int, str]] = {}
             if references:
                 names = list({row.prompt_ref for row in rows if row.prompt_ref is not None})
-                cursor.execute(_REFERENCES, [self.project_id, names])
+                cursor.execute(_REFERENCES, [names, self.project_id])
                 referenced = {name: (pk, key) for name, pk, key in cursor.fetchall()}
                 missing = False
                 for row in rows:
@@ -873,7 +879,7 @@ class _Writer:
             seen: set[str] = set()
             if asked:
                 kinds, prompts, digests = (list(column) for column in zip(*asked, strict=True))
-                cursor.execute(_SIGNALS, [kinds, prompts, digests, self.project_id])
+                cursor.execute(_SIGNALS, [kinds, prompts, digests])
                 seen = {digest for (digest,) in cursor.fetchall()}
             lines, made, end = [], Counter(), self.signal_columns
             for row, pid, tail in zip(rows, pids, tails, strict=True):

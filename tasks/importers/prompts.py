@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from tasks import dbstats
 from tasks.importers import bulk
 from tasks.importers.limits import too_many_rows_message
 from tasks.importers.rows import (
@@ -213,8 +214,8 @@ class _Import:
             return
         project = self.project
         existing = dict(
-            Prompt.objects.filter(
-                project=project, external_id__in=[r.external_id for r in rows]
+            dbstats.by_key_in_project(
+                Prompt.objects.filter(external_id__in=[r.external_id for r in rows]), project.pk
             ).values_list("external_id", "id")
         )
         fresh = [r for r in rows if r.external_id not in existing]
@@ -260,8 +261,9 @@ class _Import:
 
     def _drop_duplicates(self, rows: list[PromptRow]) -> list[PromptRow]:
         known = dict(
-            Prompt.objects.filter(
-                project=self.project, content_hash__in={r.content_hash for r in rows}
+            dbstats.by_key_in_project(
+                Prompt.objects.filter(content_hash__in={r.content_hash for r in rows}),
+                self.project.pk,
             ).values_list("content_hash", "external_id")
         )
         kept = []

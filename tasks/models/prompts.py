@@ -29,9 +29,11 @@ class Prompt(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["project", "external_id"], name="prompt_id_per_project")
+            # external_id first: an import's lookup by id is led by it (tasks.dbstats)
+            models.UniqueConstraint(fields=["external_id", "project"], name="prompt_id_per_project")
         ]
-        indexes = [models.Index(fields=["project", "content_hash"], name="prompt_hash_idx")]
+        # content_hash first: a lookup by content is led by it (tasks.dbstats)
+        indexes = [models.Index(fields=["content_hash", "project"], name="prompt_hash_idx")]
 
     def __str__(self) -> str:
         return self.external_id
