@@ -33,14 +33,18 @@ the strengths are then those with length held equal, and the coefficient says ho
 typical length difference sways a judgment (in log-odds).
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from dataclasses import dataclass
-from math import erfc
+from math import erfc, log
 
-import numpy as np
+from project.lazy import lazy_module
+
+np = lazy_module("numpy")  # loaded by the first fit
 
 DEFAULT_ALPHA = 1e-3
-SCALE = 400 / np.log(10)  # θ to Elo points
+SCALE = 400 / log(10)  # θ to Elo points
 BASE = 1000.0
 DEFAULT_ROUNDS = 200
 
@@ -59,7 +63,7 @@ class Table:
     z: np.ndarray | None = None
 
     @classmethod
-    def from_battles(cls, size: int, a, b, y, z=None) -> "Table":
+    def from_battles(cls, size: int, a, b, y, z=None) -> Table:
         """A table from battles as sequences (a, b, y[, raw length difference]); without
         ``z`` identical battles are counted into one row."""
         a, b, y = (np.asarray(v) for v in (a, b, y))
@@ -231,7 +235,7 @@ class Fit:
         return float(0.5 * erfc(abs(self.theta[i] - self.theta[j]) / spread / np.sqrt(2)))
 
 
-def outcome_uncertainty(fitted: "Fit | None", sources: Sequence[str]) -> float:
+def outcome_uncertainty(fitted: Fit | None, sources: Sequence[str]) -> float:
     """How uncertain the order of these sources is under the fit: the mean of
     ``Fit.uncertainty`` over the pairs of different sources (0 when all come from one
     source: no battle to learn from; ½ for every pair before any fit)."""
@@ -245,7 +249,7 @@ def outcome_uncertainty(fitted: "Fit | None", sources: Sequence[str]) -> float:
     return sum(fitted.uncertainty(x, y) for x, y in pairs) / len(pairs)
 
 
-def most_uncertain_first(options: Sequence[Sequence[str]], fitted: "Fit | None") -> list:
+def most_uncertain_first(options: Sequence[Sequence[str]], fitted: Fit | None) -> list:
     """Indexes of ``options`` (each the sources of one item's candidates), most uncertain
     order first; equally uncertain ones keep their given order (the allocator's own
     least-covered order). The allocator and bench/active_scheduling.py both choose by it."""

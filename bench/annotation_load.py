@@ -148,6 +148,7 @@ def start_gunicorn(port: int, workers: int, log: Path | None = None) -> Child:
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
+            "--preload",  # as the image runs it
             "--log-level",
             "warning",
             "--no-control-socket",  # gunicorn 27's default socket is one per user: shared

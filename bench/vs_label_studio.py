@@ -12,16 +12,20 @@ Work, on both systems in turn (the order alternates between repetitions):
   annotation_load.py. Label Studio: ``GET /api/projects/{id}/next`` then ``POST
   /api/tasks/{id}/annotations``; the time from the POST to the next task is one
   "submit+next". Chosen: the annotate page's submit, which answers with the next item;
-- the memory (RSS) of each server: idle (servers up, nothing asked), and the peak during
-  the run. Chosen counts gunicorn and the Celery worker; Label Studio has no worker
+- the memory of each server: idle (servers up, nothing asked) as PSS, the proportional set
+  size, which counts a page the processes share once (the target is judged on it), and as
+  the sum of RSS, which counts it in every process (printed beside it); and the peak RSS
+  sum during the run. Chosen counts gunicorn and the Celery worker; Label Studio has no worker
   (without Redis it runs its jobs inside the web process).
 
 Both on this machine's PostgreSQL 15 (Label Studio in its own database,
 ``labelstudio_bench``, dropped and created afresh at each run), both under gunicorn with 4
-sync workers. Label Studio's ``label-studio start`` is Django's development server, and
-its production image runs uwsgi (``label-studio-uwsgi``), which pip would have to compile;
-gunicorn runs its documented WSGI entry point (``core.wsgi``) with the same workers as
-Chosen, so the two differ by the application, not by the server. DEBUG off; its version
+sync workers, the application loaded once before the workers fork (``--preload``, as
+Chosen's image runs it and as uwsgi does by default). Label Studio's ``label-studio
+start`` is Django's development server, and its production image runs uwsgi
+(``label-studio-uwsgi``), which pip would have to compile; gunicorn runs its documented
+WSGI entry point (``core.wsgi``) with the same workers as Chosen, so the two differ by the
+application, not by the server. DEBUG off; its version
 check, analytics and error reporting (Sentry) off: localhost only. The same data for
 both: prompts of 120-400 characters with two responses of 300-800, drawn from one seed.
 
@@ -152,20 +156,32 @@ def ls_tasks(path: Path, annotated: bool = False) -> bytes:
 # --- processes and memory ----------------------------------------------------------------
 
 
-def group_rss_mb(*groups: int) -> float:
-    """Resident memory of every process in the process groups ``groups`` (MB)."""
-    total = 0
+def group_memory_mb(*groups: int) -> dict[str, float]:
+    """The memory of every process in the process groups ``groups`` (MB): ``rss``, the sum
+    of their resident sets, counts a page shared by N processes (the interpreter, libraries,
+    a pre-forked application) N times; ``pss`` (proportional set size, the kernel's
+    smaps_rollup) counts it once, split between them: what the processes take from the
+    machine together."""
+    total = {"rss": 0, "pss": 0}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
             fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[2]) in groups:  # pgrp
-                total += int(Path(f"/proc/{entry}/statm").read_text().split()[1])
+            if int(fields[2]) not in groups:  # pgrp
+                continue
+            for line in Path(f"/proc/{entry}/smaps_rollup").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("Rss", "Pss"):
+                    total[key.lower()] += int(value.split()[0])  # kB
         except (OSError, IndexError, ValueError):
             continue  # the process ended while we looked
-    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return {key: kb / 1024 for key, kb in total.items()}
+
+
+def group_rss_mb(*groups: int) -> float:
+    return group_memory_mb(*groups)["rss"]
 
 
 class PeakRSS:
@@ -324,6 +340,7 @@ class LabelStudio:
                 f"127.0.0.1:{self.port}",
                 "--workers",
                 str(WORKERS),
+                "--preload",  # as uwsgi, its production server, loads the app before forking
                 "--timeout",
                 "1800",  # its imports and exports run inside the request
                 "--log-level",
@@ -894,14 +911,25 @@ def table(args, results: dict, idle: dict) -> int:
             )
         )
     if "memory" in args.sections:
+        ls_idle, chosen_idle = idle["ls"], idle["chosen"]
         rows.append(
             (
-                "idle memory (web + worker), MB",
-                f"{idle['ls']:.0f}",
-                f"{idle['chosen']:.0f}",
-                f"{idle['ls'] / idle['chosen']:.1f}x",
+                "idle memory (web + worker), PSS, MB",
+                f"{ls_idle['pss']:.0f}",
+                f"{chosen_idle['pss']:.0f}",
+                f"{ls_idle['pss'] / chosen_idle['pss']:.1f}x",
                 "< half of LS",
-                verdict(idle["chosen"] < idle["ls"] / 2),
+                verdict(chosen_idle["pss"] < ls_idle["pss"] / 2),
+            )
+        )
+        rows.append(
+            (
+                "idle memory, sum of RSS (shared pages counted per process), MB",
+                f"{ls_idle['rss']:.0f}",
+                f"{chosen_idle['rss']:.0f}",
+                f"{ls_idle['rss'] / chosen_idle['rss']:.1f}x",
+                "",
+                "—",
             )
         )
         peak = results.get("peak_mb", {})
@@ -973,8 +1001,16 @@ def main() -> int:
         ls.start()
         chosen.start()
         time.sleep(5)  # both settle (workers forked, connections made)
-        idle = {"ls": group_rss_mb(ls.server.process.pid), "chosen": group_rss_mb(*chosen.groups())}
-        print(f"idle memory: LS {idle['ls']:.0f} MB, Chosen {idle['chosen']:.0f} MB", flush=True)
+        idle = {
+            "ls": group_memory_mb(ls.server.process.pid),
+            "chosen": group_memory_mb(*chosen.groups()),
+        }
+        print(
+            "idle memory (PSS / RSS sum): "
+            f"LS {idle['ls']['pss']:.0f} / {idle['ls']['rss']:.0f} MB, "
+            f"Chosen {idle['chosen']['pss']:.0f} / {idle['chosen']['rss']:.0f} MB",
+            flush=True,
+        )
         run(args, base, ls, chosen, results)
         return table(args, results, idle)
     finally:

@@ -31,17 +31,21 @@ source and length) is held, and battles are aggregated before fitting
 (``annotation.bradley_terry``).
 """
 
+from __future__ import annotations
+
 import json
 from array import array
 from itertools import combinations
 
-import numpy as np
 from django.db.models import Exists, OuterRef, TextField
 from django.db.models.functions import Cast, Length
 
 from annotation import bradley_terry as bt
 from annotation.models import Judgment
+from project.lazy import lazy_module
 from tasks.models import Candidate, Project, SignalPair
+
+np = lazy_module("numpy")  # loaded by the first leaderboard
 
 SOURCE_KINDS = ("model", "variant", "recipe")
 # Parameters that name a variant of an imported candidate (generated ones have their key).

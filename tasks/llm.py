@@ -9,6 +9,8 @@ Errors are turned into short messages of our own. A server's reply body is never
 it may come from an internal service the tenant should learn nothing about.
 """
 
+from __future__ import annotations
+
 import contextlib
 import random
 import time
@@ -16,11 +18,13 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import openai
 import redis
 from django.conf import settings
 
+from project.lazy import lazy_module
 from tasks.models import LLMEndpoint
+
+openai = lazy_module("openai")  # loaded by the first request to an LLM server
 
 
 class GenerationError(Exception):
