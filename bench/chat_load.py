@@ -5,25 +5,27 @@ Started here, stopped here (``finally``, and on SIGTERM/SIGHUP through preflight
 - gunicorn with the production settings, 3 workers x 16 threads (the Dockerfile's and
   compose's WEB_WORKERS / WEB_THREADS defaults), through annotation_load's ``start_gunicorn``
   with ``GUNICORN_CMD_ARGS`` adding the threads;
-- one Celery worker, concurrency 2 (compose's WORKER_CONCURRENCY default), that generates
-  the turns (``chat.jobs.generate_turn``);
+- compose's two Celery workers: the jobs' worker (``-Q celery``, 2 prefork processes,
+  WORKER_CONCURRENCY) and the chat worker that generates the turns (``chat.jobs.
+  generate_turn`` on the ``chat`` queue: ``--pool threads``, 16 threads,
+  CHAT_WORKER_CONCURRENCY; ``--chat-threads``);
 - a fake OpenAI-compatible streaming server in a thread of this process: each reply is
   60-120 tokens at 40 tokens/s after 0.1 s, and its first token carries the reply's id and
   is stamped with the time it is written (the same host clock as the clients).
 
 Simulated people, with httpx-free asyncio requests (annotation_load's ``request``):
-- experts: start a conversation, send a message, poll the turn's events every 100 ms as
-  the page does (``static/js/chat.js``: the next poll 100 ms after an answer), reload the
-  page when it ends, think 3-8 s, judge, send the next message; a new conversation when the
-  project's turn limit is reached;
+- experts: start a conversation, send a message, poll the turn's events as the page does
+  (``static/js/chat.js``: the next poll 100 ms after an answer; 500 ms while the turn is
+  still queued after its first second), reload the page when it ends, think 3-8 s, judge,
+  send the next message; a new conversation when the project's turn limit is reached;
 - annotators: annotation_load's ``annotator`` on a 10,000-item pairwise project (submit+next
   in one round trip, think 5-15 s).
 
 Measured: submit+next p50/p95/p99 and errors; first token to page = the time the polling
 expert first receives a reply's token minus the time the server wrote that token, p50/p95/
 p99; chat errors (a request that is not 2xx/3xx where one is expected, a failed turn). For
-information: the time from send to the first token on the page (it includes the wait for
-one of the worker's 2 processes), the events poll p95, turns finished and the load average.
+information: the time from send to the first token on the page (it includes any wait for
+a free chat thread), the events poll p95, turns finished and the load average.
 
     .venv/bin/python bench/chat_load.py --quick          # 10 experts + 10 annotators, 30 s
     .venv/bin/python bench/chat_load.py                  # 50 + 50, 120 s
@@ -69,11 +71,13 @@ TARGET_SUBMIT_P95_MS = 100
 TARGET_FIRST_TOKEN_P95_MS = 200
 WEB_WORKERS, WEB_THREADS = 3, 16
 WORKER_CONCURRENCY = 2
+CHAT_WORKER_THREADS = 16
 ITEMS = 10_000
 TOKENS_PER_SECOND = 40
 REPLY_TOKENS = (60, 120)
 FIRST_DELAY = 0.1
 POLL_SECONDS = 0.1
+QUEUED_FAST_SECONDS, QUEUED_POLL_SECONDS = 1.0, 0.5  # static/js/chat.js
 EXPERT_THINK = (3.0, 8.0)
 ANNOTATOR_THINK = (5.0, 15.0)
 # A turn still streaming when the run ends is followed this much longer, then let go.
@@ -259,6 +263,7 @@ class Expert:
             self.error(f"send {status}")
             return "error"
         events, after, seen = found.group(1), "0", set()
+        polling_since = time.monotonic()
         while True:
             started = time.perf_counter()
             status, payload = await request(self.port, "GET", f"{events}?after={after}", self.page)
@@ -290,7 +295,12 @@ class Expert:
             if time.monotonic() > until + GRACE_SECONDS:
                 self.stats["unfinished"] += 1
                 return "error"
-            await asyncio.sleep(POLL_SECONDS)
+            queued = data["status"] == "queued" and not data["events"]
+            if queued and time.monotonic() - polling_since > QUEUED_FAST_SECONDS:
+                self.stats["queued_polls"] += 1
+                await asyncio.sleep(QUEUED_POLL_SECONDS)
+            else:
+                await asyncio.sleep(POLL_SECONDS)
         status, page = await request(self.port, "GET", f"{base}/", self.page)  # the reload
         if status != 200 or not JUDGE_FORM.search(page.decode()):
             self.error(f"reload {status}")
@@ -332,38 +342,42 @@ class Expert:
 # --- the run -------------------------------------------------------------------------------
 
 
-def start_worker(concurrency: int) -> Child:
-    """The Celery worker of compose (concurrency 2 unless asked), ready when it answers a
-    ping."""
+def start_workers(concurrency: int, chat_threads: int) -> list[Child]:
+    """compose's workers: the jobs' (``-Q celery``, ``concurrency`` processes) and the chat
+    worker (``-Q chat``, ``chat_threads`` threads), ready when both answer a ping."""
     from project.celery import app
 
-    app.control.purge()  # turns left queued by an earlier, interrupted run
-    worker = Child(
-        "celery worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "project",
-            "worker",
-            "--loglevel=WARNING",
-            f"--concurrency={concurrency}",
-        ],
-        env=server_env(),
-    )
+    app.control.purge()  # jobs and turns left queued by an earlier, interrupted run
+    celery = [sys.executable, "-m", "celery", "-A", "project", "worker", "--loglevel=WARNING"]
+    workers = []
     try:
+        workers.append(
+            Child(
+                "celery worker",
+                [*celery, "-Q", "celery", f"--concurrency={concurrency}", "-n", "jobs@%h"],
+                env=server_env(),
+            )
+        )
+        workers.append(
+            Child(
+                "celery chat worker",
+                [*celery, "-Q", "chat", "--pool", "threads", f"--concurrency={chat_threads}"]
+                + ["-n", "chat@%h"],
+                env=server_env(),
+            )
+        )
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and worker.running():
-            if app.control.ping(timeout=1):
-                return worker
-        raise SystemExit("the Celery worker did not start")
+        while time.monotonic() < deadline and all(worker.running() for worker in workers):
+            if len(app.control.ping(timeout=1)) >= len(workers):
+                return workers
+        raise SystemExit("the Celery workers did not start")
     except BaseException:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
         raise
 
 
-def run(experts: int, annotators: int, seconds: float, concurrency: int) -> dict:
+def run(experts: int, annotators: int, seconds: float, concurrency: int, chat_threads: int):
     stats = {
         "next_ms": [],
         "submit_ms": [],
@@ -372,6 +386,7 @@ def run(experts: int, annotators: int, seconds: float, concurrency: int) -> dict
         "first_token_ms": [],
         "send_to_token_ms": [],
         "poll_ms": [],
+        "queued_polls": 0,
         "turns": 0,
         "unfinished": 0,
     }
@@ -383,7 +398,7 @@ def run(experts: int, annotators: int, seconds: float, concurrency: int) -> dict
         os.environ["GUNICORN_CMD_ARGS"] = f"--threads {WEB_THREADS}"
         port = free_port()
         started.append(start_gunicorn(port, WEB_WORKERS))
-        started.append(start_worker(concurrency))
+        started.extend(start_workers(concurrency, chat_threads))
         stats["load_before"] = os.getloadavg()
         until = time.monotonic() + seconds
 
@@ -432,7 +447,8 @@ def report(stats: dict, args) -> bool:
     print(
         f"\nChat & Choose load: {args.experts} experts + {args.annotators} annotators, "
         f"{args.seconds:.0f} s; gunicorn {WEB_WORKERS} workers x {WEB_THREADS} threads "
-        f"(production settings), Celery worker concurrency {args.worker_concurrency}; fake model "
+        f"(production settings), Celery workers: jobs {args.worker_concurrency} processes, "
+        f"chat {args.chat_threads} threads; fake model "
         f"{TOKENS_PER_SECOND} tokens/s, {REPLY_TOKENS[0]}-{REPLY_TOKENS[1]} tokens a reply; "
         f"{os.cpu_count()} cores, load average at start {load}"
     )
@@ -460,6 +476,7 @@ def report(stats: dict, args) -> bool:
     line("send to first token p50 / p95 / p99 (ms)", spread(stats["send_to_token_ms"]))
     line("events poll p50 / p95 / p99 (ms)", spread(stats["poll_ms"]))
     line("events polls", f"{len(stats['poll_ms']):,}")
+    line("  of turns still queued (every 500 ms)", f"{stats['queued_polls']:,}")
     line("turns still streaming at the end", f"{stats['unfinished']}")
     line("load average at the end", " ".join(f"{x:.2f}" for x in stats["load_after"]))
     for what, count in sorted(_counted(stats["chat_errors"] + stats["errors"]).items()):
@@ -484,7 +501,13 @@ def main() -> int:
         "--worker-concurrency",
         type=int,
         default=WORKER_CONCURRENCY,
-        help="the Celery worker's processes (compose's WORKER_CONCURRENCY, default 2)",
+        help="the jobs' worker's processes (compose's WORKER_CONCURRENCY, default 2)",
+    )
+    parser.add_argument(
+        "--chat-threads",
+        type=int,
+        default=CHAT_WORKER_THREADS,
+        help="the chat worker's threads (compose's CHAT_WORKER_CONCURRENCY, default 16)",
     )
     args = parser.parse_args()
     if args.quick:
@@ -507,7 +530,9 @@ def main() -> int:
         f"{args.experts} experts + {args.annotators} annotators, {args.seconds:.0f} s",
         flush=True,
     )
-    stats = run(args.experts, args.annotators, args.seconds, args.worker_concurrency)
+    stats = run(
+        args.experts, args.annotators, args.seconds, args.worker_concurrency, args.chat_threads
+    )
     return 0 if report(stats, args) else 1
 
 

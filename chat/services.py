@@ -488,7 +488,9 @@ def _stream_all(turn: ChatTurn, chat: ChatSettings, messages, channel) -> list[l
         channel.reply_done(index)
         return done
 
-    with ThreadPoolExecutor(max_workers=len(turn.variants)) as pool:
+    # The client's connections are closed with the turn: the chat worker is one long-lived
+    # process running many turns at once, not a process per turn.
+    with client, ThreadPoolExecutor(max_workers=len(turn.variants)) as pool:
         futures = [pool.submit(one, i, v) for i, v in enumerate(turn.variants)]
         results, errors, stopped_here = [], [], False
         for future in futures:

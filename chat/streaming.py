@@ -146,13 +146,13 @@ class Channel:
         self.add({"kind": "start"})
 
     def add(self, event: dict) -> None:
-        self.client.xadd(
-            self.key,
-            {"event": json.dumps(event)},
-            maxlen=STREAM_MAX_EVENTS,
-            approximate=True,
+        # One round trip: the chat worker's threads write many turns' tokens at once.
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xadd(
+            self.key, {"event": json.dumps(event)}, maxlen=STREAM_MAX_EVENTS, approximate=True
         )
-        self.client.expire(self.key, STREAM_TTL_SECONDS)
+        pipe.expire(self.key, STREAM_TTL_SECONDS)
+        pipe.execute()
 
     def token(self, reply: int, text: str) -> None:
         """Called from the reply's own thread: ``reply`` keys are never shared."""

@@ -3,12 +3,18 @@
 //
 // The replies come by polling the turn's event stream with a cursor every POLL_MS while a
 // turn is generating (never otherwise): each poll is a short request, so waiting experts
-// hold no web thread (see chat/views.py). When the turn ends the page is loaded again: it
-// then shows the judging form, or the reason it failed with a Retry button.
+// hold no web thread (see chat/views.py). A turn still queued after QUEUED_FAST_MS (every
+// chat thread of the worker busy) is asked about every QUEUED_POLL_MS only: it may wait
+// a while, and 50 experts asking ten times a second about turns that have not started
+// would take the web server from the annotators. Once the worker takes it, every POLL_MS
+// again. When the turn ends the page is loaded again: it then shows the judging form, or
+// the reason it failed with a Retry button.
 (function () {
   "use strict";
 
   const POLL_MS = 100;
+  const QUEUED_FAST_MS = 1000;
+  const QUEUED_POLL_MS = 500;
   const RETRY_MAX_MS = 5000;
   const workspace = document.getElementById("workspace");
   if (!workspace) return;
@@ -43,6 +49,7 @@
     let after = "0";
     let wait = POLL_MS;
     let stopped = false;
+    const since = Date.now();
     async function tick() {
       if (stopped) return;
       let data = null;
@@ -56,7 +63,9 @@
         status("The server did not answer; still trying…");
         wait = Math.min(wait * 2, RETRY_MAX_MS);
       } else {
-        wait = POLL_MS;
+        const queued = data.status === "queued" && !data.events.length;
+        wait = queued && Date.now() - since > QUEUED_FAST_MS ? QUEUED_POLL_MS : POLL_MS;
+        if (queued) status("Waiting for the model…");
         let ended = false;
         for (const event of data.events) {
           after = event.id;

@@ -4,9 +4,11 @@ conversation on; branching, limits, stopping, a server that goes away mid-reply;
 every existing feature reads (the TRL conversational export) and the tree download."""
 
 import json
+import re
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_scopes import scope, scopes_disabled
 
@@ -329,6 +331,30 @@ def test_the_events_door_gives_tokens_after_the_cursor_to_the_expert_only(acme, 
     assert as_user(acme.lead).get(url).status_code == 404  # not the lead's conversation
 
 
+def test_a_poll_reads_the_login_and_one_row_of_the_turn(acme, chat, as_user):
+    """The page polls about ten times a second while a turn is written, by many experts at
+    once: a poll reads the session, the user and their memberships (as every page does),
+    then the turn's row, nothing more, whether the turn waits or is written."""
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    with scope(organization=acme.organization):
+        turn = services.send_turn(conversation_id=conversation.pk, expert=acme.annotator, text="Hi")
+    url = reverse("chat:events", args=[project.pk, turn.pk])
+    expert = as_user(acme.annotator)
+
+    def poll() -> tuple[dict, list[str]]:
+        with CaptureQueriesContext(connection) as queries:
+            data = expert.get(url).json()
+        return data, [re.search(r'FROM "(\w+)"', query["sql"]).group(1) for query in queries]
+
+    read = ["django_session", "auth_user", "tasks_membership", "chat_chatturn"]
+    assert poll() == ({"events": [], "status": "queued", "finished": False, "message": ""}, read)
+    with scope(organization=acme.organization):
+        services.run_turn(turn.pk)
+    data, tables = poll()
+    assert data["finished"] and data["events"][-1]["kind"] == "end" and tables == read
+
+
 def test_the_conversation_page_escapes_what_was_said(acme, chat, as_user):
     project, endpoint = chat
     conversation = start(acme, project, endpoint)
@@ -455,4 +481,5 @@ def test_a_new_turn_never_shows_what_an_earlier_database_left_under_its_id(acme,
     assert turn.pk == next_id
     data = as_user(acme.annotator).get(reverse("chat:events", args=[project.pk, turn.pk])).json()
     assert data["events"] == [] and not data["finished"]
+    assert streaming.read(turn.pk) == []  # what the page reads once a worker has the turn
     assert not streaming.stop_asked(turn.pk)
