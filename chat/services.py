@@ -451,7 +451,7 @@ def _generate_and_store(turn: ChatTurn) -> None:
 
 def _stream_all(turn: ChatTurn, chat: ChatSettings, messages, channel) -> list[llm.Completion]:
     endpoint = turn.endpoint
-    client = llm.client_for(endpoint)
+    client = streaming.client_for(endpoint)
     checked = {"at": 0.0, "stop": False}
     lock = threading.Lock()
 
@@ -488,9 +488,7 @@ def _stream_all(turn: ChatTurn, chat: ChatSettings, messages, channel) -> list[l
         channel.reply_done(index)
         return done
 
-    # The client's connections are closed with the turn: the chat worker is one long-lived
-    # process running many turns at once, not a process per turn.
-    with client, ThreadPoolExecutor(max_workers=len(turn.variants)) as pool:
+    with ThreadPoolExecutor(max_workers=len(turn.variants)) as pool:
         futures = [pool.submit(one, i, v) for i, v in enumerate(turn.variants)]
         results, errors, stopped_here = [], [], False
         for future in futures:

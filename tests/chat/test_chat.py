@@ -16,7 +16,7 @@ from annotation.models import Assignment, Judgment
 from chat import services, streaming
 from chat.models import ChatTurn, Conversation, Message
 from tasks.models import Candidate, GenerationRecipe, Item, LLMEndpoint, Project, Prompt
-from tests.fake_llm import FakeStreamingLLM
+from tests.fake_llm import INTERNAL_BODY, FakeLLM, FakeStreamingLLM, LocalServer, QuietHandler
 
 pytestmark = pytest.mark.django_db
 
@@ -227,6 +227,58 @@ def test_a_server_that_is_down_says_so_and_never_shows_its_body(acme, chat, fake
     turn = say(acme, conversation, "Hello")
     assert turn.status == "failed"
     assert "LLM server" in turn.error and "Retry" in turn.error
+
+
+class GarbledStream(LocalServer):
+    """A streaming server whose events go wrong after one good piece: ``line`` is sent as
+    the second event (broken JSON, an error chunk quoting an internal body)."""
+
+    def __init__(self, line: bytes):
+        class Handler(QuietHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                good = {
+                    "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]
+                }
+                self.wfile.write(f"data: {json.dumps(good)}\n\n".encode() + line + b"\n\n")
+
+        self.serve(Handler)
+
+
+def first_turn_against(tenant, server: LocalServer) -> ChatTurn:
+    """A chat project on ``server`` and its first turn, run; the server is closed after."""
+    try:
+        project, endpoint = make_chat(tenant, server.url)
+        return say(tenant, start(tenant, project, endpoint), "Hello")
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (b'data: {"choices": [ {"delta": ', "The LLM server sent a malformed reply."),
+        (b'data: ["a list"]', "The LLM server sent a malformed reply."),
+        (
+            b'data: {"error": {"message": "' + INTERNAL_BODY.encode() + b'"}}',
+            "The LLM server answered with a server error in the middle of a reply.",
+        ),
+    ],
+)
+def test_a_garbled_stream_fails_the_turn_in_words_of_ours(acme, line, said):
+    turn = first_turn_against(acme, GarbledStream(line))
+    assert turn.status == "failed"
+    assert turn.error.startswith(said) and "Retry" in turn.error
+    assert "hunter2" not in turn.error
+
+
+def test_a_server_error_before_the_stream_names_its_status_not_its_body(acme):
+    turn = first_turn_against(acme, FakeLLM(mode="500"))
+    assert turn.status == "failed"
+    assert "HTTP 500" in turn.error and "hunter2" not in turn.error
 
 
 def test_stopping_a_turn_ends_it_without_an_item(acme, chat, fake):
