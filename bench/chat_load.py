@@ -9,9 +9,9 @@ Started here, stopped here (``finally``, and on SIGTERM/SIGHUP through preflight
   WORKER_CONCURRENCY) and the chat worker that generates the turns (``chat.jobs.
   generate_turn`` on the ``chat`` queue: ``--pool threads``, 16 threads,
   CHAT_WORKER_CONCURRENCY; ``--chat-threads``);
-- a fake OpenAI-compatible streaming server in a thread of this process: each reply is
-  60-120 tokens at 40 tokens/s after 0.1 s, and its first token carries the reply's id and
-  is stamped with the time it is written (the same host clock as the clients).
+- a fake OpenAI-compatible streaming server in a process of its own (``--serve-model``):
+  each reply is 60-120 tokens at 40 tokens/s after 0.1 s, and its first token carries the
+  reply's id and the time it is written (the same host clock as the clients).
 
 Simulated people, with httpx-free asyncio requests (annotation_load's ``request``):
 - experts: start a conversation, send a message, poll the turn's events as the page does
@@ -33,6 +33,7 @@ a free chat thread), the events poll p95, turns finished and the load average.
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -41,6 +42,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -82,7 +84,7 @@ EXPERT_THINK = (3.0, 8.0)
 ANNOTATOR_THINK = (5.0, 15.0)
 # A turn still streaming when the run ends is followed this much longer, then let go.
 GRACE_SECONDS = 30
-REPLY_ID = re.compile(r"\brid(\d+)\b")
+REPLY_ID = re.compile(r"\brid(\d+)t(\d+\.\d+)")
 EVENTS_URL = re.compile(r'data-events-url="([^"]+)"')
 JUDGE_FORM = re.compile(r'id="judge-form"')
 FIRST_LABEL = re.compile(r'type="radio" name="preference" value="([^"]+)"')
@@ -92,57 +94,67 @@ FIRST_LABEL = re.compile(r'type="radio" name="preference" value="([^"]+)"')
 
 
 class StreamingModel:
-    """An OpenAI-compatible streaming chat server in a thread; ``emitted[rid]`` is the time
-    (time.time()) the first token of reply ``rid`` was written."""
+    """The fake OpenAI-compatible streaming chat server, in a process of its own: its
+    threads write the tokens of every reply in flight, and in the clients' process they
+    would take the GIL from the clients' event loop and add their waits to what is
+    measured. Each reply's first token carries the reply's id and the time (time.time())
+    it was written: ``rid<id>t<time>``."""
 
     def __init__(self):
-        from tests.fake_llm import LocalServer, QuietHandler
-
-        self.emitted: dict[int, float] = {}
-        self.replies = 0
-        self.lock = threading.Lock()
-        model = self
-
-        class Handler(QuietHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                asked = json.loads(self.rfile.read(length))
-                with model.lock:
-                    model.replies += 1
-                    rid = model.replies
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                time.sleep(FIRST_DELAY)
-                interval = 1 / TOKENS_PER_SECOND
-                for n in range(random.randint(*REPLY_TOKENS)):  # noqa: S311 (a fake)
-                    piece = f"rid{rid} " if n == 0 else f"w{n} "
-                    at = time.time()
-                    self.event(asked, {"role": "assistant", "content": piece}, None)
-                    if n == 0:
-                        model.emitted[rid] = at
-                    time.sleep(interval)
-                self.event(asked, {}, "stop")
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
-
-            def event(self, asked, delta, finish):
-                chunk = {
-                    "id": "chatcmpl-bench",
-                    "object": "chat.completion.chunk",
-                    "created": int(time.time()),
-                    "model": asked["model"],
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                }
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.flush()
-
-        self.server = LocalServer()
-        self.server.serve(Handler)
-        self.url = self.server.url
+        self.log = Path(tempfile.mkstemp(prefix="chat-load-model-", suffix=".log")[1])
+        self.child = Child("fake model", [sys.executable, __file__, "--serve-model"], log=self.log)
+        deadline = time.monotonic() + 30
+        while not (url := self.log.read_text().partition("\n")[0].strip()).startswith("http"):
+            if time.monotonic() > deadline or not self.child.running():
+                self.close()
+                raise SystemExit(f"the fake model did not start: {self.log.read_text()}")
+            time.sleep(0.05)
+        self.url = url
 
     def close(self):
-        self.server.close()
+        self.child.stop()
+        self.log.unlink(missing_ok=True)
+
+
+def serve_model() -> None:
+    """``--serve-model``: the fake model's process (see StreamingModel); prints its URL."""
+    from tests.fake_llm import LocalServer, QuietHandler
+
+    replies = itertools.count(1)
+
+    class Handler(QuietHandler):
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length", 0))
+            asked = json.loads(self.rfile.read(length))
+            rid = next(replies)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            time.sleep(FIRST_DELAY)
+            interval = 1 / TOKENS_PER_SECOND
+            for n in range(random.randint(*REPLY_TOKENS)):  # noqa: S311 (a fake)
+                piece = f"rid{rid}t{time.time():.6f} " if n == 0 else f"w{n} "
+                self.event(asked, {"role": "assistant", "content": piece}, None)
+                time.sleep(interval)
+            self.event(asked, {}, "stop")
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+
+        def event(self, asked, delta, finish):
+            chunk = {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": asked["model"],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+
+    server = LocalServer()
+    server.serve(Handler)
+    print(server.url, flush=True)
+    threading.Event().wait()  # until stopped (SIGTERM)
 
 
 # --- the data ------------------------------------------------------------------------------
@@ -212,9 +224,9 @@ def fill_chat(model_url: str, annotators: int, experts: int) -> dict:
 class Expert:
     """One expert's session: the requests of the chat page, as its script sends them."""
 
-    def __init__(self, port: int, project_id: int, session_key: str, stats: dict, model):
+    def __init__(self, port: int, project_id: int, session_key: str, stats: dict):
         csrf = secrets.token_hex(16)
-        self.port, self.project, self.stats, self.model = port, project_id, stats, model
+        self.port, self.project, self.stats = port, project_id, stats
         self.page = {"Cookie": f"sessionid={session_key}; csrftoken={csrf}", "X-CSRFToken": csrf}
         self.fragment = {**self.page, "X-Chosen-Fragment": "1"}
 
@@ -279,8 +291,8 @@ class Expert:
                 if event["kind"] == "token" and event["reply"] not in seen:
                     seen.add(event["reply"])
                     rid = REPLY_ID.search(event["text"])
-                    if rid and int(rid.group(1)) in self.model.emitted:
-                        emitted = self.model.emitted[int(rid.group(1))]
+                    if rid:
+                        emitted = float(rid.group(2))
                         self.stats["first_token_ms"].append((received - emitted) * 1000)
                         self.stats["send_to_token_ms"].append((received - sent) * 1000)
                     else:
@@ -408,14 +420,13 @@ def run(experts: int, annotators: int, seconds: float, concurrency: int, chat_th
                 for key in ids["annotators"]
             ]
             people += [
-                Expert(port, ids["chat"], key, stats, model).run(ids["endpoint"], until)
+                Expert(port, ids["chat"], key, stats).run(ids["endpoint"], until)
                 for key in ids["experts"]
             ]
             await asyncio.gather(*people)
 
         asyncio.run(main())
         stats["load_after"] = os.getloadavg()
-        stats["replies_asked"] = model.replies
     finally:
         for child in reversed(started):
             child.stop()
@@ -509,7 +520,11 @@ def main() -> int:
         default=CHAT_WORKER_THREADS,
         help="the chat worker's threads (compose's CHAT_WORKER_CONCURRENCY, default 16)",
     )
+    parser.add_argument("--serve-model", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_model:
+        serve_model()
+        return 0
     if args.quick:
         args.experts, args.annotators, args.seconds = 10, 10, 30
     require_modules("httpx", "gunicorn", "celery", "openai")
