@@ -15,8 +15,9 @@ Started here, stopped here (``finally``, and on SIGTERM/SIGHUP through preflight
 
 Simulated people, with httpx-free asyncio requests (annotation_load's ``request``):
 - experts: start a conversation, send a message, poll the turn's events as the page does
-  (``static/js/chat.js``: the next poll 100 ms after an answer; 500 ms while the turn is
-  still queued after its first second), reload the page when it ends, think 3-8 s, judge,
+  (``static/js/chat.js``: the next poll 100 ms after an answer until the first words, then
+  200 ms; 500 ms while the turn is still queued after its first second), reload the page
+  when it ends, think 3-8 s, judge,
   send the next message; a new conversation when the project's turn limit is reached;
 - annotators: annotation_load's ``annotator`` on a 10,000-item pairwise project (submit+next
   in one round trip, think 5-15 s).
@@ -78,7 +79,7 @@ ITEMS = 10_000
 TOKENS_PER_SECOND = 40
 REPLY_TOKENS = (60, 120)
 FIRST_DELAY = 0.1
-POLL_SECONDS = 0.1
+POLL_SECONDS, STREAM_POLL_SECONDS = 0.1, 0.2
 QUEUED_FAST_SECONDS, QUEUED_POLL_SECONDS = 1.0, 0.5  # static/js/chat.js
 EXPERT_THINK = (3.0, 8.0)
 ANNOTATOR_THINK = (5.0, 15.0)
@@ -275,7 +276,7 @@ class Expert:
             self.error(f"send {status}")
             return "error"
         events, after, seen = found.group(1), "0", set()
-        polling_since = time.monotonic()
+        polling_since, writing = time.monotonic(), False
         while True:
             started = time.perf_counter()
             status, payload = await request(self.port, "GET", f"{events}?after={after}", self.page)
@@ -288,6 +289,7 @@ class Expert:
             ended = False
             for event in data["events"]:
                 after = event["id"]
+                writing = writing or event["kind"] == "token"
                 if event["kind"] == "token" and event["reply"] not in seen:
                     seen.add(event["reply"])
                     rid = REPLY_ID.search(event["text"])
@@ -308,7 +310,9 @@ class Expert:
                 self.stats["unfinished"] += 1
                 return "error"
             queued = data["status"] == "queued" and not data["events"]
-            if queued and time.monotonic() - polling_since > QUEUED_FAST_SECONDS:
+            if writing:
+                await asyncio.sleep(STREAM_POLL_SECONDS)
+            elif queued and time.monotonic() - polling_since > QUEUED_FAST_SECONDS:
                 self.stats["queued_polls"] += 1
                 await asyncio.sleep(QUEUED_POLL_SECONDS)
             else:
