@@ -5,25 +5,28 @@ Started here, stopped here (``finally``, and on SIGTERM/SIGHUP through preflight
 - gunicorn with the production settings, 3 workers x 16 threads (the Dockerfile's and
   compose's WEB_WORKERS / WEB_THREADS defaults), through annotation_load's ``start_gunicorn``
   with ``GUNICORN_CMD_ARGS`` adding the threads;
-- one Celery worker, concurrency 2 (compose's WORKER_CONCURRENCY default), that generates
-  the turns (``chat.jobs.generate_turn``);
-- a fake OpenAI-compatible streaming server in a thread of this process: each reply is
-  60-120 tokens at 40 tokens/s after 0.1 s, and its first token carries the reply's id and
-  is stamped with the time it is written (the same host clock as the clients).
+- compose's two Celery workers: the jobs' worker (``-Q celery``, 2 prefork processes,
+  WORKER_CONCURRENCY) and the chat worker that generates the turns (``chat.jobs.
+  generate_turn`` on the ``chat`` queue: ``--pool threads``, 16 threads,
+  CHAT_WORKER_CONCURRENCY; ``--chat-threads``);
+- a fake OpenAI-compatible streaming server in a process of its own (``--serve-model``):
+  each reply is 60-120 tokens at 40 tokens/s after 0.1 s, and its first token carries the
+  reply's id and the time it is written (the same host clock as the clients).
 
 Simulated people, with httpx-free asyncio requests (annotation_load's ``request``):
-- experts: start a conversation, send a message, poll the turn's events every 100 ms as
-  the page does (``static/js/chat.js``: the next poll 100 ms after an answer), reload the
-  page when it ends, think 3-8 s, judge, send the next message; a new conversation when the
-  project's turn limit is reached;
+- experts: start a conversation, send a message, poll the turn's events as the page does
+  (``static/js/chat.js``: the next poll 100 ms after an answer until the first words, then
+  200 ms; 500 ms while the turn is still queued after its first second), reload the page
+  when it ends, think 3-8 s, judge,
+  send the next message; a new conversation when the project's turn limit is reached;
 - annotators: annotation_load's ``annotator`` on a 10,000-item pairwise project (submit+next
   in one round trip, think 5-15 s).
 
 Measured: submit+next p50/p95/p99 and errors; first token to page = the time the polling
 expert first receives a reply's token minus the time the server wrote that token, p50/p95/
 p99; chat errors (a request that is not 2xx/3xx where one is expected, a failed turn). For
-information: the time from send to the first token on the page (it includes the wait for
-one of the worker's 2 processes), the events poll p95, turns finished and the load average.
+information: the time from send to the first token on the page (it includes any wait for
+a free chat thread), the events poll p95, turns finished and the load average.
 
     .venv/bin/python bench/chat_load.py --quick          # 10 experts + 10 annotators, 30 s
     .venv/bin/python bench/chat_load.py                  # 50 + 50, 120 s
@@ -31,6 +34,7 @@ one of the worker's 2 processes), the events poll p95, turns finished and the lo
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -39,6 +43,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -69,16 +74,18 @@ TARGET_SUBMIT_P95_MS = 100
 TARGET_FIRST_TOKEN_P95_MS = 200
 WEB_WORKERS, WEB_THREADS = 3, 16
 WORKER_CONCURRENCY = 2
+CHAT_WORKER_THREADS = 16
 ITEMS = 10_000
 TOKENS_PER_SECOND = 40
 REPLY_TOKENS = (60, 120)
 FIRST_DELAY = 0.1
-POLL_SECONDS = 0.1
+POLL_SECONDS, STREAM_POLL_SECONDS = 0.1, 0.2
+QUEUED_FAST_SECONDS, QUEUED_POLL_SECONDS = 1.0, 0.5  # static/js/chat.js
 EXPERT_THINK = (3.0, 8.0)
 ANNOTATOR_THINK = (5.0, 15.0)
 # A turn still streaming when the run ends is followed this much longer, then let go.
 GRACE_SECONDS = 30
-REPLY_ID = re.compile(r"\brid(\d+)\b")
+REPLY_ID = re.compile(r"\brid(\d+)t(\d+\.\d+)")
 EVENTS_URL = re.compile(r'data-events-url="([^"]+)"')
 JUDGE_FORM = re.compile(r'id="judge-form"')
 FIRST_LABEL = re.compile(r'type="radio" name="preference" value="([^"]+)"')
@@ -88,57 +95,67 @@ FIRST_LABEL = re.compile(r'type="radio" name="preference" value="([^"]+)"')
 
 
 class StreamingModel:
-    """An OpenAI-compatible streaming chat server in a thread; ``emitted[rid]`` is the time
-    (time.time()) the first token of reply ``rid`` was written."""
+    """The fake OpenAI-compatible streaming chat server, in a process of its own: its
+    threads write the tokens of every reply in flight, and in the clients' process they
+    would take the GIL from the clients' event loop and add their waits to what is
+    measured. Each reply's first token carries the reply's id and the time (time.time())
+    it was written: ``rid<id>t<time>``."""
 
     def __init__(self):
-        from tests.fake_llm import LocalServer, QuietHandler
-
-        self.emitted: dict[int, float] = {}
-        self.replies = 0
-        self.lock = threading.Lock()
-        model = self
-
-        class Handler(QuietHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                asked = json.loads(self.rfile.read(length))
-                with model.lock:
-                    model.replies += 1
-                    rid = model.replies
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                time.sleep(FIRST_DELAY)
-                interval = 1 / TOKENS_PER_SECOND
-                for n in range(random.randint(*REPLY_TOKENS)):  # noqa: S311 (a fake)
-                    piece = f"rid{rid} " if n == 0 else f"w{n} "
-                    at = time.time()
-                    self.event(asked, {"role": "assistant", "content": piece}, None)
-                    if n == 0:
-                        model.emitted[rid] = at
-                    time.sleep(interval)
-                self.event(asked, {}, "stop")
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
-
-            def event(self, asked, delta, finish):
-                chunk = {
-                    "id": "chatcmpl-bench",
-                    "object": "chat.completion.chunk",
-                    "created": int(time.time()),
-                    "model": asked["model"],
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                }
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.flush()
-
-        self.server = LocalServer()
-        self.server.serve(Handler)
-        self.url = self.server.url
+        self.log = Path(tempfile.mkstemp(prefix="chat-load-model-", suffix=".log")[1])
+        self.child = Child("fake model", [sys.executable, __file__, "--serve-model"], log=self.log)
+        deadline = time.monotonic() + 30
+        while not (url := self.log.read_text().partition("\n")[0].strip()).startswith("http"):
+            if time.monotonic() > deadline or not self.child.running():
+                self.close()
+                raise SystemExit(f"the fake model did not start: {self.log.read_text()}")
+            time.sleep(0.05)
+        self.url = url
 
     def close(self):
-        self.server.close()
+        self.child.stop()
+        self.log.unlink(missing_ok=True)
+
+
+def serve_model() -> None:
+    """``--serve-model``: the fake model's process (see StreamingModel); prints its URL."""
+    from tests.fake_llm import LocalServer, QuietHandler
+
+    replies = itertools.count(1)
+
+    class Handler(QuietHandler):
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length", 0))
+            asked = json.loads(self.rfile.read(length))
+            rid = next(replies)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            time.sleep(FIRST_DELAY)
+            interval = 1 / TOKENS_PER_SECOND
+            for n in range(random.randint(*REPLY_TOKENS)):  # noqa: S311 (a fake)
+                piece = f"rid{rid}t{time.time():.6f} " if n == 0 else f"w{n} "
+                self.event(asked, {"role": "assistant", "content": piece}, None)
+                time.sleep(interval)
+            self.event(asked, {}, "stop")
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+
+        def event(self, asked, delta, finish):
+            chunk = {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": asked["model"],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+
+    server = LocalServer()
+    server.serve(Handler)
+    print(server.url, flush=True)
+    threading.Event().wait()  # until stopped (SIGTERM)
 
 
 # --- the data ------------------------------------------------------------------------------
@@ -208,9 +225,9 @@ def fill_chat(model_url: str, annotators: int, experts: int) -> dict:
 class Expert:
     """One expert's session: the requests of the chat page, as its script sends them."""
 
-    def __init__(self, port: int, project_id: int, session_key: str, stats: dict, model):
+    def __init__(self, port: int, project_id: int, session_key: str, stats: dict):
         csrf = secrets.token_hex(16)
-        self.port, self.project, self.stats, self.model = port, project_id, stats, model
+        self.port, self.project, self.stats = port, project_id, stats
         self.page = {"Cookie": f"sessionid={session_key}; csrftoken={csrf}", "X-CSRFToken": csrf}
         self.fragment = {**self.page, "X-Chosen-Fragment": "1"}
 
@@ -259,6 +276,7 @@ class Expert:
             self.error(f"send {status}")
             return "error"
         events, after, seen = found.group(1), "0", set()
+        polling_since, writing = time.monotonic(), False
         while True:
             started = time.perf_counter()
             status, payload = await request(self.port, "GET", f"{events}?after={after}", self.page)
@@ -271,11 +289,12 @@ class Expert:
             ended = False
             for event in data["events"]:
                 after = event["id"]
+                writing = writing or event["kind"] == "token"
                 if event["kind"] == "token" and event["reply"] not in seen:
                     seen.add(event["reply"])
                     rid = REPLY_ID.search(event["text"])
-                    if rid and int(rid.group(1)) in self.model.emitted:
-                        emitted = self.model.emitted[int(rid.group(1))]
+                    if rid:
+                        emitted = float(rid.group(2))
                         self.stats["first_token_ms"].append((received - emitted) * 1000)
                         self.stats["send_to_token_ms"].append((received - sent) * 1000)
                     else:
@@ -290,7 +309,14 @@ class Expert:
             if time.monotonic() > until + GRACE_SECONDS:
                 self.stats["unfinished"] += 1
                 return "error"
-            await asyncio.sleep(POLL_SECONDS)
+            queued = data["status"] == "queued" and not data["events"]
+            if writing:
+                await asyncio.sleep(STREAM_POLL_SECONDS)
+            elif queued and time.monotonic() - polling_since > QUEUED_FAST_SECONDS:
+                self.stats["queued_polls"] += 1
+                await asyncio.sleep(QUEUED_POLL_SECONDS)
+            else:
+                await asyncio.sleep(POLL_SECONDS)
         status, page = await request(self.port, "GET", f"{base}/", self.page)  # the reload
         if status != 200 or not JUDGE_FORM.search(page.decode()):
             self.error(f"reload {status}")
@@ -332,38 +358,42 @@ class Expert:
 # --- the run -------------------------------------------------------------------------------
 
 
-def start_worker(concurrency: int) -> Child:
-    """The Celery worker of compose (concurrency 2 unless asked), ready when it answers a
-    ping."""
+def start_workers(concurrency: int, chat_threads: int) -> list[Child]:
+    """compose's workers: the jobs' (``-Q celery``, ``concurrency`` processes) and the chat
+    worker (``-Q chat``, ``chat_threads`` threads), ready when both answer a ping."""
     from project.celery import app
 
-    app.control.purge()  # turns left queued by an earlier, interrupted run
-    worker = Child(
-        "celery worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "project",
-            "worker",
-            "--loglevel=WARNING",
-            f"--concurrency={concurrency}",
-        ],
-        env=server_env(),
-    )
+    app.control.purge()  # jobs and turns left queued by an earlier, interrupted run
+    celery = [sys.executable, "-m", "celery", "-A", "project", "worker", "--loglevel=WARNING"]
+    workers = []
     try:
+        workers.append(
+            Child(
+                "celery worker",
+                [*celery, "-Q", "celery", f"--concurrency={concurrency}", "-n", "jobs@%h"],
+                env=server_env(),
+            )
+        )
+        workers.append(
+            Child(
+                "celery chat worker",
+                [*celery, "-Q", "chat", "--pool", "threads", f"--concurrency={chat_threads}"]
+                + ["-n", "chat@%h"],
+                env=server_env(),
+            )
+        )
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and worker.running():
-            if app.control.ping(timeout=1):
-                return worker
-        raise SystemExit("the Celery worker did not start")
+        while time.monotonic() < deadline and all(worker.running() for worker in workers):
+            if len(app.control.ping(timeout=1)) >= len(workers):
+                return workers
+        raise SystemExit("the Celery workers did not start")
     except BaseException:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
         raise
 
 
-def run(experts: int, annotators: int, seconds: float, concurrency: int) -> dict:
+def run(experts: int, annotators: int, seconds: float, concurrency: int, chat_threads: int):
     stats = {
         "next_ms": [],
         "submit_ms": [],
@@ -372,6 +402,7 @@ def run(experts: int, annotators: int, seconds: float, concurrency: int) -> dict
         "first_token_ms": [],
         "send_to_token_ms": [],
         "poll_ms": [],
+        "queued_polls": 0,
         "turns": 0,
         "unfinished": 0,
     }
@@ -383,7 +414,7 @@ def run(experts: int, annotators: int, seconds: float, concurrency: int) -> dict
         os.environ["GUNICORN_CMD_ARGS"] = f"--threads {WEB_THREADS}"
         port = free_port()
         started.append(start_gunicorn(port, WEB_WORKERS))
-        started.append(start_worker(concurrency))
+        started.extend(start_workers(concurrency, chat_threads))
         stats["load_before"] = os.getloadavg()
         until = time.monotonic() + seconds
 
@@ -393,14 +424,13 @@ def run(experts: int, annotators: int, seconds: float, concurrency: int) -> dict
                 for key in ids["annotators"]
             ]
             people += [
-                Expert(port, ids["chat"], key, stats, model).run(ids["endpoint"], until)
+                Expert(port, ids["chat"], key, stats).run(ids["endpoint"], until)
                 for key in ids["experts"]
             ]
             await asyncio.gather(*people)
 
         asyncio.run(main())
         stats["load_after"] = os.getloadavg()
-        stats["replies_asked"] = model.replies
     finally:
         for child in reversed(started):
             child.stop()
@@ -432,7 +462,8 @@ def report(stats: dict, args) -> bool:
     print(
         f"\nChat & Choose load: {args.experts} experts + {args.annotators} annotators, "
         f"{args.seconds:.0f} s; gunicorn {WEB_WORKERS} workers x {WEB_THREADS} threads "
-        f"(production settings), Celery worker concurrency {args.worker_concurrency}; fake model "
+        f"(production settings), Celery workers: jobs {args.worker_concurrency} processes, "
+        f"chat {args.chat_threads} threads; fake model "
         f"{TOKENS_PER_SECOND} tokens/s, {REPLY_TOKENS[0]}-{REPLY_TOKENS[1]} tokens a reply; "
         f"{os.cpu_count()} cores, load average at start {load}"
     )
@@ -460,6 +491,7 @@ def report(stats: dict, args) -> bool:
     line("send to first token p50 / p95 / p99 (ms)", spread(stats["send_to_token_ms"]))
     line("events poll p50 / p95 / p99 (ms)", spread(stats["poll_ms"]))
     line("events polls", f"{len(stats['poll_ms']):,}")
+    line("  of turns still queued (every 500 ms)", f"{stats['queued_polls']:,}")
     line("turns still streaming at the end", f"{stats['unfinished']}")
     line("load average at the end", " ".join(f"{x:.2f}" for x in stats["load_after"]))
     for what, count in sorted(_counted(stats["chat_errors"] + stats["errors"]).items()):
@@ -484,9 +516,19 @@ def main() -> int:
         "--worker-concurrency",
         type=int,
         default=WORKER_CONCURRENCY,
-        help="the Celery worker's processes (compose's WORKER_CONCURRENCY, default 2)",
+        help="the jobs' worker's processes (compose's WORKER_CONCURRENCY, default 2)",
     )
+    parser.add_argument(
+        "--chat-threads",
+        type=int,
+        default=CHAT_WORKER_THREADS,
+        help="the chat worker's threads (compose's CHAT_WORKER_CONCURRENCY, default 16)",
+    )
+    parser.add_argument("--serve-model", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_model:
+        serve_model()
+        return 0
     if args.quick:
         args.experts, args.annotators, args.seconds = 10, 10, 30
     require_modules("httpx", "gunicorn", "celery", "openai")
@@ -507,7 +549,9 @@ def main() -> int:
         f"{args.experts} experts + {args.annotators} annotators, {args.seconds:.0f} s",
         flush=True,
     )
-    stats = run(args.experts, args.annotators, args.seconds, args.worker_concurrency)
+    stats = run(
+        args.experts, args.annotators, args.seconds, args.worker_concurrency, args.chat_threads
+    )
     return 0 if report(stats, args) else 1
 
 

@@ -2,11 +2,18 @@
 conversation's tree for the lead. Reads only; the writes are in ``chat.services``."""
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from annotation.rendering import render_markdown
 from chat import services
 from chat.models import ChatSettings, ChatTurn, Conversation, Message
 from tasks.models import Project
+
+# A conversation's page shows its whole path, each reply with its turn's other replies, and
+# is rendered again on every message, judgment and reload: about 50 messages by the tenth
+# turn, a quarter of the page's CPU in Markdown (profiled). A message's text
+# never changes, so each process keeps the HTML of the texts it rendered last.
+_html = lru_cache(maxsize=4096)(render_markdown)
 
 
 @dataclass
@@ -49,10 +56,10 @@ def conversation_context(conversation: Conversation, chat: ChatSettings) -> dict
     for message in path:
         if message.role == Message.Role.SYSTEM and not message.text.strip():
             continue
-        shown = Shown(message, render_markdown(message.text))
+        shown = Shown(message, _html(message.text))
         if message.role == Message.Role.ASSISTANT:
             shown.others = [
-                Shown(other, render_markdown(other.text))
+                Shown(other, _html(other.text))
                 for other in replies.get(message.parent_id, [])
                 if other.pk != message.pk
             ]

@@ -451,7 +451,7 @@ def _generate_and_store(turn: ChatTurn) -> None:
 
 def _stream_all(turn: ChatTurn, chat: ChatSettings, messages, channel) -> list[llm.Completion]:
     endpoint = turn.endpoint
-    client = llm.client_for(endpoint)
+    client = streaming.client_for(endpoint)
     checked = {"at": 0.0, "stop": False}
     lock = threading.Lock()
 

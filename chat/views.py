@@ -2,8 +2,10 @@
 every conversation's tree, the guardrails and the tree download.
 
 Streaming choice: the page polls the turn's Redis stream with a cursor (``events``) every
-100 ms while a turn is generating, and not at all otherwise. Each poll is a short request
-(one indexed row and one XRANGE), so it holds a web thread for milliseconds; a server-sent
+100 ms while a turn is generating (every 500 ms while it waits for a worker, after its
+first second), and not at all otherwise. Each poll is a short request (the session, the
+user and their memberships as on every page, then one indexed row and, once a worker has
+the turn, one XRANGE), so it holds a web thread for milliseconds; a server-sent
 events connection would hold one of gunicorn's 48 threads for the whole reply, and 50
 experts waiting for replies at once would leave none for annotators. The measured cost is
 in bench/chat_load.py and the README."""
@@ -247,7 +249,9 @@ def events(request, project_id: int, turn_id: int):
     after = request.GET.get("after", "0")
     if not all(part.isdigit() for part in after.split("-", 1)):
         after = "0"
-    found = streaming.read(turn.pk, after)
+    # A turn no worker has taken yet has nothing in Redis: the row is the whole answer.
+    queued = turn.status == ChatTurn.Status.QUEUED
+    found = [] if queued else streaming.read(turn.pk, after)
     return JsonResponse(
         {
             "events": found,

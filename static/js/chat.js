@@ -1,14 +1,23 @@
 // The chat page: sending a message, the replies appearing as the model writes them, stop.
 // Judging uses the annotate page's script (annotate.js) on the same #workspace.
 //
-// The replies come by polling the turn's event stream with a cursor every POLL_MS while a
-// turn is generating (never otherwise): each poll is a short request, so waiting experts
-// hold no web thread (see chat/views.py). When the turn ends the page is loaded again: it
-// then shows the judging form, or the reason it failed with a Retry button.
+// The replies come by polling the turn's event stream with a cursor while a turn is
+// generating (never otherwise): each poll is a short request, so waiting experts hold no
+// web thread (see chat/views.py). Every POLL_MS until the first words appear, so the
+// expert sees the model start at once; then every STREAM_POLL_MS, five updates a second
+// of the words written meanwhile, which halves the polls of 50 experts reading their
+// replies (bench/chat_load.py). A turn still queued after QUEUED_FAST_MS (every chat
+// thread of the worker busy) is asked about every QUEUED_POLL_MS only: it may wait a
+// while, and polls about turns that have not started would take the web server from the
+// annotators. When the turn ends the page is loaded again: it then shows the judging
+// form, or the reason it failed with a Retry button.
 (function () {
   "use strict";
 
   const POLL_MS = 100;
+  const STREAM_POLL_MS = 200;
+  const QUEUED_FAST_MS = 1000;
+  const QUEUED_POLL_MS = 500;
   const RETRY_MAX_MS = 5000;
   const workspace = document.getElementById("workspace");
   if (!workspace) return;
@@ -43,6 +52,8 @@
     let after = "0";
     let wait = POLL_MS;
     let stopped = false;
+    let writing = false;
+    const since = Date.now();
     async function tick() {
       if (stopped) return;
       let data = null;
@@ -56,13 +67,18 @@
         status("The server did not answer; still trying…");
         wait = Math.min(wait * 2, RETRY_MAX_MS);
       } else {
-        wait = POLL_MS;
+        const queued = data.status === "queued" && !data.events.length;
+        if (queued) status("Waiting for the model…");
         let ended = false;
         for (const event of data.events) {
           after = event.id;
           apply(event);
+          if (event.kind === "token") writing = true;
           if (event.kind === "end") ended = true;
         }
+        if (writing) wait = STREAM_POLL_MS;
+        else if (queued && Date.now() - since > QUEUED_FAST_MS) wait = QUEUED_POLL_MS;
+        else wait = POLL_MS;
         if (ended || (data.finished && !data.events.length)) {
           stopped = true;
           status(data.message || "Done.");

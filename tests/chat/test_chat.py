@@ -4,9 +4,11 @@ conversation on; branching, limits, stopping, a server that goes away mid-reply;
 every existing feature reads (the TRL conversational export) and the tree download."""
 
 import json
+import re
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_scopes import scope, scopes_disabled
 
@@ -14,7 +16,7 @@ from annotation.models import Assignment, Judgment
 from chat import services, streaming
 from chat.models import ChatTurn, Conversation, Message
 from tasks.models import Candidate, GenerationRecipe, Item, LLMEndpoint, Project, Prompt
-from tests.fake_llm import FakeStreamingLLM
+from tests.fake_llm import INTERNAL_BODY, FakeLLM, FakeStreamingLLM, LocalServer, QuietHandler
 
 pytestmark = pytest.mark.django_db
 
@@ -227,6 +229,58 @@ def test_a_server_that_is_down_says_so_and_never_shows_its_body(acme, chat, fake
     assert "LLM server" in turn.error and "Retry" in turn.error
 
 
+class GarbledStream(LocalServer):
+    """A streaming server whose events go wrong after one good piece: ``line`` is sent as
+    the second event (broken JSON, an error chunk quoting an internal body)."""
+
+    def __init__(self, line: bytes):
+        class Handler(QuietHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                good = {
+                    "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]
+                }
+                self.wfile.write(f"data: {json.dumps(good)}\n\n".encode() + line + b"\n\n")
+
+        self.serve(Handler)
+
+
+def first_turn_against(tenant, server: LocalServer) -> ChatTurn:
+    """A chat project on ``server`` and its first turn, run; the server is closed after."""
+    try:
+        project, endpoint = make_chat(tenant, server.url)
+        return say(tenant, start(tenant, project, endpoint), "Hello")
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (b'data: {"choices": [ {"delta": ', "The LLM server sent a malformed reply."),
+        (b'data: ["a list"]', "The LLM server sent a malformed reply."),
+        (
+            b'data: {"error": {"message": "' + INTERNAL_BODY.encode() + b'"}}',
+            "The LLM server answered with a server error in the middle of a reply.",
+        ),
+    ],
+)
+def test_a_garbled_stream_fails_the_turn_in_words_of_ours(acme, line, said):
+    turn = first_turn_against(acme, GarbledStream(line))
+    assert turn.status == "failed"
+    assert turn.error.startswith(said) and "Retry" in turn.error
+    assert "hunter2" not in turn.error
+
+
+def test_a_server_error_before_the_stream_names_its_status_not_its_body(acme):
+    turn = first_turn_against(acme, FakeLLM(mode="500"))
+    assert turn.status == "failed"
+    assert "HTTP 500" in turn.error and "hunter2" not in turn.error
+
+
 def test_stopping_a_turn_ends_it_without_an_item(acme, chat, fake):
     project, endpoint = chat
     conversation = start(acme, project, endpoint)
@@ -327,6 +381,30 @@ def test_the_events_door_gives_tokens_after_the_cursor_to_the_expert_only(acme, 
     later = as_user(acme.annotator).get(url, {"after": middle}).json()["events"]
     assert later == data["events"][2:]
     assert as_user(acme.lead).get(url).status_code == 404  # not the lead's conversation
+
+
+def test_a_poll_reads_the_login_and_one_row_of_the_turn(acme, chat, as_user):
+    """The page polls about ten times a second while a turn is written, by many experts at
+    once: a poll reads the session, the user and their memberships (as every page does),
+    then the turn's row, nothing more, whether the turn waits or is written."""
+    project, endpoint = chat
+    conversation = start(acme, project, endpoint)
+    with scope(organization=acme.organization):
+        turn = services.send_turn(conversation_id=conversation.pk, expert=acme.annotator, text="Hi")
+    url = reverse("chat:events", args=[project.pk, turn.pk])
+    expert = as_user(acme.annotator)
+
+    def poll() -> tuple[dict, list[str]]:
+        with CaptureQueriesContext(connection) as queries:
+            data = expert.get(url).json()
+        return data, [re.search(r'FROM "(\w+)"', query["sql"]).group(1) for query in queries]
+
+    read = ["django_session", "auth_user", "tasks_membership", "chat_chatturn"]
+    assert poll() == ({"events": [], "status": "queued", "finished": False, "message": ""}, read)
+    with scope(organization=acme.organization):
+        services.run_turn(turn.pk)
+    data, tables = poll()
+    assert data["finished"] and data["events"][-1]["kind"] == "end" and tables == read
 
 
 def test_the_conversation_page_escapes_what_was_said(acme, chat, as_user):
@@ -455,4 +533,5 @@ def test_a_new_turn_never_shows_what_an_earlier_database_left_under_its_id(acme,
     assert turn.pk == next_id
     data = as_user(acme.annotator).get(reverse("chat:events", args=[project.pk, turn.pk])).json()
     assert data["events"] == [] and not data["finished"]
+    assert streaming.read(turn.pk) == []  # what the page reads once a worker has the turn
     assert not streaming.stop_asked(turn.pk)

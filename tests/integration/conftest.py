@@ -18,7 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 class Worker:
     """``celery worker`` in its own process, on the test database."""
 
-    def __init__(self, log_path: Path, env: dict, concurrency: int = 1):
+    def __init__(
+        self,
+        log_path: Path,
+        env: dict,
+        concurrency: int = 1,
+        pool: str = "prefork",
+        queues: str = "celery,chat",
+    ):
+        """``queues``: both by default (jobs and chat turns), as a worker started without
+        ``-Q``; ``pool="threads", queues="chat"`` is the deployments' chat worker."""
         self.log_path = log_path
         self.log = log_path.open("a")
         self.process = subprocess.Popen(
@@ -29,8 +38,9 @@ class Worker:
                 "-A",
                 "project",
                 "worker",
-                "--pool=prefork",
+                f"--pool={pool}",
                 f"--concurrency={concurrency}",
+                f"--queues={queues}",
                 "--without-mingle",
                 "--without-gossip",
                 "--loglevel=INFO",

@@ -63,7 +63,7 @@ def test_the_app_runs_as_its_own_role_and_migrations_as_the_owner():
     migrate service connects as the owner, migrates, then grants chosen_app its rights."""
     services = compose_config()["services"]
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == DB_PASSWORD
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "chat-worker", "beat"):
         url = services[name]["environment"]["DATABASE_URL"]
         assert url == f"postgres://chosen_app:{APP_PASSWORD}@postgres:5432/chosen"
         assert "migrate" not in str(services[name]["command"])
@@ -90,15 +90,35 @@ def test_readme_and_env_example_say_how_to_set_the_database_password():
 
 def test_compose_runs_the_whole_stack_with_health_checks():
     services = compose_config()["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "beat", "ollama"}
+    assert set(services) == {
+        "postgres",
+        "redis",
+        "migrate",
+        "web",
+        "worker",
+        "chat-worker",
+        "beat",
+        "ollama",
+    }
     assert services["postgres"]["image"] == "postgres:16"
     assert "/var/lib/postgresql/data" in str(services["postgres"]["volumes"])
-    for name in ("postgres", "redis", "web", "worker", "beat", "ollama"):
+    for name in ("postgres", "redis", "web", "worker", "chat-worker", "beat", "ollama"):
         assert services[name]["healthcheck"]["test"], name
     assert "manage.py migrate" in str(services["migrate"]["command"])
     assert "gunicorn" in str(services["web"]["command"])
     assert services["ollama"]["profiles"] == ["llm"]
     assert services["web"]["environment"]["DJANGO_ENV"] == "production"
+
+
+def test_compose_runs_chat_turns_on_a_thread_worker_of_their_own():
+    """project.celery, "Two queues": the jobs' worker takes the default queue only, and chat
+    turns (the chat queue) go to a worker of many threads."""
+    services = compose_config()["services"]
+    worker, chat = services["worker"]["command"], services["chat-worker"]["command"]
+    assert worker[worker.index("-Q") + 1] == "celery"
+    assert chat[chat.index("-Q") + 1] == "chat"
+    assert chat[chat.index("--pool") + 1] == "threads"
+    assert "--concurrency=16" in chat
 
 
 def test_compose_checks_web_for_liveness_and_worker_and_beat_by_their_heartbeats():
@@ -108,9 +128,9 @@ def test_compose_checks_web_for_liveness_and_worker_and_beat_by_their_heartbeats
     services = compose_config()["services"]
     web = services["web"]["healthcheck"]["test"]
     assert web[:2] == ["CMD", "python"] and "http://127.0.0.1:8000/healthz/live" in web[-1]
-    for name in ("worker", "beat"):
+    for name, role in (("worker", "worker"), ("chat-worker", "worker"), ("beat", "beat")):
         check = services[name]["healthcheck"]
-        assert check["test"] == ["CMD", "python", "-m", "project.health", name]
+        assert check["test"] == ["CMD", "python", "-m", "project.health", role]
         # Checked at least every few heartbeats' staleness, given time to start and to answer.
         assert check["retries"] >= 2 and check["start_period"] and check["timeout"]
     assert "healthcheck" not in services["migrate"]
@@ -133,5 +153,5 @@ def test_every_setting_variable_is_documented_in_readme_and_env_example():
 def test_every_setting_variable_reaches_the_containers():
     environment = compose_config()["services"]["web"]["environment"]
     assert sorted(settings_variables() - set(environment)) == []
-    for service in ("worker", "beat"):
+    for service in ("worker", "chat-worker", "beat"):
         assert compose_config()["services"][service]["environment"] == environment

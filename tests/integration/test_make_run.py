@@ -261,10 +261,11 @@ def test_a_second_make_run_keeps_the_data_and_a_dead_part_stops_the_rest(tmp_pat
 
 
 def _worker_pid(checkout: Path) -> int:
-    """The Celery worker's main process: the one whose parent is `make run`'s supervisor."""
+    """The Celery worker's main process: the one whose parent is `make run`'s supervisor
+    (the jobs' worker, not the chat worker: ``-Q celery``)."""
     for line in processes_of(checkout):
         pid = line.split(":")[0]
-        if " worker " in line:
+        if " worker -Q celery " in line:
             parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
             if b"project.embedded" in Path(f"/proc/{parent}/cmdline").read_bytes():
                 return int(pid)
