@@ -14,18 +14,24 @@ page reads it with a cursor (the last id it saw). The stream is capped and expir
 database keeps the finished replies, Redis only what is in flight.
 """
 
+from __future__ import annotations
+
 import json
 import threading
 import time
 from dataclasses import dataclass
 
-import httpx2  # openai's HTTP client (openai 3 depends on it; httpx is only for tests)
-import openai
 import redis
 from django.conf import settings
 
+from project.lazy import lazy_module
 from tasks import llm
 from tasks.models import LLMEndpoint
+
+# Loaded by the first turn (project.lazy): httpx2 is openai's HTTP client (openai 3 depends
+# on it; httpx is only for tests).
+httpx2 = lazy_module("httpx2")
+openai = llm.openai
 
 # The page reads the stream every 100 ms: writing more often than it reads buys nothing.
 FLUSH_SECONDS = 0.1
