@@ -45,6 +45,15 @@ class JudgeRunSerializer(JobSerializer):
         return judge.progress_of(run)
 
 
+class ProjectJudgeSerializer(serializers.Serializer):
+    """What GET answers (documentation only: the view builds it)."""
+
+    config = JudgeConfigSerializer(allow_null=True)
+    runs = JudgeRunSerializer(many=True)
+    status = serializers.CharField(allow_null=True)
+    progress = serializers.DictField(allow_null=True)
+
+
 class ProjectJudgeViewSet(OrganizationViewSet):
     """A project's AI judge. GET: its settings, its ten newest runs, and the newest run's
     ``status`` and ``progress`` (what a page follows while it runs). POST: a new run over
@@ -57,6 +66,7 @@ class ProjectJudgeViewSet(OrganizationViewSet):
     filter_backends = []
     pagination_class = None
 
+    @extend_schema(responses={200: ProjectJudgeSerializer})
     def retrieve(self, request, project_id=None):
         project = self.project()
         config = judge.config_of(project)
