@@ -15,8 +15,9 @@ Work, on both systems in turn (the order alternates between repetitions):
 - the memory of each server: idle (servers up, nothing asked) as PSS, the proportional set
   size, which counts a page the processes share once (the target is judged on it), and as
   the sum of RSS, which counts it in every process (printed beside it); and the peak RSS
-  sum during the run. Chosen counts gunicorn and the Celery worker; Label Studio has no worker
-  (without Redis it runs its jobs inside the web process).
+  sum during the run. Chosen counts gunicorn and both Celery workers (jobs; chat turns), as
+  compose runs them; Label Studio has no worker (without Redis it runs its jobs inside the
+  web process).
 
 Both on this machine's PostgreSQL 15 (Label Studio in its own database,
 ``labelstudio_bench``, dropped and created afresh at each run), both under gunicorn with 4
@@ -531,11 +532,16 @@ class Chosen:
                 slug="vs-label-studio", defaults={"name": "vs Label Studio"}
             )
             _, self.token = create_api_token(organization=self.org, name="vs label studio")
-        worker = [sys.executable, "-m", "celery", "-A", "project", "worker", "--loglevel=WARNING"]
-        worker += ["--concurrency=2", "-n", f"vs{time.time_ns()}@%h"]
-        self.servers.append(
-            Child("worker", worker, env=annotation_load.server_env(), log=self.base / "worker.log")
-        )
+        # The two workers of docker compose: jobs (2 processes) and chat turns (16 threads).
+        celery = [sys.executable, "-m", "celery", "-A", "project", "worker", "--loglevel=WARNING"]
+        for name, options in (
+            ("worker", ["-Q", "celery", "--concurrency=2"]),
+            ("chat-worker", ["-Q", "chat", "--pool", "threads", "--concurrency=16"]),
+        ):
+            argv = [*celery, *options, "-n", f"vs-{name}-{time.time_ns()}@%h"]
+            self.servers.append(
+                Child(name, argv, env=annotation_load.server_env(), log=self.base / f"{name}.log")
+            )
         self.servers.append(
             annotation_load.start_gunicorn(self.port, WORKERS, log=self.base / "gunicorn.log")
         )
