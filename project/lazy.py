@@ -4,24 +4,35 @@ Every web worker and every Celery process imports the whole URL tree or every ta
 when it starts. ``openai`` (with pydantic and httpx, about 50 MB per process) is needed only
 by a process that talks to an LLM server, and ``numpy`` (about 20 MB) only by one that fits
 a Bradley-Terry model; imported at start-up, they were a quarter of an idle server's memory
-(bench/vs_label_studio.py). ``lazy_module(name)`` returns the module object at once and
-executes it on the first attribute access (the standard library's ``LazyLoader``); a later
-``import name`` anywhere gets the same object."""
+(bench/vs_label_studio.py).
 
-import importlib.util
-import sys
+``lazy_module(name)`` is a stand-in whose first attribute access imports the module (under
+the import system's lock: threads that ask at once all get the finished module) and passes
+every access on to it. It is deliberately not the standard library's ``LazyLoader``, which
+puts a half-made module into ``sys.modules``: psycopg looks for numpy there before dumping
+an integer, so every query loaded it, and with gunicorn's threads one request could see it
+half-executed (``module 'numpy' has no attribute 'integer'``, found by bench/chat_load.py).
+"""
+
+import importlib
 from types import ModuleType
 
 
-def lazy_module(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
+class _LazyModule:
+    def __init__(self, name: str):
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attribute: str):
+        module = self._module
+        if module is None:
+            module = self._module = importlib.import_module(self._name)
+        return getattr(module, attribute)
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self._name!r}{'' if self._module is None else ' (loaded)'}>"
+
+
+def lazy_module(name: str):
+    """``name``, imported when first used (see the module's docstring)."""
+    return _LazyModule(name)

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.django_db  # the test database, for the query
 HEAVY = ("openai", "pydantic", "httpx2", "numpy")
 
 START_AS_A_SERVER = """
@@ -22,6 +24,9 @@ from django.urls import get_resolver
 from project.celery import app
 get_resolver().url_patterns  # every page's and API's view module
 app.loader.import_default_modules()  # every job module, as a Celery worker does
+from django.db import connection
+with connection.cursor() as cursor:  # psycopg looks for numpy in sys.modules to dump an int
+    cursor.execute("SELECT %s", [1])
 print(" ".join(n for n in sys.argv[1:] if type(sys.modules.get(n)).__name__ == "module"))
 {then}
 """
