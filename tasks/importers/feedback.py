@@ -86,6 +86,7 @@ import json
 import math
 import queue
 import re
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -127,6 +128,7 @@ SIGNAL_KIND = {
     "correction": FeedbackSignal.Kind.CORRECTION,
 }
 _LINE = re.compile(r"line (\d+)")
+SWITCH_INTERVAL = 0.0001  # seconds; see import_feedback
 # What _check_text refuses in a text (a control character, a surrogate, NUL), in one pattern.
 _UNSAFE = re.compile("[\x00-\x08\x0e-\x1f\ud800-\udfff]")
 
@@ -314,6 +316,12 @@ def import_feedback(
     # over them (and over everything Django holds) cost ~15% of a large import.
     collecting = gc.isenabled()
     gc.disable()
+    # The writer thread waits on PostgreSQL with the GIL released, and must take it back to
+    # hand over the next chunk while the reader parses. Python makes a waiting thread wait a
+    # whole switch interval (5 ms) for a busy one, many times per chunk, and PostgreSQL sits
+    # idle meanwhile: with 0.1 ms, 200,000 rows imported 25% faster (bench/feedback_import.py).
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
     try:
         with transaction.atomic():
             run = _Import(project, report, options, redactor, job, progress, batch_size)
@@ -336,6 +344,7 @@ def import_feedback(
             FeedbackImportReport(rows_read=report.rows_read, problems=[exc.problem])
         ) from None
     finally:
+        sys.setswitchinterval(switch)
         if collecting:
             gc.enable()
     return report

@@ -14,7 +14,7 @@ from django_scopes import ScopedManager
 from tasks.models.jobs import ImportJob
 from tasks.models.organizations import Organization
 from tasks.models.projects import Project
-from tasks.models.prompts import Candidate, Item, Prompt
+from tasks.models.prompts import _TENANT, Candidate, Item, Prompt
 
 
 class FeedbackSignal(models.Model):
@@ -36,13 +36,14 @@ class FeedbackSignal(models.Model):
         GRADE = "grade", "Graded review"
         CORRECTION = "correction", "Expert correction"
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="feedback_signals")
+    # organization, project and prompt: one tenant key (tasks.models.prompts.TENANT_KEYS)
+    organization = models.ForeignKey(Organization, related_name="+", **_TENANT)
+    project = models.ForeignKey(Project, related_name="feedback_signals", **_TENANT)
     job = models.ForeignKey(
         ImportJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="+")
+    prompt = models.ForeignKey(Prompt, related_name="+", **_TENANT)
     reply = models.ForeignKey(
         Candidate, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )

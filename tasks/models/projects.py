@@ -170,6 +170,8 @@ class Project(models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["organization", "name"], name="project_name_per_org"),
+            # What prompts' tenant key refers to (tasks.models.prompts.TENANT_KEYS).
+            models.UniqueConstraint(fields=["id", "organization"], name="project_tenant_org"),
             models.CheckConstraint(
                 condition=Q(agreement_sample_percent__lte=100), name="sample_percent_lte_100"
             ),

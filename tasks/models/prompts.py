@@ -8,12 +8,23 @@ from django_scopes import ScopedManager
 from tasks.models.organizations import Organization
 from tasks.models.projects import Project
 
+# Tenant keys. A prompt's organization is its project's; a candidate's is its prompt's; an
+# item (and a feedback signal) has its prompt's project and organization. The database holds
+# each of these as one composite foreign key (migration tasks/0022_tenant_keys), e.g.
+# (prompt_id, project_id, organization_id) -> tasks_prompt (id, project_id, organization_id),
+# in place of a key per column: a row can then never name a prompt of another project or
+# organization, and a bulk import pays one foreign-key check per row where it paid two or
+# three (about a third of PostgreSQL's time in a feedback import, issue 20). The fields
+# below therefore carry no constraint of their own (``db_constraint=False``); their indexes
+# stay. tests/tasks/test_tenant_keys.py checks that the database refuses a mismatch.
+_TENANT = {"on_delete": models.CASCADE, "db_constraint": False}
+
 
 class Prompt(models.Model):
     """One task for the annotators: a text, or a conversation whose last turn is answered."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    organization = models.ForeignKey(Organization, related_name="+", **_TENANT)
+    project = models.ForeignKey(Project, related_name="prompts", **_TENANT)
     external_id = models.CharField(max_length=200)
     text = models.TextField(help_text="The prompt, or the last user turn of a conversation.")
     messages = models.JSONField(
@@ -30,7 +41,14 @@ class Prompt(models.Model):
         ordering = ["id"]
         constraints = [
             # external_id first: an import's lookup by id is led by it (tasks.dbstats)
-            models.UniqueConstraint(fields=["external_id", "project"], name="prompt_id_per_project")
+            models.UniqueConstraint(
+                fields=["external_id", "project"], name="prompt_id_per_project"
+            ),
+            # What the tenant keys of candidates, items and signals refer to (TENANT_KEYS).
+            models.UniqueConstraint(fields=["id", "organization"], name="prompt_tenant_org"),
+            models.UniqueConstraint(
+                fields=["id", "project", "organization"], name="prompt_tenant_project"
+            ),
         ]
         # content_hash first: a lookup by content is led by it (tasks.dbstats)
         indexes = [models.Index(fields=["content_hash", "project"], name="prompt_hash_idx")]
@@ -47,8 +65,8 @@ class Candidate(models.Model):
         FEEDBACK_LOG = "feedback_log", "Feedback log"
         CHAT = "chat", "Chat reply"
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="candidates")
+    organization = models.ForeignKey(Organization, related_name="+", **_TENANT)
+    prompt = models.ForeignKey(Prompt, related_name="candidates", **_TENANT)
     text = models.TextField()
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.IMPORTED)
     source_key = models.CharField(
@@ -92,9 +110,9 @@ class Candidate(models.Model):
 class Item(models.Model):
     """What one annotator sees at once: a prompt and 2..N of its candidates."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="items")
+    organization = models.ForeignKey(Organization, related_name="+", **_TENANT)
+    project = models.ForeignKey(Project, related_name="items", **_TENANT)
+    prompt = models.ForeignKey(Prompt, related_name="items", **_TENANT)
     mode = models.CharField(max_length=16, choices=Project.Mode.choices)
     candidates = models.ManyToManyField(Candidate, through="ItemCandidate", related_name="items")
     # Sorted candidate ids, "12-57": one item per set of candidates.
