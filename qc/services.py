@@ -47,7 +47,8 @@ def run_report(report_id: int) -> QCReport:
     """Compute a queued report and store its numbers, or its failure and why."""
 
     def work(report: QCReport) -> None:
-        report.data = compute_report(report.project)
+        previous = latest(report.project)
+        report.data = compute_report(report.project, previous.data if previous else None)
 
     return run_job(
         QCReport.objects.select_related("project"),

@@ -336,3 +336,84 @@ def test_dimension_balance_is_warned_about(acme):
     )
     # within "helpful": 15 of 19 picked the first candidate, always seen on the left
     assert any('When dimension is "helpful", "A is better" is 79%' in w for w in report["warnings"])
+
+
+def _reads_candidate_texts(queries) -> bool:
+    return any(
+        '"tasks_candidate"."text"' in q["sql"] or '"tasks_prompt"."text"' in q["sql"]
+        for q in queries
+    )
+
+
+def test_the_duplicates_section_is_reused_only_while_the_texts_stand(acme, settings):
+    """A report lends the next one its duplicates section (every text of the project read
+    again for nothing, the bulk of a large report) until a prompt or candidate is added or
+    removed, or the similarity threshold changes."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    data = Data(acme.organization, 3)
+    with scopes_disabled():
+        PromptFactory(project=data.project, external_id="again", text=data.items[0][0].prompt.text)
+    annotator = member(acme.organization)
+    with scope(organization=acme.organization):
+        first = compute_report(data.project)
+        data.judge(annotator, 0, 0)  # new judgments: the texts stand
+        with CaptureQueriesContext(connection) as queries:
+            second = compute_report(data.project, previous=first)
+        assert not _reads_candidate_texts(queries.captured_queries)
+        assert second["duplicates"] == first["duplicates"]
+        assert second["judgments"] == 1
+
+        # A new candidate that nearly repeats another is found.
+        same = data.items[1][1][0]
+        with scopes_disabled():
+            Candidate.objects.create(
+                organization=acme.organization,
+                prompt=same.prompt,
+                text=same.text.upper(),
+                content_hash="near",
+            )
+        with CaptureQueriesContext(connection) as queries:
+            third = compute_report(data.project, previous=second)
+        assert _reads_candidate_texts(queries.captured_queries)
+        [near] = third["duplicates"]["near_identical_candidates"]
+        assert same.pk in near["candidates"]
+
+        # A removed prompt takes its group with it.
+        with scopes_disabled():
+            data.project.prompts.get(external_id="again").delete()
+        fourth = compute_report(data.project, previous=third)
+        assert fourth["duplicates"]["exact_prompt_groups"] == []
+        assert fourth["duplicates"]["near_identical_candidates"] == [near]
+
+        # Another threshold is another section.
+        settings.CHOSEN_QC_PROMPT_SIMILARITY = 0.3
+        fifth = compute_report(data.project, previous=fourth)
+        assert fifth["duplicates"]["prompt_similarity_threshold"] == 0.3
+        assert fifth["duplicates"]["fingerprint"] != fourth["duplicates"]["fingerprint"]
+
+
+def test_the_job_hands_the_last_report_to_the_next(acme):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from qc.services import request_report
+
+    data = Data(acme.organization, 2)
+    with scopes_disabled():
+        PromptFactory(project=data.project, external_id="again", text=data.items[0][0].prompt.text)
+    annotator = member(acme.organization)
+    with scope(organization=acme.organization):
+        first = run_report(request_report(data.project).pk)
+        data.judge(annotator, 1, 1)
+        queued = request_report(data.project)
+        with CaptureQueriesContext(connection) as queries:
+            second = run_report(queued.pk)
+    assert not _reads_candidate_texts(queries.captured_queries)
+    assert first.status == second.status == QCReport.Status.SUCCEEDED
+    assert second.data["judgments"] == 1
+    assert second.data["duplicates"] == first.data["duplicates"]
+    assert [sorted(g) for g in second.data["duplicates"]["exact_prompt_groups"]] == [
+        ["again", "p0"]
+    ]
