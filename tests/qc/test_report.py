@@ -4,13 +4,15 @@ import random
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_scopes import scope, scopes_disabled
 
 from annotation.models import Assignment, Judgment
 from project.celery import app as celery_app
 from qc.models import QCReport
 from qc.report import binomial_two_sided, compute_report, near_identical, similar_groups
-from qc.services import run_report
+from qc.services import request_report, run_report
 from tasks.models import Candidate, Item, Role
 from tasks.schema import validate_questions
 from tasks.text import split_words
@@ -349,9 +351,6 @@ def test_the_duplicates_section_is_reused_only_while_the_texts_stand(acme, setti
     """A report lends the next one its duplicates section (every text of the project read
     again for nothing, the bulk of a large report) until a prompt or candidate is added or
     removed, or the similarity threshold changes."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     data = Data(acme.organization, 3)
     with scopes_disabled():
         PromptFactory(project=data.project, external_id="again", text=data.items[0][0].prompt.text)
@@ -395,10 +394,6 @@ def test_the_duplicates_section_is_reused_only_while_the_texts_stand(acme, setti
 
 
 def test_the_job_hands_the_last_report_to_the_next(acme):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from qc.services import request_report
 
     data = Data(acme.organization, 2)
     with scopes_disabled():

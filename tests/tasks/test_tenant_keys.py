@@ -76,9 +76,11 @@ def test_a_candidate_is_in_its_prompts_organization(two_tenants):
 @pytest.mark.parametrize("model", [Item, FeedbackSignal])
 def test_items_and_signals_have_their_prompts_project_and_organization(two_tenants, model):
     ours, theirs, sibling = two_tenants
-    extra = {"mode": Project.Mode.PAIRWISE, "candidate_key": "1-2"} if model is Item else {}
-    if model is FeedbackSignal:
-        extra = {"kind": FeedbackSignal.Kind.FEEDBACK}
+    extra = (
+        {"mode": Project.Mode.PAIRWISE, "candidate_key": "1-2"}
+        if model is Item
+        else {"kind": FeedbackSignal.Kind.FEEDBACK}
+    )
 
     def make(prompt, project, organization):
         return lambda: model.objects.create(
