@@ -109,8 +109,10 @@ def submit_judgment(
     )
     assignment.status, assignment.finished_at = Assignment.Status.SUBMITTED, timezone.now()
     assignment.save(update_fields=["status", "finished_at"])
-    _audit(Action.JUDGMENT_CREATED, judgment, after=snapshot(judgment))
     settle(project=assignment.project, items=[judgment.item_id])
+    # Last: the trail's row takes the organization's chain lock until the commit
+    # (tasks.audit.chain), and every judgment of the organization waits for it.
+    _audit(Action.JUDGMENT_CREATED, judgment, after=snapshot(judgment))
     return judgment
 
 

@@ -15,10 +15,13 @@ Started here, stopped here (``finally``, and on SIGTERM/SIGHUP through preflight
 
 Simulated people, with httpx-free asyncio requests (annotation_load's ``request``):
 - experts: start a conversation, send a message, poll the turn's events as the page does
-  (``static/js/chat.js``: the next poll 100 ms after an answer until the first words, then
+  (``static/js/chat.js``: the next poll 50 ms after an answer until the first words, then
   200 ms; 500 ms while the turn is still queued after its first second), reload the page
-  when it ends, think 3-8 s, judge,
-  send the next message; a new conversation when the project's turn limit is reached;
+  when it ends, read the two replies and judge them (5-15 s, as long as the annotators take
+  for one pair), write the next message (3-10 s) and send it; a new conversation when the
+  project's turn limit is reached. ``--fast-experts`` is the profile of the runs before
+  2026-11-30: 3-8 s between the end of a turn and the next message, all told (a turn
+  every 7-12 s per expert, faster than an annotator judges one pair);
 - annotators: annotation_load's ``annotator`` on a 10,000-item pairwise project (submit+next
   in one round trip, think 5-15 s).
 
@@ -79,14 +82,16 @@ ITEMS = 10_000
 TOKENS_PER_SECOND = 40
 REPLY_TOKENS = (60, 120)
 FIRST_DELAY = 0.1
-POLL_SECONDS, STREAM_POLL_SECONDS = 0.1, 0.2
+POLL_SECONDS, STREAM_POLL_SECONDS = 0.05, 0.2
 QUEUED_FAST_SECONDS, QUEUED_POLL_SECONDS = 1.0, 0.5  # static/js/chat.js
-EXPERT_THINK = (3.0, 8.0)
+EXPERT_THINK = (5.0, 15.0)  # reading two replies and judging them
+EXPERT_WRITE = (3.0, 10.0)  # writing the next message
+FAST_EXPERTS = (3.0, 8.0), (0.0, 0.0)  # --fast-experts
 ANNOTATOR_THINK = (5.0, 15.0)
 # A turn still streaming when the run ends is followed this much longer, then let go.
 GRACE_SECONDS = 30
 REPLY_ID = re.compile(r"\brid(\d+)t(\d+\.\d+)")
-EVENTS_URL = re.compile(r'data-events-url="([^"]+)"')
+EVENTS_URL = re.compile(r'data-events-url="([^"]+)" data-events-key="([^"]*)"')
 JUDGE_FORM = re.compile(r'id="judge-form"')
 FIRST_LABEL = re.compile(r'type="radio" name="preference" value="([^"]+)"')
 
@@ -225,9 +230,10 @@ def fill_chat(model_url: str, annotators: int, experts: int) -> dict:
 class Expert:
     """One expert's session: the requests of the chat page, as its script sends them."""
 
-    def __init__(self, port: int, project_id: int, session_key: str, stats: dict):
+    def __init__(self, port: int, project_id: int, session_key: str, stats: dict, profile):
         csrf = secrets.token_hex(16)
         self.port, self.project, self.stats = port, project_id, stats
+        self.think, self.write = profile
         self.page = {"Cookie": f"sessionid={session_key}; csrftoken={csrf}", "X-CSRFToken": csrf}
         self.fragment = {**self.page, "X-Chosen-Fragment": "1"}
 
@@ -275,11 +281,12 @@ class Expert:
         if not found:
             self.error(f"send {status}")
             return "error"
-        events, after, seen = found.group(1), "0", set()
+        (events, key), after, seen = found.groups(), "0", set()
         polling_since, writing = time.monotonic(), False
         while True:
             started = time.perf_counter()
-            status, payload = await request(self.port, "GET", f"{events}?after={after}", self.page)
+            poll = f"{events}?after={after}&key={key}"  # the page's key (chat/middleware.py)
+            status, payload = await request(self.port, "GET", poll, self.page)
             received = time.time()
             self.stats["poll_ms"].append((time.perf_counter() - started) * 1000)
             if status != 200:
@@ -322,7 +329,7 @@ class Expert:
             self.error(f"reload {status}")
             return "error"
         label = FIRST_LABEL.search(page.decode())
-        await asyncio.sleep(random.uniform(*EXPERT_THINK))  # noqa: S311 (reading, think time)
+        await asyncio.sleep(random.uniform(*self.think))  # noqa: S311 (reading, think time)
         status, _ = await self.post(
             f"{base}/judge/",
             {
@@ -339,7 +346,7 @@ class Expert:
         return "ok"
 
     async def run(self, endpoint_id: int, until: float) -> None:
-        await asyncio.sleep(random.uniform(0, EXPERT_THINK[1]))  # noqa: S311 (not all at once)
+        await asyncio.sleep(random.uniform(0, self.think[1]))  # noqa: S311 (not all at once)
         n = 0
         conversation = None
         while time.monotonic() < until:
@@ -347,6 +354,9 @@ class Expert:
                 conversation = await self.start(endpoint_id)
                 if conversation is None:
                     return
+            await asyncio.sleep(random.uniform(*self.write))  # noqa: S311 (writing the message)
+            if time.monotonic() >= until:
+                return
             n += 1
             outcome = await self.turn(conversation, n, until)
             if outcome == "limit":
@@ -393,7 +403,14 @@ def start_workers(concurrency: int, chat_threads: int) -> list[Child]:
         raise
 
 
-def run(experts: int, annotators: int, seconds: float, concurrency: int, chat_threads: int):
+def run(
+    experts: int,
+    annotators: int,
+    seconds: float,
+    concurrency: int,
+    chat_threads: int,
+    profile=(EXPERT_THINK, EXPERT_WRITE),
+):
     stats = {
         "next_ms": [],
         "submit_ms": [],
@@ -410,8 +427,10 @@ def run(experts: int, annotators: int, seconds: float, concurrency: int, chat_th
     started = []
     try:
         ids = fill_chat(model.url, annotators, experts)
-        # gunicorn reads further options from GUNICORN_CMD_ARGS: the threads of production.
-        os.environ["GUNICORN_CMD_ARGS"] = f"--threads {WEB_THREADS}"
+        # gunicorn reads further options from GUNICORN_CMD_ARGS: the threads of production,
+        # after any the caller gave (a profiling hook's config, say).
+        given = os.environ.get("GUNICORN_CMD_ARGS", "")
+        os.environ["GUNICORN_CMD_ARGS"] = f"{given} --threads {WEB_THREADS}".strip()
         port = free_port()
         started.append(start_gunicorn(port, WEB_WORKERS))
         started.extend(start_workers(concurrency, chat_threads))
@@ -424,7 +443,7 @@ def run(experts: int, annotators: int, seconds: float, concurrency: int, chat_th
                 for key in ids["annotators"]
             ]
             people += [
-                Expert(port, ids["chat"], key, stats).run(ids["endpoint"], until)
+                Expert(port, ids["chat"], key, stats, profile).run(ids["endpoint"], until)
                 for key in ids["experts"]
             ]
             await asyncio.gather(*people)
@@ -459,13 +478,15 @@ def report(stats: dict, args) -> bool:
         return " / ".join(f"{percentile(values, q):.0f}" for q in (50, 95, 99))
 
     load = " ".join(f"{x:.2f}" for x in stats["load_before"])
+    (think, write) = FAST_EXPERTS if args.fast_experts else (EXPERT_THINK, EXPERT_WRITE)
     print(
         f"\nChat & Choose load: {args.experts} experts + {args.annotators} annotators, "
         f"{args.seconds:.0f} s; gunicorn {WEB_WORKERS} workers x {WEB_THREADS} threads "
         f"(production settings), Celery workers: jobs {args.worker_concurrency} processes, "
         f"chat {args.chat_threads} threads; fake model "
         f"{TOKENS_PER_SECOND} tokens/s, {REPLY_TOKENS[0]}-{REPLY_TOKENS[1]} tokens a reply; "
-        f"{os.cpu_count()} cores, load average at start {load}"
+        f"{os.cpu_count()} cores, load average at start {load}; experts judge in "
+        f"{think[0]:.0f}-{think[1]:.0f} s and write in {write[0]:.0f}-{write[1]:.0f} s"
     )
     print(f"{'metric':<44} {'measured':>22} {'target':>10}  ok")
     submits, first = stats["submit_ms"], stats["first_token_ms"]
@@ -524,6 +545,11 @@ def main() -> int:
         default=CHAT_WORKER_THREADS,
         help="the chat worker's threads (compose's CHAT_WORKER_CONCURRENCY, default 16)",
     )
+    parser.add_argument(
+        "--fast-experts",
+        action="store_true",
+        help="experts send their next message 3-8 s after a turn ends (the earlier profile)",
+    )
     parser.add_argument("--serve-model", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_model:
@@ -550,7 +576,12 @@ def main() -> int:
         flush=True,
     )
     stats = run(
-        args.experts, args.annotators, args.seconds, args.worker_concurrency, args.chat_threads
+        args.experts,
+        args.annotators,
+        args.seconds,
+        args.worker_concurrency,
+        args.chat_threads,
+        FAST_EXPERTS if args.fast_experts else (EXPERT_THINK, EXPERT_WRITE),
     )
     return 0 if report(stats, args) else 1
 

@@ -228,8 +228,13 @@ def turns_on_path(message: Message) -> int:
 
 
 def _locked_conversation(conversation_id: int, expert) -> Conversation:
+    # The rows every action reads next come in the same query; only the conversation's is
+    # locked.
     conversation = (
-        Conversation.objects.select_for_update().filter(pk=conversation_id, expert=expert).first()
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("project", "current", "endpoint", "organization")
+        .filter(pk=conversation_id, expert=expert)
+        .first()
     )
     if conversation is None:
         raise ChatRefused("This conversation is not yours.")
@@ -250,7 +255,7 @@ def send_turn(*, conversation_id: int, expert, text: str) -> ChatTurn:
     current = conversation.current
     if current is None or current.role == Message.Role.USER:
         raise ChatRefused("The last message is still waiting for its replies.")
-    if current.role == Message.Role.ASSISTANT and current.item_id and not _judged(current):
+    if current.role == Message.Role.ASSISTANT and current.item_id and not _judged(current, expert):
         raise ChatRefused("Judge the replies before you go on.")
     if turns_on_path(current) >= chat.max_turns:
         raise ChatRefused(f"This project allows {chat.max_turns} turns per conversation.")
@@ -260,10 +265,8 @@ def send_turn(*, conversation_id: int, expert, text: str) -> ChatTurn:
     return _queue_turn(conversation, message, chat, actor=expert)
 
 
-def _judged(reply: Message) -> bool:
-    return Judgment.objects.filter(
-        item_id=reply.item_id, annotator_id=reply.conversation.expert_id
-    ).exists()
+def _judged(reply: Message, expert) -> bool:
+    return Judgment.objects.filter(item_id=reply.item_id, annotator_id=expert.pk).exists()
 
 
 def _queue_turn(conversation, message, chat: ChatSettings, *, actor) -> ChatTurn:
@@ -292,7 +295,7 @@ def _queue_turn(conversation, message, chat: ChatSettings, *, actor) -> ChatTurn
         recipe_name=conversation.recipe_name,
         variants=variants,
     )
-    streaming.forget(turn.pk)  # a stream or flag an earlier database left under this id
+    streaming.open_queued(turn.pk)
     send(generate_turn, turn)
     return turn
 
@@ -319,9 +322,11 @@ def stop_turn(*, turn: ChatTurn, expert) -> None:
     if turn.conversation.expert_id != expert.pk:
         raise ChatRefused("This conversation is not yours.")
     streaming.stop(turn.pk)
-    ChatTurn.objects.filter(pk=turn.pk, status=ChatTurn.Status.QUEUED).update(
+    stopped = ChatTurn.objects.filter(pk=turn.pk, status=ChatTurn.Status.QUEUED).update(
         status=ChatTurn.Status.FAILED, error=STOPPED, finished_at=timezone.now()
     )
+    if stopped:  # no worker will end its stream
+        streaming.Channel(turn.pk).end(ChatTurn.Status.FAILED, STOPPED)
 
 
 STOPPED = "You stopped this turn."
@@ -346,7 +351,7 @@ def branch(*, conversation_id: int, expert, message_id: int) -> Conversation:
     ).first()
     if reply is None:
         raise ChatRefused("Choose one of this conversation's replies.")
-    if reply.item_id and not _judged(reply):
+    if reply.item_id and not _judged(reply, expert):
         raise ChatRefused("Judge the replies before you go on.")
     conversation.current = reply
     conversation.save(update_fields=["current"])

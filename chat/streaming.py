@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import redis
 from django.conf import settings
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from project.lazy import lazy_module
 from tasks import llm
@@ -33,7 +34,8 @@ from tasks.models import LLMEndpoint
 httpx2 = lazy_module("httpx2")
 openai = llm.openai
 
-# The page reads the stream every 100 ms: writing more often than it reads buys nothing.
+# The page reads the stream every 200 ms once words come (the first is written at once):
+# batches of 100 ms keep what it reads at most that old, at 10 writes a second a reply.
 FLUSH_SECONDS = 0.1
 STREAM_TTL_SECONDS = 3600
 STREAM_MAX_EVENTS = 20_000
@@ -239,12 +241,97 @@ class Channel:
 
 def read(turn_id: int, after: str = "0", count: int = 2000) -> list[dict]:
     """The turn's events after the cursor ``after`` (a stream id), each with its ``id``."""
-    start = f"({after}" if after and after != "0" else "-"
+    start = _start(after)
     try:
         rows = connection().xrange(stream_key(turn_id), min=start, count=count)
     except redis.ResponseError:
         rows = connection().xrange(stream_key(turn_id), min="-", count=count)
-    return [{"id": row_id, **json.loads(fields["event"])} for row_id, fields in rows]
+    return _events(rows)
+
+
+def _start(after: str) -> str:
+    return f"({after}" if after and after != "0" else "-"
+
+
+def _events(rows) -> list[dict]:
+    """The events of stream rows, without the mark of a queued turn (not news for the page)."""
+    found = [{"id": row_id, **json.loads(fields["event"])} for row_id, fields in rows]
+    return [event for event in found if event["kind"] != QUEUED]
+
+
+def cursor(after: str | None) -> str:
+    """The page's cursor as a stream id, or "0" (the start) for anything else."""
+    after = after or "0"
+    return after if all(part.isdigit() for part in after.split("-", 1)) else "0"
+
+
+# --- the page's short way to the stream ------------------------------------------------------
+#
+# A poll of the events costs the web server about 5.5 ms of CPU through the whole stack (the
+# session, the user and their memberships, the turn's row), and 50 experts reading their
+# replies poll about 70 times a second: 40% of the web server's CPU in bench/chat_load.py.
+# The stream alone can answer: the page that shows a turn holds a key for it
+# (``events_key``: the project, the turn, the expert's session and an expiry, signed with
+# the SECRET_KEY), and ``chat.middleware`` answers a poll with a valid key from Redis,
+# before the session, the user or the database are read. A turn's stream is opened when it
+# is queued (``open_queued``), so the polls before a worker takes it are answered so too.
+# Every other poll takes the whole way (``chat.views.events``): no stream (long finished),
+# a stream silent for STALE_SECONDS (a worker waiting for a free slot of the model, or
+# lost: only the turn's row tells), an expired or foreign key, Redis away.
+
+EVENTS_KEY_SECONDS = STREAM_TTL_SECONDS
+STALE_SECONDS = 5.0
+
+
+def events_key(project_id: int, turn_id: int, session_key: str | None) -> str:
+    """The page's key to the turn's stream, for the session that loaded the page."""
+    if not session_key:
+        return ""
+    expires = int(time.time()) + EVENTS_KEY_SECONDS
+    return f"{expires}.{_signature(project_id, turn_id, session_key, expires)}"
+
+
+def events_key_valid(key: str, project_id: int, turn_id: int, session_key: str | None) -> bool:
+    expires, _, signature = key.partition(".")
+    if not session_key or not expires.isdigit() or int(expires) < time.time():
+        return False
+    return constant_time_compare(
+        signature, _signature(project_id, turn_id, session_key, int(expires))
+    )
+
+
+def _signature(project_id: int, turn_id: int, session_key: str, expires: int) -> str:
+    value = f"{project_id}:{turn_id}:{session_key}:{expires}"
+    return salted_hmac("chosen.chat.events", value, algorithm="sha256").hexdigest()[:32]
+
+
+@dataclass
+class Live:
+    events: list[dict]
+    queued: bool  # no worker has the turn yet
+
+
+def read_live(turn_id: int, after: str) -> Live | None:
+    """The events after the cursor while the turn waits for a worker or a worker writes its
+    stream, in one round trip; None when only the turn's row can answer: no stream (long
+    finished, or written before this version), nothing new and nothing written for
+    STALE_SECONDS (by the clock of Redis, which wrote the stream ids), or Redis away."""
+    key = stream_key(turn_id)
+    try:
+        pipe = connection().pipeline(transaction=False)
+        pipe.xrange(key, min=_start(after), count=2000)
+        pipe.xrevrange(key, count=1)
+        pipe.time()
+        rows, last, (seconds, micros) = pipe.execute()
+    except redis.RedisError:
+        return None
+    if not last:
+        return None
+    if not rows:
+        written_ms = int(last[0][0].partition("-")[0])
+        if seconds * 1000 + micros / 1000 - written_ms > STALE_SECONDS * 1000:
+            return None
+    return Live(_events(rows), queued=json.loads(last[0][1]["event"])["kind"] == QUEUED)
 
 
 def stop(turn_id: int) -> None:
@@ -255,9 +342,18 @@ def stop_asked(turn_id: int) -> bool:
     return bool(connection().exists(cancel_key(turn_id)))
 
 
-def forget(turn_id: int) -> None:
-    """Clear what Redis may still hold under a new turn's id: a stream and a stop flag left
-    by an earlier database whose ids this one reuses (a restore from a backup, a recreated
-    database). Its events would otherwise reach this turn's page — another conversation's
-    replies — and its end would end this turn before it began."""
-    connection().delete(stream_key(turn_id), cancel_key(turn_id))
+def open_queued(turn_id: int) -> None:
+    """A new turn's stream, holding only the mark that it waits for a worker (so that the
+    page's polls meanwhile take the short way too), in one round trip. It first clears what
+    Redis may still hold under the new id: a stream and a stop flag left by an earlier
+    database whose ids this one reuses (a restore from a backup, a recreated database). Its
+    events would otherwise reach this turn's page — another conversation's replies — and
+    its end would end this turn before it began."""
+    pipe = connection().pipeline(transaction=True)
+    pipe.delete(stream_key(turn_id), cancel_key(turn_id))
+    pipe.xadd(stream_key(turn_id), {"event": json.dumps({"kind": QUEUED})})
+    pipe.expire(stream_key(turn_id), STREAM_TTL_SECONDS)
+    pipe.execute()
+
+
+QUEUED = "queued"

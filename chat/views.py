@@ -2,13 +2,15 @@
 every conversation's tree, the guardrails and the tree download.
 
 Streaming choice: the page polls the turn's Redis stream with a cursor (``events``) every
-100 ms while a turn is generating (every 500 ms while it waits for a worker, after its
-first second), and not at all otherwise. Each poll is a short request (the session, the
-user and their memberships as on every page, then one indexed row and, once a worker has
-the turn, one XRANGE), so it holds a web thread for milliseconds; a server-sent
-events connection would hold one of gunicorn's 48 threads for the whole reply, and 50
-experts waiting for replies at once would leave none for annotators. The measured cost is
-in bench/chat_load.py and the README."""
+50 ms until the first words, then every 200 ms (every 500 ms while it waits for a worker,
+after its first second), and not at all otherwise. With the key the page was given, a poll
+is answered from the stream alone (``chat.middleware``: one Redis round trip, about 1 ms
+of the web server's CPU); otherwise, and when only the turn's row can tell (no stream, a
+silent one), it reads the session, the user and their memberships as on every page, then
+one indexed row and one XRANGE. Either way it holds a web thread for milliseconds; a
+server-sent events connection would hold one of gunicorn's 48 threads for the whole reply,
+and 50 experts waiting for replies at once would leave none for annotators. The measured
+cost is in bench/chat_load.py and the README."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -21,6 +23,7 @@ from annotation.services import AssignmentRefused, in_mode
 from annotation.workspace import answers_from_form, context_for
 from chat import exports, reading, services, streaming
 from chat.forms import SettingsForm, StartForm
+from chat.middleware import events_answer
 from chat.models import ChatSettings, ChatTurn, Conversation
 from tasks.decorators import lead_project, membership_required
 from tasks.models import Project
@@ -93,6 +96,10 @@ def _workspace(
 ):
     context = reading.conversation_context(conversation, chat)
     context.update({"project": project, "chat": chat, "message": message, "message_level": level})
+    if context["state"] == "streaming" and context["turn"] is not None:
+        context["events_key"] = streaming.events_key(
+            project.pk, context["turn"].pk, request.session.session_key
+        )
     if context["state"] == "judging":
         # The annotate page's form, in the mode of the turn's item (context_for's project).
         context.update(context_for(context["assignment"], answers=answers, errors=errors))
@@ -120,11 +127,11 @@ def _act(request, project_id, conversation_id, action):
     try:
         action(conversation)
     except services.ChatRefused as refused:
-        conversation.refresh_from_db()
+        conversation = own_conversation(request, project, conversation_id)
         return _answer(
             request, project, chat, conversation, status=409, message=str(refused), level="error"
         )
-    conversation.refresh_from_db()
+    conversation = own_conversation(request, project, conversation_id)  # as the action left it
     if not _fragment(request):
         return redirect("chat:conversation", project.pk, conversation.pk)
     return _answer(request, project, chat, conversation)
@@ -219,7 +226,7 @@ def judge(request, project_id: int, conversation_id: int):
             answers=answers,
             errors=invalid.message_dict,
         )
-    conversation.refresh_from_db()
+    conversation = own_conversation(request, project, conversation_id)
     if not _fragment(request):
         return redirect("chat:conversation", project.pk, conversation.pk)
     return _answer(request, project, chat, conversation, message="Saved.", level="success")
@@ -246,20 +253,12 @@ def _own_turn(request, project_id: int, turn_id: int) -> ChatTurn:
 def events(request, project_id: int, turn_id: int):
     """What the worker streamed since the cursor ``after``, and the turn's state."""
     turn = _own_turn(request, project_id, turn_id)
-    after = request.GET.get("after", "0")
-    if not all(part.isdigit() for part in after.split("-", 1)):
-        after = "0"
+    after = streaming.cursor(request.GET.get("after"))
     # A turn no worker has taken yet has nothing in Redis: the row is the whole answer.
     queued = turn.status == ChatTurn.Status.QUEUED
     found = [] if queued else streaming.read(turn.pk, after)
-    return JsonResponse(
-        {
-            "events": found,
-            "status": turn.status,
-            "finished": turn.finished,
-            "message": turn.error if turn.status == ChatTurn.Status.FAILED else "",
-        }
-    )
+    message = turn.error if turn.status == ChatTurn.Status.FAILED else ""
+    return events_answer(found, turn.status, turn.finished, message)
 
 
 @membership_required

@@ -7,7 +7,9 @@ import json
 import re
 
 import pytest
+import redis
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_scopes import scope, scopes_disabled
@@ -17,6 +19,7 @@ from chat import services, streaming
 from chat.models import ChatTurn, Conversation, Message
 from tasks.models import Candidate, GenerationRecipe, Item, LLMEndpoint, Project, Prompt
 from tests.fake_llm import INTERNAL_BODY, FakeLLM, FakeStreamingLLM, LocalServer, QuietHandler
+from tests.llm_server import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -384,9 +387,9 @@ def test_the_events_door_gives_tokens_after_the_cursor_to_the_expert_only(acme, 
 
 
 def test_a_poll_reads_the_login_and_one_row_of_the_turn(acme, chat, as_user):
-    """The page polls about ten times a second while a turn is written, by many experts at
-    once: a poll reads the session, the user and their memberships (as every page does),
-    then the turn's row, nothing more, whether the turn waits or is written."""
+    """A poll without the page's key (or when the stream cannot answer, below) reads the
+    session, the user and their memberships (as every page does), then the turn's row,
+    nothing more, whether the turn waits or is written."""
     project, endpoint = chat
     conversation = start(acme, project, endpoint)
     with scope(organization=acme.organization):
@@ -405,6 +408,123 @@ def test_a_poll_reads_the_login_and_one_row_of_the_turn(acme, chat, as_user):
         services.run_turn(turn.pk)
     data, tables = poll()
     assert data["finished"] and data["events"][-1]["kind"] == "end" and tables == read
+
+
+def page_stream(client, project, conversation) -> tuple[str, str]:
+    """The events address and the key the conversation page gives its script."""
+    page = client.get(reverse("chat:conversation", args=[project.pk, conversation.pk]))
+    found = re.search(r'data-events-url="([^"]+)" data-events-key="([^"]+)"', page.text)
+    return found.group(1), found.group(2)
+
+
+def queued_turn(tenant, project, endpoint) -> tuple[Conversation, ChatTurn]:
+    conversation = start(tenant, project, endpoint)
+    with scope(organization=tenant.organization):
+        turn = services.send_turn(
+            conversation_id=conversation.pk, expert=tenant.annotator, text="Hi"
+        )
+    return conversation, turn
+
+
+def test_with_the_pages_key_a_poll_reads_no_table_while_the_turn_waits_or_is_written(
+    acme, chat, as_user
+):
+    """50 experts reading their replies poll about 70 times a second: with the key the page
+    gave, the turn's stream answers alone, before a worker takes the turn, while it writes
+    and at the end, the same answers the whole way gives."""
+    project, endpoint = chat
+    conversation, turn = queued_turn(acme, project, endpoint)
+    expert = as_user(acme.annotator)
+    url, key = page_stream(expert, project, conversation)
+    with CaptureQueriesContext(connection) as queries:
+        waiting = expert.get(url, {"after": "0", "key": key})
+        channel = streaming.Channel(turn.pk)  # a worker takes the turn and writes
+        channel.reset()
+        channel.token(0, "Hel")
+        writing = expert.get(url, {"after": "0", "key": key}).json()
+        cursor = writing["events"][-1]["id"]
+        nothing_new = expert.get(url, {"after": cursor, "key": key}).json()
+    assert queries.captured_queries == []
+    assert waiting.json() == {"events": [], "status": "queued", "finished": False, "message": ""}
+    assert waiting["Cache-Control"] == "no-store" and waiting["X-Content-Type-Options"] == "nosniff"
+    assert [e["kind"] for e in writing["events"]] == ["start", "token"]
+    assert writing["events"][-1]["text"] == "Hel"
+    assert (writing["status"], writing["finished"]) == ("running", False)
+    assert nothing_new["events"] == [] and not nothing_new["finished"]
+
+    with scope(organization=acme.organization):
+        services.run_turn(turn.pk)
+    with CaptureQueriesContext(connection) as queries:
+        done = expert.get(url, {"after": "0", "key": key}).json()
+    assert queries.captured_queries == []
+    whole_way = expert.get(url, {"after": "0"}).json()
+    assert done == whole_way and done["finished"] and done["events"][-1]["kind"] == "end"
+
+
+def test_the_key_opens_nothing_the_whole_way_would_not(acme, chat, as_user, monkeypatch):
+    """The key is bound to the project, the turn and the session that loaded the page, and
+    expires: any other use takes the whole way, with its login and ownership checks."""
+    project, endpoint = chat
+    conversation, turn = queued_turn(acme, project, endpoint)
+    expert = as_user(acme.annotator)
+    url, key = page_stream(expert, project, conversation)
+    with CaptureQueriesContext(connection) as queries:
+        assert expert.get(url, {"key": key}).status_code == 200
+    assert not queries.captured_queries  # the key is good: what follows is not for its lack
+    assert as_user(acme.lead).get(url, {"key": key}).status_code == 404  # another session
+    assert Client().get(url, {"key": key}).status_code == 302  # no session: the log-in page
+    other_turn = reverse("chat:events", args=[project.pk, turn.pk + 1])
+    assert expert.get(other_turn, {"key": key}).status_code == 404
+    for bad in (key[:-1] + ("0" if key[-1] != "0" else "1"), "9999999999." + key.split(".")[1]):
+        with CaptureQueriesContext(connection) as queries:
+            assert expert.get(url, {"key": bad}).json()["status"] == "queued"
+        assert queries.captured_queries, "a forged key took the short way"
+    monkeypatch.setattr(streaming, "EVENTS_KEY_SECONDS", -1)
+    expired = streaming.events_key(project.pk, turn.pk, expert.session.session_key)
+    with CaptureQueriesContext(connection) as queries:
+        assert expert.get(url, {"key": expired}).status_code == 200
+    assert queries.captured_queries, "an expired key took the short way"
+
+
+def test_a_silent_stream_or_redis_away_leaves_the_answer_to_the_turns_row(
+    acme, chat, as_user, monkeypatch
+):
+    """A worker that went silent (its turn failed by the sweeper after its attempts) writes
+    no end: after STALE_SECONDS without news the turn's row answers. With Redis away, the
+    row answers too."""
+    project, endpoint = chat
+    conversation, turn = queued_turn(acme, project, endpoint)
+    expert = as_user(acme.annotator)
+    url, key = page_stream(expert, project, conversation)
+    streaming.Channel(turn.pk).reset()
+    with scopes_disabled():  # as the sweeper fails a turn whose workers died
+        ChatTurn.objects.filter(pk=turn.pk).update(status="failed", error="The worker was lost.")
+    started = expert.get(url, {"key": key}).json()
+    assert [e["kind"] for e in started["events"]] == ["start"] and not started["finished"]
+    cursor = {"after": started["events"][-1]["id"], "key": key}
+    assert not expert.get(url, cursor).json()["finished"]  # nothing new, within STALE_SECONDS
+    monkeypatch.setattr(streaming, "STALE_SECONDS", 0.0)
+    answer = expert.get(url, cursor).json()
+    assert answer["finished"] and answer["message"] == "The worker was lost."
+
+    conversation, turn = queued_turn(acme, project, endpoint)
+    url, key = page_stream(expert, project, conversation)
+    monkeypatch.setattr(streaming, "_redis", redis.Redis(port=free_port(), socket_timeout=1))
+    answer = expert.get(url, {"key": key})
+    assert answer.status_code == 200 and answer.json()["status"] == "queued"
+
+
+def test_stopping_a_queued_turn_ends_its_stream(acme, chat, as_user):
+    project, endpoint = chat
+    conversation, turn = queued_turn(acme, project, endpoint)
+    expert = as_user(acme.annotator)
+    url, key = page_stream(expert, project, conversation)
+    stop = expert.post(reverse("chat:stop", args=[project.pk, turn.pk]))
+    assert stop.status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        answer = expert.get(url, {"key": key}).json()
+    assert queries.captured_queries == []
+    assert answer["finished"] and answer["message"] == services.STOPPED
 
 
 def test_the_conversation_page_escapes_what_was_said(acme, chat, as_user):

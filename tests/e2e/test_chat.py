@@ -6,6 +6,7 @@ that stops mid-reply, and one expert's slow generation beside another's quick on
 
 import json
 import threading
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.db import connection
@@ -48,13 +49,15 @@ def worker(monkeypatch):
 
 
 def watch_events(page) -> list[dict]:
-    """Every events answer the page received, in order."""
+    """Every events answer the page received, in order, each with the key its poll sent
+    (``sent_key``: the page's key to the stream, chat/middleware.py)."""
     seen: list[dict] = []
 
     def keep(response):
         if "/events/" in response.url and response.ok:
+            key = parse_qs(urlsplit(response.url).query).get("key", [""])[0]
             try:
-                seen.append(response.json())
+                seen.append({**response.json(), "sent_key": key})
             except Exception:  # noqa: BLE001 — the page reloaded before the body was read
                 return
 
@@ -123,6 +126,7 @@ def test_expert_chats_judges_corrects_and_branches_with_smollm2(
         if e["kind"] == "token"
     ]
     assert {e["reply"] for e in streamed} == {0, 1}, seen
+    assert all(answer["sent_key"] for answer in seen)  # every poll may take the short way
     expect(page.locator(".candidate")).to_have_count(2)
     page.keyboard.press("a")  # "A is much better"
     page.keyboard.press("Enter")
