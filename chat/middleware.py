@@ -31,6 +31,7 @@ def events_answer(found: list[dict], status: str, finished: bool, message: str =
 
 def live_answer(request, project_id: int, turn_id: int):
     """The answer from the stream alone, or None for the whole way."""
+    request.get_host()  # ALLOWED_HOSTS holds here too (DisallowedHost is a 400)
     key = request.GET.get("key", "")
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
     if not key or not streaming.events_key_valid(key, project_id, turn_id, session_key):

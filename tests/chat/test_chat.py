@@ -473,6 +473,7 @@ def test_the_key_opens_nothing_the_whole_way_would_not(acme, chat, as_user, monk
     assert not queries.captured_queries  # the key is good: what follows is not for its lack
     assert as_user(acme.lead).get(url, {"key": key}).status_code == 404  # another session
     assert Client().get(url, {"key": key}).status_code == 302  # no session: the log-in page
+    assert expert.get(url, {"key": key}, HTTP_HOST="evil.example").status_code == 400
     other_turn = reverse("chat:events", args=[project.pk, turn.pk + 1])
     assert expert.get(other_turn, {"key": key}).status_code == 404
     for bad in (key[:-1] + ("0" if key[-1] != "0" else "1"), "9999999999." + key.split(".")[1]):
