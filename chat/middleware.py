@@ -14,6 +14,8 @@ from django.http import JsonResponse
 from chat import streaming
 from chat.models import ChatTurn
 
+# chat/urls.py's "events" (matched here before URL resolving runs; the tests poll the
+# reversed URL, so the two cannot drift apart unnoticed).
 EVENTS_PATH = re.compile(r"^/projects/(\d+)/chat/turns/(\d+)/events/$")
 
 

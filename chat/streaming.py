@@ -239,7 +239,10 @@ class Channel:
         self.add({"kind": "end", "status": status, "message": message})
 
 
-def read(turn_id: int, after: str = "0", count: int = 2000) -> list[dict]:
+READ_MAX_EVENTS = 2000  # per poll: a cursor far behind catches up over a few
+
+
+def read(turn_id: int, after: str = "0", count: int = READ_MAX_EVENTS) -> list[dict]:
     """The turn's events after the cursor ``after`` (a stream id), each with its ``id``."""
     start = _start(after)
     try:
@@ -319,7 +322,7 @@ def read_live(turn_id: int, after: str) -> Live | None:
     key = stream_key(turn_id)
     try:
         pipe = connection().pipeline(transaction=False)
-        pipe.xrange(key, min=_start(after), count=2000)
+        pipe.xrange(key, min=_start(after), count=READ_MAX_EVENTS)
         pipe.xrevrange(key, count=1)
         pipe.time()
         rows, last, (seconds, micros) = pipe.execute()
