@@ -16,6 +16,7 @@ database keeps the finished replies, Redis only what is in flight.
 
 from __future__ import annotations
 
+import codecs
 import json
 import threading
 import time
@@ -121,7 +122,12 @@ def stream_reply(
     The server-sent events are read as lines and JSON, not as the openai package's chunk
     objects: those cost about twice the CPU per token, and the chat worker reads the
     tokens of every expert's replies at once. The request itself (every sampling parameter,
-    the status errors) is still the openai client's (``tasks.llm.request``)."""
+    the status errors) is still the openai client's (``tasks.llm.request``).
+
+    Reads are paced (``_paced_lines``): a model server sends each token in a packet of its
+    own, and the page is sent tokens in batches of FLUSH_SECONDS anyway (``Channel``), so
+    after the first token the socket is read once per batch, every packet that arrived
+    meanwhile at once, instead of waking this thread for every token."""
     pieces: list[str] = []
     finish = ""
     try:
@@ -130,7 +136,8 @@ def stream_reply(
                 client.with_streaming_response, model, messages, variant, stream=True
             )
             with response as stream:
-                for line in stream.iter_lines():
+                paced = _paced_lines(stream.iter_bytes(), FLUSH_SECONDS, lambda: bool(pieces))
+                for line in paced:
                     chunk = _event(line)
                     if chunk is None:
                         continue
@@ -166,6 +173,32 @@ def stream_reply(
 
 
 _DONE = object()
+
+
+def _paced_lines(chunks, every: float, started):
+    """The lines of a byte stream; once ``started()`` (the first words came), the stream is
+    read at most once per ``every`` seconds: what arrives meanwhile waits in the socket's
+    buffer and is read in one go. Lines end with LF, CRLF or CR; a UTF-8 character split
+    between two reads is put together."""
+    decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
+    partial = ""
+    read_at = None
+    for chunk in chunks:
+        lines = (partial + decode(chunk)).splitlines(keepends=True)
+        partial = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
+        for line in lines:
+            yield line.rstrip("\r\n")
+        if read_at is None:
+            if started():
+                read_at = time.monotonic()
+            continue
+        pause = read_at + every - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        read_at = time.monotonic()
+    tail = partial + decode(b"", final=True)
+    if tail:
+        yield tail.rstrip("\r\n")
 
 
 def _event(line: str):
@@ -205,12 +238,14 @@ class Channel:
         self.client.delete(self.key)
         self.add({"kind": "start"})
 
-    def add(self, event: dict) -> None:
+    def add(self, event: dict, *, expire: bool = True) -> None:
         # One round trip: the chat worker's threads write many turns' tokens at once.
+        fields = {"event": json.dumps(event)}
+        if not expire:  # a batch of tokens: the stream's expiry was set when it began
+            self.client.xadd(self.key, fields, maxlen=STREAM_MAX_EVENTS, approximate=True)
+            return
         pipe = self.client.pipeline(transaction=False)
-        pipe.xadd(
-            self.key, {"event": json.dumps(event)}, maxlen=STREAM_MAX_EVENTS, approximate=True
-        )
+        pipe.xadd(self.key, fields, maxlen=STREAM_MAX_EVENTS, approximate=True)
         pipe.expire(self.key, STREAM_TTL_SECONDS)
         pipe.execute()
 
@@ -228,7 +263,8 @@ class Channel:
         pieces = self.pending.pop(reply, None)
         if pieces:
             at = self.first_at.pop(reply)
-            self.add({"kind": "token", "reply": reply, "text": "".join(pieces), "at": at})
+            event = {"kind": "token", "reply": reply, "text": "".join(pieces), "at": at}
+            self.add(event, expire=False)
         self.flushed_at[reply] = time.time()
 
     def reply_done(self, reply: int, *, error: str = "") -> None:

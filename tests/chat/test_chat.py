@@ -3,8 +3,10 @@ item with its candidates; the judgment (with strength, a correction) moves the
 conversation on; branching, limits, stopping, a server that goes away mid-reply; the data
 every existing feature reads (the TRL conversational export) and the tree download."""
 
+import itertools
 import json
 import re
+import time
 
 import pytest
 import redis
@@ -276,6 +278,89 @@ def test_a_garbled_stream_fails_the_turn_in_words_of_ours(acme, line, said):
     assert turn.status == "failed"
     assert turn.error.startswith(said) and "Retry" in turn.error
     assert "hunter2" not in turn.error
+
+
+class SplitStream(LocalServer):
+    """A streaming server that cuts its events anywhere: mid-line, between the CR and LF of
+    a line end, inside a character's UTF-8 bytes, one packet at a time."""
+
+    PIECES = ["Grüße ", "from ", "Zürich — ", "日本語 ", "and back"]
+
+    def __init__(self):
+        served = itertools.count(1)
+
+        class Handler(QuietHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                pieces = [*SplitStream.PIECES, "!" * next(served)]  # each reply its own
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                events = [
+                    {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                    for piece in pieces
+                ]
+                events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                body = (
+                    b"".join(
+                        b"data: " + json.dumps(e, ensure_ascii=False).encode() + b"\r\n\r\n"
+                        for e in events
+                    )
+                    + b"data: [DONE]\r\n\r\n"
+                )
+                for start in range(0, len(body), 7):  # 7 bytes a packet: splits everything
+                    self.wfile.write(body[start : start + 7])
+                    self.wfile.flush()
+
+        self.serve(Handler)
+
+
+def test_a_stream_cut_anywhere_arrives_whole(acme):
+    turn = first_turn_against(acme, SplitStream())
+    assert turn.status == "succeeded", turn.error
+    with scopes_disabled():
+        texts = {m.text for m in Message.objects.filter(role="assistant")}
+    assert texts == {"".join(SplitStream.PIECES) + "!", "".join(SplitStream.PIECES) + "!!"}
+
+
+class Socket:
+    """What a streaming response's reads return: each read waits for the next packet if
+    none came since the last read, then gives every packet that came meanwhile. Packets
+    (one event each) come every ``gap`` seconds, as a model server sends its tokens."""
+
+    def __init__(self, packets: list[bytes], gap: float):
+        self.start = time.monotonic()
+        self.due = [(self.start + i * gap, packet) for i, packet in enumerate(packets)]
+        self.reads = 0
+
+    def __iter__(self):
+        while self.due:
+            if self.due[0][0] > time.monotonic():
+                time.sleep(self.due[0][0] - time.monotonic())
+            now = time.monotonic()
+            came = [packet for at, packet in self.due if at <= now]
+            self.due = self.due[len(came) :]
+            self.reads += 1
+            yield b"".join(came)
+
+
+def test_after_the_first_words_the_stream_is_read_once_per_batch_not_per_token():
+    tokens = [f"t{n} " for n in range(40)]
+    packets = [
+        b"data: " + json.dumps({"choices": [{"delta": {"content": t}}]}).encode() + b"\n\n"
+        for t in tokens
+    ]
+    socket = Socket(packets, gap=0.01)  # 40 tokens a second for 0.4 s
+    got, first_at = [], None
+    paced = streaming._paced_lines(iter(socket), streaming.FLUSH_SECONDS, lambda: bool(got))
+    for line in paced:
+        if line:
+            got.append(json.loads(line[5:])["choices"][0]["delta"]["content"])
+            first_at = first_at or time.monotonic()
+    assert got == tokens  # every token, in order
+    assert first_at - socket.start < 0.05  # the first words are not held back
+    # Read about once per FLUSH_SECONDS (0.4 s: 4-6 reads), not once per token (40).
+    assert socket.reads <= 8, socket.reads
 
 
 def test_a_server_error_before_the_stream_names_its_status_not_its_body(acme):
