@@ -16,12 +16,13 @@ Started here, stopped here (``finally``, and on SIGTERM/SIGHUP through preflight
 Simulated people, with httpx-free asyncio requests (annotation_load's ``request``):
 - experts: start a conversation, send a message, poll the turn's events as the page does
   (``static/js/chat.js``: the next poll 50 ms after an answer until the first words, then
-  200 ms; 500 ms while the turn is still queued after its first second), reload the page
-  when it ends, read the two replies and judge them (5-15 s, as long as the annotators take
-  for one pair), write the next message (3-10 s) and send it; a new conversation when the
-  project's turn limit is reached. ``--fast-experts`` is the profile of the runs before
-  2026-11-30: 3-8 s between the end of a turn and the next message, all told (a turn
-  every 7-12 s per expert, faster than an annotator judges one pair);
+  200 ms; 500 ms while the turn is still queued after its first second), fetch the
+  conversation's next state (the workspace, as the page does) when it ends, read the two
+  replies and judge them (5-15 s, as long as the annotators take for one pair), write the
+  next message (3-10 s) and send it; a new conversation when the project's turn limit is
+  reached. ``--fast-experts`` is the profile of the runs before 2026-11-30: 3-8 s between
+  the end of a turn and the next message, all told (a turn every 7-12 s per expert, faster
+  than an annotator judges one pair);
 - annotators: annotation_load's ``annotator`` on a 10,000-item pairwise project (submit+next
   in one round trip, think 5-15 s).
 
@@ -324,11 +325,13 @@ class Expert:
                 await asyncio.sleep(QUEUED_POLL_SECONDS)
             else:
                 await asyncio.sleep(POLL_SECONDS)
-        status, page = await request(self.port, "GET", f"{base}/", self.page)  # the reload
-        if status != 200 or not JUDGE_FORM.search(page.decode()):
-            self.error(f"reload {status}")
+        # The page fetches the conversation's next state (the workspace, chat.js nextState).
+        status, payload = await request(self.port, "GET", f"{base}/", self.fragment)
+        html = json.loads(payload)["html"] if status == 200 else ""
+        if not JUDGE_FORM.search(html):
+            self.error(f"next state {status}")
             return "error"
-        label = FIRST_LABEL.search(page.decode())
+        label = FIRST_LABEL.search(html)
         await asyncio.sleep(random.uniform(*self.think))  # noqa: S311 (reading, think time)
         status, _ = await self.post(
             f"{base}/judge/",
@@ -563,8 +566,8 @@ def main() -> int:
     stop_on_signals()
     prepare_database()
     setup_django()
-    # The chat page is loaded whole (the page reloads when a turn ends): its static files
-    # as the production image has them, with the manifest of the production storage.
+    # The annotate page is loaded whole first: its static files as the production image has
+    # them, with the manifest of the production storage.
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
         cwd=ROOT,

@@ -263,6 +263,9 @@
   const helpOpen = document.getElementById("help-open");
   if (helpOpen && help) helpOpen.addEventListener("click", () => help.showModal());
 
+  // Another script replaced the workspace (chat.js, when a turn's replies are ready).
+  document.addEventListener("chosen:workspace", setUp);
+
   // --- the keyboard -----------------------------------------------------------------------------
   document.addEventListener("keydown", (event) => {
     if (help && help.open) return; // Esc closes the dialog natively

@@ -10,8 +10,9 @@
 // five updates a second of the words written meanwhile, which halves the polls of 50
 // experts reading their replies (bench/chat_load.py). A turn still queued after
 // QUEUED_FAST_MS (every chat thread of the worker busy) is asked about every
-// QUEUED_POLL_MS only: it may wait a while. When the turn ends the page is loaded again:
-// it then shows the judging form, or the reason it failed with a Retry button.
+// QUEUED_POLL_MS only: it may wait a while. When the turn ends the workspace is fetched
+// again (the fragment, not the whole page): the judging form, or the reason it failed
+// with a Retry button.
 (function () {
   "use strict";
 
@@ -84,7 +85,7 @@
         if (ended || (data.finished && !data.events.length)) {
           stopped = true;
           status(data.message || "Done.");
-          window.location.reload();
+          nextState();
           return;
         }
       }
@@ -92,6 +93,31 @@
     }
     tick();
     return { stop() { stopped = true; } };
+  }
+
+  // The turn ended: the conversation's next state (the replies to judge, or why the turn
+  // failed with a Retry button) replaces the workspace, as after a message or a judgment,
+  // and annotate.js sets its form up ("chosen:workspace"). If it cannot be had, the page
+  // is loaded again.
+  async function nextState() {
+    let data = null;
+    try {
+      const response = await fetch(window.location.pathname, {
+        headers: { "X-Chosen-Fragment": "1" },
+        credentials: "same-origin",
+      });
+      if (response.ok) data = await response.json();
+    } catch (error) {
+      data = null;
+    }
+    if (!data || typeof data.html !== "string") {
+      window.location.reload();
+      return;
+    }
+    workspace.innerHTML = data.html;
+    polling = null;
+    document.dispatchEvent(new CustomEvent("chosen:workspace"));
+    setUp();
   }
 
   function setUp() {
