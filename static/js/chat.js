@@ -114,7 +114,13 @@
       window.location.reload();
       return;
     }
-    workspace.innerHTML = data.html;
+    replace(data.html);
+  }
+
+  // The workspace replaced by the server's next state; annotate.js sets up a judging form
+  // in it ("chosen:workspace"), this script a stream or the message box.
+  function replace(html) {
+    workspace.innerHTML = html;
     polling = null;
     document.dispatchEvent(new CustomEvent("chosen:workspace"));
     setUp();
@@ -160,9 +166,7 @@
       note.textContent = "Could not reach the server; your message is still here. Try again.";
       return;
     }
-    workspace.innerHTML = data.html;
-    polling = null;
-    setUp();
+    replace(data.html);
   });
 
   workspace.addEventListener("click", (event) => {
