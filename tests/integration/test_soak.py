@@ -1,5 +1,5 @@
 """The short version of the soak with its fault drills (bench/soak.py; the full one runs 100
-annotators for 5 minutes): 20 annotators, two leads and an API client for 90 s on a
+annotators for 5 minutes): 20 annotators, two leads and an API client for 60 s on a
 private PostgreSQL and Redis, while Redis is stopped, PostgreSQL is stopped, the Celery
 worker is SIGKILLed during a job and a gunicorn worker is SIGKILLed.
 
@@ -22,7 +22,7 @@ def test_soak_with_fault_drills_loses_nothing(tmp_path):
             sys.executable,
             "bench/soak.py",
             "--minutes",
-            "1.5",
+            "1",
             "--annotators",
             "20",
             "--items",
