@@ -115,7 +115,16 @@ class Judgment(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["project", "annotator"], name="judgment_by_person_idx")]
+        indexes = [
+            # With the time spent: the QC report's median per annotator reads the index alone.
+            models.Index(
+                fields=["project", "annotator"],
+                name="judgment_by_person_idx",
+                include=["time_spent_ms"],
+            ),
+            # What changed since a QC report (qc.tally) and the periodic refresh's newest.
+            models.Index(fields=["project", "updated_at"], name="judgment_changed_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"judgment {self.pk} on item {self.item_id} ({self.outcome})"

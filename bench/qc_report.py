@@ -7,10 +7,12 @@ judged by two annotators (the overlap), labels and a choice answer at random, ev
 annotator with a lean to the left slot, one item in 50 a gold item.
 
 Then, as the periodic refresh does it (qc.services.run_report), 10,000 more judgments on the
-larger project and a report given the last one: issue 23's target is under 2 s at
+larger project and a report given the last one and its tally (qc.tally: the judgments
+changed since, and those of the items they touch, are read; the duplicates section is
+lent while no prompt or candidate came or went): issue 23's target is under 2 s at
 1,000,000 judgments (and the full report under 20 s; with ``--sizes 100000 1000000``).
-What the last report lends is the duplicates section, while no prompt or candidate came or
-went; the judgments are all read again.
+The filled judgments were made over the last 14 days; the 10,000 new ones now. The
+tally goes through JSON both ways inside the timing, as the job loads and stores it.
 
     .venv/bin/python bench/qc_report.py [--sizes 10000 100000] [--annotators 20]
     .venv/bin/python bench/qc_report.py --sizes 100000 1000000   # issue 23's scale
@@ -31,6 +33,7 @@ TARGET_SCALING = 12.0
 # Issue 23, at 1,000,000 judgments: the full report and a refresh after 10,000 new ones.
 NEW = 10_000
 TARGET_REFRESH_SECONDS = 2.0
+TARGET_FULL_SECONDS = 20.0
 
 
 def setup() -> None:
@@ -99,20 +102,25 @@ def fill(judgments: int, annotators: int):
     # Two assignments per item: annotators (i, i + 1) around the circle; random order.
     add_judgments(project, params, shifts=(0, 1), items=items)
     with connection.cursor() as cursor:
+        # As autovacuum leaves a table that grew over weeks: planner statistics, and the
+        # visibility map that lets the medians read judgment_by_person_idx alone.
+        cursor.execute("VACUUM ANALYZE annotation_judgment")
         cursor.execute("ANALYZE")
     project.bench_params = params
     return project
 
 
-def add_judgments(project, params: dict, shifts: tuple, items: int) -> None:
+def add_judgments(project, params: dict, shifts: tuple, items: int, now: bool = False) -> None:
     """A submitted assignment and its judgment on each of the project's first ``items``
-    items by annotator ``item + shift`` around the circle, for each shift."""
+    items by annotator ``item + shift`` around the circle, for each shift; made at some
+    time in the last 14 days, or ``now``."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT coalesce(max(id), 0) FROM annotation_assignment")
         (after,) = cursor.fetchone()
-        params = {**params, "shifts": list(shifts), "items": items, "after": after}
+        days = 0 if now else 14
+        params = {**params, "shifts": list(shifts), "items": items, "after": after, "days": days}
         cursor.execute(
             "INSERT INTO annotation_assignment (organization_id, project_id, item_id, "
             "annotator_id, status, display_order, skip_reason, created_at, expires_at, "
@@ -135,7 +143,8 @@ def add_judgments(project, params: dict, shifts: tuple, items: int) -> None:
             "ELSE 'Response B Preferred' END, '[]', "
             "jsonb_build_object('alignment_dimension', (ARRAY['helpful','harmless','honest'])"
             "[1 + (a.item_id %% 3)]), '{}', 'because', (20000 + random() * 60000)::int, 1, "
-            "now() - (a.item_id %% 14) * interval '1 day', now() FROM annotation_assignment a "
+            "t.at, t.at FROM annotation_assignment a "
+            "CROSS JOIN LATERAL (SELECT now() - random() * %(days)s * interval '1 day' AS at) t "
             "CROSS JOIN LATERAL (SELECT CASE WHEN a.annotator_id %% 3 = 0 AND random() < 0.8 "
             "THEN (a.display_order->>0)::int WHEN random() < 0.7 THEN (a.display_order->>0)::int "
             "ELSE (a.display_order->>1)::int END AS chosen) c CROSS JOIN LATERAL (SELECT c.chosen, "
@@ -146,17 +155,25 @@ def add_judgments(project, params: dict, shifts: tuple, items: int) -> None:
         )
 
 
-def measure(project, previous: dict | None = None) -> tuple[float, dict]:
+def measure(project, previous: tuple | None = None) -> tuple[float, tuple]:
+    """Seconds for a report (given the last one and its stored tally, or from scratch),
+    and the report with its tally as stored."""
+    import json
+
     from django_scopes import scope
 
-    from qc.report import compute_report
+    from qc.report import build_report
 
     with scope(organization=project.organization):
         started = time.perf_counter()
-        report = compute_report(project, previous)
+        if previous is None:
+            report, tally = build_report(project)
+        else:
+            report, tally = build_report(project, previous[0], json.loads(previous[1]))
+        stored = json.dumps(tally)
         elapsed = time.perf_counter() - started
     assert report["judgments"] > 0
-    return elapsed, report
+    return elapsed, (report, stored)
 
 
 def main() -> int:
@@ -173,8 +190,10 @@ def main() -> int:
         runs = [measure(project) for _ in range(2)]
         times[size] = min(seconds for seconds, _ in runs)
     # The periodic refresh (qc.services.run_report): NEW judgments more, the last report given.
-    add_judgments(project, project.bench_params, shifts=(2,), items=NEW)
-    refreshed, report = measure(project, runs[-1][1])
+    add_judgments(project, project.bench_params, shifts=(2,), items=NEW, now=True)
+    refreshed, (report, stored) = measure(project, runs[-1][1])
+    computed = report["computed"]
+    assert computed["from_last_report"], computed
     small, large = args.sizes
     assert report["judgments"] == large + NEW, report["judgments"]
     ratio = times[large] / times[small]
@@ -184,10 +203,11 @@ def main() -> int:
     )
     print(f"{'metric':<36} {'measured':>10} {'target':>10}  ok")
     print(f"{f'report at {small:,} judgments (s)':<36} {times[small]:>10.2f}")
-    ok_time = times[large] < TARGET_SECONDS
+    target = TARGET_SECONDS if large <= 100_000 else TARGET_FULL_SECONDS
+    ok_time = times[large] < target
     print(
         f"{f'report at {large:,} judgments (s)':<36} {times[large]:>10.2f} "
-        f"{f'< {TARGET_SECONDS:g}':>10}  {'yes' if ok_time else 'NO'}"
+        f"{f'< {target:g}':>10}  {'yes' if ok_time else 'NO'}"
     )
     ok_ratio = ratio <= TARGET_SCALING
     print(
@@ -199,6 +219,8 @@ def main() -> int:
         f"{f'refresh: {NEW:,} new, last report given (s)':<36} {refreshed:>10.2f} "
         f"{f'< {TARGET_REFRESH_SECONDS:g}':>10}  {'yes' if ok_refresh else 'NO'}"
     )
+    print(f"{'refresh: rows read':<36} {computed['rows_read']:>10,}")
+    print(f"{'refresh: tally as stored (kB)':<36} {len(stored) / 1024:>10.1f}")
     return 0 if ok_time and ok_ratio and ok_refresh else 1
 
 

@@ -19,10 +19,14 @@ Formulas and the worked examples the tests reproduce:
 """
 
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from itertools import permutations
 
 Rating = Hashable | None
+# Units by their ratings: how many units were rated exactly so (the ratings in any order).
+# Every statistic here is a sum over units, so a data set of a million units with a few
+# dozen distinct rating patterns is computed from those patterns (qc.tally keeps them).
+Profiles = Mapping[tuple, int]
 
 WEIGHTS = (None, "linear", "quadratic")
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
@@ -38,17 +42,34 @@ def _counts(unit: Iterable[Rating]) -> Counter:
     return counts
 
 
+def profiles(units: Iterable[Iterable[Rating]]) -> Profiles:
+    """How many units carry each pattern of ratings (missing ones left out)."""
+    return Counter(tuple(sorted(_rated(unit), key=_sort_key)) for unit in units)
+
+
+def _ordered(found: Profiles) -> list[tuple[tuple, int]]:
+    """The patterns in a fixed order: the sums come out the same however they were tallied."""
+    return sorted(
+        ((unit, n) for unit, n in found.items() if n), key=lambda kv: [_sort_key(r) for r in kv[0]]
+    )
+
+
 def percent_agreement(units: Iterable[Iterable[Rating]]) -> float | None:
     """Share of agreeing pairs of ratings, averaged over units with two ratings or more.
 
     ``units``: one sequence of ratings per unit (item), e.g. ``zip(rater_a, rater_b)``.
     """
+    return percent_agreement_of(profiles(units))
+
+
+def percent_agreement_of(found: Profiles) -> float | None:
+    """``percent_agreement`` from the units' rating patterns."""
     total, paired = 0.0, 0
-    for unit in units:
+    for unit, n in _ordered(found):
         share = _pair_share(unit)
         if share is not None:
-            total += share
-            paired += 1
+            total += share * n
+            paired += n
     return total / paired if paired else None
 
 
@@ -106,7 +127,19 @@ def cohen_kappa(
         raise ValueError("Both raters must rate the same units.")
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}")
-    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    pairs = Counter((x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None)
+    return cohen_kappa_of(pairs, weights, categories)
+
+
+def cohen_kappa_of(
+    pairs: Mapping[tuple, int],
+    weights: str | None = None,
+    categories: Sequence[Hashable] | None = None,
+) -> float | None:
+    """``cohen_kappa`` from how many units got each pair of ratings (A's, B's)."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}")
+    pairs = {pair: n for pair, n in pairs.items() if n}
     if not pairs:
         return None
     if categories is None:
@@ -116,8 +149,8 @@ def cohen_kappa(
     if unknown:
         raise ValueError(f"Ratings outside the categories: {sorted(map(str, unknown))}")
     table = [[0] * len(categories) for _ in categories]
-    for x, y in pairs:
-        table[index[x]][index[y]] += 1
+    for (x, y), n in pairs.items():
+        table[index[x]][index[y]] += n
     return cohen_kappa_table(table, weights)
 
 
@@ -125,13 +158,29 @@ def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float | None:
     """Fleiss' kappa from a subjects x categories table of how many raters chose each
     category for each subject. Subjects rated fewer than twice are left out; the number of
     ratings may vary between subjects (P_i uses each subject's own n_i)."""
-    rows = [list(row) for row in counts if sum(row) >= 2]
+    return _fleiss([(list(row), 1) for row in counts])
+
+
+def fleiss_kappa_of(found: Profiles) -> float | None:
+    """``fleiss_kappa`` from the units' rating patterns."""
+    patterns = _ordered(found)
+    categories = sorted({r for unit, _ in patterns for r in unit}, key=_sort_key)
+    if not categories:
+        return None
+    return _fleiss([([unit.count(c) for c in categories], n) for unit, n in patterns])
+
+
+def _fleiss(rows: list[tuple[list, int]]) -> float | None:
+    """Fleiss' kappa from (subject's row of counts, how many subjects have that row)."""
+    rows = [(row, n) for row, n in rows if sum(row) >= 2]
     if not rows:
         return None
-    total = sum(sum(row) for row in rows)
-    p = [sum(row[j] for row in rows) / total for j in range(len(rows[0]))]
-    agreement = [(sum(x * x for x in row) - sum(row)) / (sum(row) * (sum(row) - 1)) for row in rows]
-    p_bar = sum(agreement) / len(agreement)
+    total = sum(sum(row) * n for row, n in rows)
+    p = [sum(row[j] * n for row, n in rows) / total for j in range(len(rows[0][0]))]
+    agreement = sum(
+        (sum(x * x for x in row) - sum(row)) / (sum(row) * (sum(row) - 1)) * n for row, n in rows
+    )
+    p_bar = agreement / sum(n for _, n in rows)
     pe = sum(x * x for x in p)
     if abs(1 - pe) < 1e-12:
         return None
@@ -164,16 +213,20 @@ def krippendorff_alpha_units(
 ) -> float | None:
     """``krippendorff_alpha`` from one sequence of ratings per unit (no coder identity is
     needed), for data sets where most coders rate few units."""
+    return krippendorff_alpha_of(profiles(units), level)
+
+
+def krippendorff_alpha_of(found: Profiles, level: str = "nominal") -> float | None:
+    """``krippendorff_alpha_units`` from the units' rating patterns."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}")
     coincidences: Counter = Counter()
-    for unit in units:
-        values = _rated(unit)
+    for values, n in _ordered(found):
         m = len(values)
         if m < 2:
             continue
         for c, k in permutations(values, 2):
-            coincidences[(c, k)] += 1 / (m - 1)
+            coincidences[(c, k)] += n / (m - 1)
     if not coincidences:
         return None
     totals: Counter = Counter()
@@ -216,19 +269,24 @@ def gwet_ac1(
     at least once); p_e = sum pi_k (1 - pi_k) / (q - 1), q the number of categories (given,
     or those that occur).
     """
+    return gwet_ac1_of(profiles(units), categories)
+
+
+def gwet_ac1_of(found: Profiles, categories: Sequence[Hashable] | None = None) -> float | None:
+    """``gwet_ac1`` from the units' rating patterns."""
     agreement, paired, rated = 0.0, 0, 0
     shares: Counter = Counter()
-    for unit in units:
+    for unit, times in _ordered(found):
         counts = _counts(unit)
         r = sum(counts.values())
         if r == 0:
             continue
-        rated += 1
+        rated += times
         for rating, n in counts.items():
-            shares[rating] += n / r
+            shares[rating] += n / r * times
         if r >= 2:
-            paired += 1
-            agreement += sum(n * (n - 1) for n in counts.values()) / (r * (r - 1))
+            paired += times
+            agreement += sum(n * (n - 1) for n in counts.values()) / (r * (r - 1)) * times
     if not paired:
         return None
     if categories is None:

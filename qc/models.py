@@ -9,6 +9,9 @@ class QCReport(OrganizationJob):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="qc_reports")
     data = models.JSONField(default=dict, blank=True)
+    # What the figures were computed from (qc.tally): the next report carries it on,
+    # reading only the judgments changed since. Never shown.
+    tally = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta(OrganizationJob.Meta):
         verbose_name = "QC report"

@@ -18,28 +18,26 @@ indicates strong agreement. Below 0.5, the guidelines are ambiguous"; spread the
 
 import gc
 import math
-import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from itertools import combinations
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Count, F, Func, IntegerField, Max
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, TruncDate
+from django.db import connection
+from django.db.models import Count, Max
 
 from annotation.adjudication import disputed_item_ids, gold_correct
 from annotation.models import Adjudication, Assignment, Judgment
-from annotation.strength import first_candidate, signed_strength
 from qc.agreement import (
-    cohen_kappa,
-    fleiss_kappa,
-    gwet_ac1,
-    krippendorff_alpha_units,
-    percent_agreement,
+    Profiles,
+    cohen_kappa_of,
+    fleiss_kappa_of,
+    gwet_ac1_of,
+    krippendorff_alpha_of,
+    percent_agreement_of,
 )
-from tasks.models import Candidate, Item, Project, Prompt, SignalPair
+from qc.tally import PREFERENCE, STRENGTH, Tally, tally_project
+from tasks.models import Candidate, Project, Prompt, SignalPair
 from tasks.schema import strength_levels
 from tasks.text import jaccard, split_words, word_trigrams
 
@@ -64,34 +62,51 @@ def _round(value, digits=4):
 
 def binomial_two_sided(k: int, n: int) -> float:
     """P-value of k successes in n fair coin flips, two-sided (exact; sums the outcomes no
-    more likely than k)."""
+    more likely than k).
+
+    The fair coin's distribution is symmetric: those outcomes are the two tails beyond
+    min(k, n - k) and max(k, n - k), each the mirror of the other. The lower tail is summed
+    from its largest term outwards and stops once the terms no longer count (below 1e-17
+    of the first): a few thousand terms at a million flips, not a million."""
     if n == 0:
         return 1.0
-    logs = [
-        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
-        for i in range(n + 1)
-    ]
-    observed = logs[k]
-    return min(1.0, sum(math.exp(x) for x in logs if x <= observed + 1e-9))
+    low = min(k, n - k)
+    if 2 * low == n:
+        return 1.0  # k is the middle: every outcome is at most as likely
+    log_term = math.lgamma(n + 1) - math.lgamma(low + 1) - math.lgamma(n - low + 1)
+    log_term -= n * math.log(2)
+    first, tail, i = log_term, 0.0, low
+    while i >= 0 and log_term > first - 40:
+        tail += math.exp(log_term)
+        log_term += math.log(i) - math.log(n - i + 1) if i else 0.0  # C(n, i-1) from C(n, i)
+        i -= 1
+    return min(1.0, 2 * tail)
 
 
-def _agreement(units: list[list]) -> dict:
-    """The statistics of one question over units (items) rated by several annotators."""
-    multi = [u for u in units if len(u) >= 2]
-    categories = sorted({r for u in multi for r in u}, key=str)
-    counts = [[u.count(c) for c in categories] for u in multi]
+def _agreement(found: Profiles) -> dict:
+    """The statistics of one question over the items rated by several annotators, from how
+    many items show each pattern of ratings (``qc.tally``)."""
     return {
-        "units": len(multi),
-        "percent_agreement": _round(percent_agreement(multi)),
-        "krippendorff_alpha": _round(krippendorff_alpha_units(multi)),
-        "fleiss_kappa": _round(fleiss_kappa(counts)) if categories else None,
-        "gwet_ac1": _round(gwet_ac1(multi)),
+        "units": sum(found.values()),
+        "percent_agreement": _round(percent_agreement_of(found)),
+        "krippendorff_alpha": _round(krippendorff_alpha_of(found)),
+        "fleiss_kappa": _round(fleiss_kappa_of(found)),
+        "gwet_ac1": _round(gwet_ac1_of(found)),
     }
 
 
 def compute_report(project: Project, previous: dict | None = None) -> dict:
-    """The report as a JSON-ready dict (stored as a QCReport by the job). ``previous``, the
-    project's last report, lends the sections that did not change since (``_duplicates``).
+    """The report as a JSON-ready dict, from every judgment; ``previous``, the project's
+    last report, lends the sections that did not change since (``_duplicates``)."""
+    return build_report(project, previous)[0]
+
+
+def build_report(
+    project: Project, previous: dict | None = None, tally: dict | None = None
+) -> tuple[dict, dict]:
+    """The report (stored as a QCReport by the job) and the tally to store with it.
+    ``previous`` is the project's last report and ``tally`` what it was computed from:
+    then only the judgments changed since are read (``qc.tally``).
 
     The cyclic garbage collector is paused meanwhile: the report holds hundreds of
     thousands of small tuples, sets and dicts at 100,000 judgments and makes no reference
@@ -99,20 +114,21 @@ def compute_report(project: Project, previous: dict | None = None) -> dict:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _compute_report(project, previous or {})
+        result = tally_project(project, tally)
+        report = _compute_report(project, result.tally, previous or {})
+        report["computed"] = {
+            "from_last_report": result.incremental,
+            "rows_read": result.judgments_read,
+            "reason": result.reason,
+        }
+        return report, result.tally.as_json()
     finally:
         if enabled:
             gc.enable()
 
 
-def _compute_report(project: Project, previous: dict) -> dict:
-    """The report's sections in order, each from its own function; the judgments are read
-    once (``_tally``) and the sections share that tally."""
-    questions = {q["name"]: q for q in project.questions}
-    choice_names = [n for n, q in questions.items() if q["kind"] == "choice"]
-    rating_names = [n for n, q in questions.items() if q["kind"] == "rating"]
-    judgments = Judgment.objects.filter(project=project)
-    tally = _tally(project, judgments, choice_names)
+def _compute_report(project: Project, tally: Tally, previous: dict) -> dict:
+    """The report's sections in order, each from its own function, from the tally."""
     annotators = sorted(tally.person)
     emails = dict(get_user_model().objects.filter(pk__in=annotators).values_list("pk", "email"))
     levels = (
@@ -120,22 +136,27 @@ def _compute_report(project: Project, previous: dict) -> dict:
         if project.mode == Project.Mode.PAIRWISE
         else None
     )
+    items = tally.items[0]
     report = {
         "project": {"id": project.pk, "name": project.name, "mode": project.mode},
         "judgments": tally.total,
         "annotators": len(annotators),
-        "coverage": _coverage(project, tally.by_item),
-        "agreement": _agreement_by_question(tally, _rating_units(judgments, rating_names), levels),
+        "coverage": {
+            "items": items,
+            "complete": tally.complete,
+            "share": _round(tally.complete / items) if items else None,
+        },
+        "agreement": _agreement_by_question(tally, levels),
         "kappa_matrix": {
             "annotators": [emails.get(a, str(a)) for a in annotators],
-            "values": _kappa_matrix(annotators, tally.by_item),
+            "values": _kappa_matrix(annotators, tally, PREFERENCE),
         },
         "per_annotator": _per_annotator(project, tally, annotators, emails),
-        "labels": dict(tally.labels.most_common()),
+        "labels": _by_count(tally.labels),
         "labels_by_answer": _labels_by_answer(tally.by_choice_label),
-        "answers": _answers(questions, choice_names, tally.by_choice_label),
-        "judgments_per_day": _judgments_per_day(judgments),
-        "disagreements": _disagreements(project),
+        "answers": _answers(project, tally.by_choice_label),
+        "judgments_per_day": dict(sorted(tally.per_day.items())),
+        "disagreements": _disagreements(project, tally),
         "duplicates": _duplicates(project, previous.get("duplicates")),
         "expert_agreement_by_source": expert_agreement_by_source(project),
     }
@@ -145,10 +166,15 @@ def _compute_report(project: Project, previous: dict) -> dict:
             "annotators": report["kappa_matrix"]["annotators"],
             "weights": "linear",
             "scale": scale,
-            "values": _kappa_matrix(annotators, tally.strength_by_item, "linear", scale),
+            "values": _kappa_matrix(annotators, tally, STRENGTH, "linear", scale),
         }
     report["warnings"] = _warnings(report)
     return report
+
+
+def _by_count(counter: Counter) -> dict:
+    """Most frequent first; ties in the keys' order (the same however they were counted)."""
+    return dict(sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0]))))
 
 
 def expert_agreement_by_source(project: Project) -> list[dict]:
@@ -184,156 +210,37 @@ def expert_agreement_by_source(project: Project) -> list[dict]:
     return rows
 
 
-# --- the judgments, read once --------------------------------------------------------------
-
-
-@dataclass
-class Tally:
-    """What one pass over a project's judgments collects."""
-
-    total: int  # judgments
-    # item -> annotator -> category: the chosen candidate's rank ("1", "2", …) or the outcome
-    by_item: dict[int, dict[int, str]]
-    choices: dict[str, dict[int, list]]  # choice question -> item -> answers
-    # annotator -> {"times": [ms], "labels": Counter, "left": n, "sided": n}
-    person: dict[int, dict]
-    labels: Counter
-    by_choice_label: dict[str, dict]  # choice question -> answer -> Counter of labels
-    # item -> annotator -> signed strength (``annotation.strength``), for the judgments that
-    # have one
-    strength_by_item: dict[int, dict[int, int]]
-
-
-def _judgment_rows(judgments, choice_names: list[str]) -> list[tuple]:
-    """One tuple per judgment: item, annotator, outcome, chosen, label, time spent,
-    strength, the candidate shown first, how many were shown, then the answer to each
-    choice question."""
-    # Only the JSON keys the report reads, taken out by PostgreSQL: decoding every answers
-    # document in Python is most of the time at 100,000 judgments.
-    fields = {
-        "first_shown": Cast(KeyTextTransform("0", "assignment__display_order"), IntegerField()),
-        "shown": Func(
-            F("assignment__display_order"),
-            function="jsonb_array_length",
-            output_field=IntegerField(),
-        ),
-        **{f"answer_{i}": KeyTextTransform(name, "answers") for i, name in enumerate(choice_names)},
-    }
-    columns = [
-        "item_id",
-        "annotator_id",
-        "outcome",
-        "chosen_id",
-        "label",
-        "time_spent_ms",
-        "strength",
-    ]
-    return list(judgments.annotate(**fields).values_list(*columns, *fields))
-
-
-def _tally(project: Project, judgments, choice_names: list[str]) -> Tally:
-    """Every judgment counted in one pass: its category per item (preferences resolved to
-    candidates, never screen positions), its annotator's times, labels and left/right
-    choices, and its answers to the choice questions."""
-    item_keys = dict(Item.objects.filter(project=project).values_list("id", "candidate_key"))
-    rows = _judgment_rows(judgments, choice_names)
-    by_item: dict[int, dict[int, str]] = defaultdict(dict)
-    choices: dict[str, dict[int, list]] = {n: defaultdict(list) for n in choice_names}
-    person: dict[int, dict] = defaultdict(
-        lambda: {"times": [], "labels": Counter(), "left": 0, "sided": 0}
-    )
-    labels = Counter()
-    by_choice_label: dict[str, dict] = {n: defaultdict(Counter) for n in choice_names}
-    ranks: dict[int, dict[int, str]] = {}
-    strength_by_item: dict[int, dict[int, int]] = defaultdict(dict)
-    for item_id, annotator, outcome, chosen, label, ms, strength, first, shown, *answers in rows:
-        signed = signed_strength(
-            outcome=outcome,
-            chosen_id=chosen,
-            strength=strength,
-            first_id=first_candidate(item_keys.get(item_id, "")),
-        )
-        if signed is not None:
-            strength_by_item[item_id][annotator] = signed
-        if outcome in ("preferred", "ranked") and chosen is not None:
-            if item_id not in ranks:
-                ids = item_keys.get(item_id, "").split("-")
-                ranks[item_id] = {int(x): str(i) for i, x in enumerate(ids, start=1) if x}
-            category = ranks[item_id].get(chosen, outcome)
-        else:
-            category = outcome
-        by_item[item_id][annotator] = category
-        p = person[annotator]
-        p["times"].append(ms)
-        p["labels"][label] += 1
-        if outcome == "preferred" and chosen is not None and shown == 2:
-            p["sided"] += 1
-            p["left"] += chosen == first
-        labels[label] += 1
-        for name, value in zip(choice_names, answers, strict=True):
-            if value is not None:
-                choices[name][item_id].append(value)
-                by_choice_label[name][value][label] += 1
-    return Tally(len(rows), by_item, choices, person, labels, by_choice_label, strength_by_item)
-
-
-def _rating_units(judgments, rating_names: list[str]) -> dict[str, dict[tuple, list]]:
-    """Each rating question's scores per (item, candidate)."""
-    ratings: dict[str, dict[tuple, list]] = {n: defaultdict(list) for n in rating_names}
-    scores = list(judgments.values_list("item_id", "rubric_scores")) if rating_names else []
-    for item_id, rubric in scores:
-        for candidate, criteria in (rubric or {}).items():
-            for name in rating_names:
-                if name in (criteria or {}):
-                    ratings[name][(item_id, candidate)].append(criteria[name])
-    return ratings
-
-
 # --- the report's sections -----------------------------------------------------------------
 
 
-def _coverage(project: Project, by_item: dict) -> dict:
-    """How many items have the judgments they were meant to get."""
-    items = dict(Item.objects.filter(project=project).values_list("id", "target_annotations"))
-    covered = sum(1 for item_id, target in items.items() if len(by_item.get(item_id, {})) >= target)
-    return {
-        "items": len(items),
-        "complete": covered,
-        "share": _round(covered / len(items)) if items else None,
-    }
-
-
-def _agreement_by_question(
-    tally: Tally, ratings: dict[str, dict[tuple, list]], levels: int | None = None
-) -> dict:
+def _agreement_by_question(tally: Tally, levels: int | None = None) -> dict:
     """The preference's agreement (and, for graded preference, its signed strength's),
     then each choice question's, then each rating's."""
-    preference_units = [list(v.values()) for v in tally.by_item.values()]
-    agreement = {"preference": _agreement(preference_units)}
+    units = tally.units
+    agreement = {"preference": _agreement(units.get(PREFERENCE, Counter()))}
     if levels:
-        agreement[STRENGTH_ROW] = _strength_agreement(tally.strength_by_item, levels)
-    for name, units in tally.choices.items():
-        agreement[name] = _agreement(list(units.values()))
-    for name, scored in ratings.items():
-        units = [u for u in scored.values() if len(u) >= 2]
+        agreement[STRENGTH_ROW] = _strength_agreement(units.get(STRENGTH, Counter()), levels)
+    for name in tally.choice_names:
+        agreement[name] = _agreement(units.get(f"choice {name}", Counter()))
+    for name in tally.rating_names:
+        found = units.get(f"rating {name}", Counter())
         agreement[name] = {
-            "units": len(units),
-            "krippendorff_alpha_ordinal": _round(krippendorff_alpha_units(units, "ordinal")),
+            "units": sum(found.values()),
+            "krippendorff_alpha_ordinal": _round(krippendorff_alpha_of(found, "ordinal")),
         }
     return agreement
 
 
-def _strength_agreement(by_item: dict[int, dict[int, int]], levels: int) -> dict:
+def _strength_agreement(found: Profiles, levels: int) -> dict:
     """Agreement on the signed strength (-levels..+levels) of the items judged with a
     strength at least twice: exact agreement, Krippendorff's alpha nominal (as the other
     rows) and ordinal (a near miss, "clearly" for "much", counts less than a flip)."""
-    units = [list(votes.values()) for votes in by_item.values() if len(votes) >= 2]
     return {
         "levels": levels,
-        "units": len(units),
-        "percent_agreement": _round(percent_agreement(units)),
-        "krippendorff_alpha": _round(krippendorff_alpha_units(units)),
-        "krippendorff_alpha_ordinal": _round(krippendorff_alpha_units(units, "ordinal")),
+        "units": sum(found.values()),
+        "percent_agreement": _round(percent_agreement_of(found)),
+        "krippendorff_alpha": _round(krippendorff_alpha_of(found)),
+        "krippendorff_alpha_ordinal": _round(krippendorff_alpha_of(found, "ordinal")),
     }
 
 
@@ -345,50 +252,57 @@ def _per_annotator(project: Project, tally: Tally, annotators: list[int], emails
         .values_list("annotator_id")
         .annotate(n=Count("id"))
     )
-    peer_shares = _peer_shares(tally.by_item)
+    peer_shares = _peer_shares(tally)
+    medians = _median_times(project)
     gold = _gold_scores(project)
     total = tally.total
     people = []
     for annotator in annotators:
-        p = tally.person[annotator]
-        n = len(p["times"])
-        peers = peer_shares.get(annotator, [])
-        left_share = p["left"] / p["sided"] if p["sided"] else None
-        p_value = binomial_two_sided(p["left"], p["sided"]) if p["sided"] else None
+        n, left, sided, labels = tally.person[annotator]
+        peers = peer_shares.get(annotator)
+        left_share = left / sided if sided else None
+        p_value = binomial_two_sided(left, sided) if sided else None
         people.append(
             {
                 "annotator": emails.get(annotator, str(annotator)),
                 "judgments": n,
                 "share_of_judgments": _round(n / total) if total else None,
-                "median_time_ms": statistics.median(p["times"]) if p["times"] else None,
+                "median_time_ms": medians.get(annotator),
                 "skip_rate": _round(skipped.get(annotator, 0) / (n + skipped.get(annotator, 0))),
-                "agreement_with_peers": _round(sum(peers) / len(peers)) if peers else None,
-                "left_choices": p["left"],
-                "sided_choices": p["sided"],
+                "agreement_with_peers": _round(peers[0] / peers[1]) if peers else None,
+                "left_choices": left,
+                "sided_choices": sided,
                 "left_share": _round(left_share),
                 "position_bias_p_value": _round(p_value, 6),
                 "position_bias": bool(
-                    p_value is not None
-                    and p["sided"] >= BIAS_MIN_JUDGMENTS
-                    and p_value < BIAS_P_VALUE
+                    p_value is not None and sided >= BIAS_MIN_JUDGMENTS and p_value < BIAS_P_VALUE
                 ),
-                "labels": dict(p["labels"].most_common()),
+                "labels": _by_count(labels),
                 **gold.get(annotator, _no_gold()),
             }
         )
     return people
 
 
-def _peer_shares(by_item: dict[int, dict[int, str]]) -> dict[int, list[float]]:
-    """For each annotator: per shared item, the share of the others who chose the same."""
-    peer_shares: dict[int, list[float]] = defaultdict(list)
-    for votes in by_item.values():
-        if len(votes) < 2:
-            continue
-        same = Counter(votes.values())
-        for annotator, mine in votes.items():
-            peer_shares[annotator].append((same[mine] - 1) / (len(votes) - 1))
-    return peer_shares
+def _peer_shares(tally: Tally) -> dict[int, tuple[float, int]]:
+    """For each annotator: the sum over shared items of the share of the others who chose
+    the same, and the number of those items."""
+    shares: dict[int, tuple[float, int]] = {}
+    for (annotator, same, others), n in sorted(tally.peers.items()):
+        total, items = shares.get(annotator, (0.0, 0))
+        shares[annotator] = (total + same / others * n, items + n)
+    return shares
+
+
+def _median_times(project: Project) -> dict[int, float]:
+    """Each annotator's median time per judgment (ms), computed by PostgreSQL."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT annotator_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY time_spent_ms) "
+            "FROM annotation_judgment WHERE project_id = %s GROUP BY annotator_id",
+            [project.pk],
+        )
+        return {a: int(m) if m.is_integer() else m for a, m in cursor.fetchall()}
 
 
 def _labels_by_answer(by_choice_label: dict[str, dict]) -> dict:
@@ -399,27 +313,16 @@ def _labels_by_answer(by_choice_label: dict[str, dict]) -> dict:
     }
 
 
-def _answers(questions: dict, choice_names: list[str], by_choice_label: dict[str, dict]) -> dict:
+def _answers(project: Project, by_choice_label: dict[str, dict]) -> dict:
     """How often each option of each choice question was answered, in schema order."""
+    questions = {q["name"]: q for q in project.questions}
     return {
         name: {
-            option: sum(by_choice_label[name].get(option, Counter()).values())
-            for option in _options(questions[name], by_choice_label[name])
+            option: sum(table.get(option, Counter()).values())
+            for option in _options(questions[name], table)
         }
-        for name in choice_names
+        for name, table in by_choice_label.items()
     }
-
-
-def _judgments_per_day(judgments) -> dict[str, int]:
-    per_day = Counter(
-        {
-            day.isoformat(): n
-            for day, n in judgments.annotate(day=TruncDate("created_at"))
-            .values_list("day")
-            .annotate(n=Count("id"))
-        }
-    )
-    return dict(sorted(per_day.items()))
 
 
 def _options(question: dict, seen: dict) -> list[str]:
@@ -447,34 +350,31 @@ def _gold_scores(project: Project) -> dict[int, dict]:
     return scores
 
 
-def _disagreements(project: Project) -> dict:
+def _disagreements(project: Project, tally: Tally) -> dict:
     """Items whose judgments differ, and how many of them have a lead's final decision."""
-    disputed = Item.objects.filter(project=project, pk__in=disputed_item_ids(project))
+    decided = disputed_item_ids(project).filter(item__adjudication__isnull=False)
     return {
-        "disputed_items": disputed.count(),
-        "decided": disputed.filter(adjudication__isnull=False).count(),
+        "disputed_items": tally.disputed,
+        "decided": decided.count(),
         "decisions_total": Adjudication.objects.filter(project=project).count(),
     }
 
 
 def _kappa_matrix(
-    annotators: list[int], by_item: dict, weights: str | None = None, categories=None
+    annotators: list[int], tally: Tally, row: str, weights: str | None = None, categories=None
 ) -> list[list]:
     """Cohen's kappa of every pair of annotators on the items both judged (None: fewer than
     two shared items, or undefined); weighted over ordered ``categories`` when given."""
     index = {a: i for i, a in enumerate(annotators)}
-    shared: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
-    for votes in by_item.values():
-        for a, b in combinations(sorted(votes), 2):
-            pair = shared[(a, b)]
-            pair[0].append(votes[a])
-            pair[1].append(votes[b])
     size = len(annotators)
     matrix: list[list] = [[None] * size for _ in range(size)]
     for i in range(size):
         matrix[i][i] = 1.0
-    for (a, b), (x, y) in shared.items():
-        value = _round(cohen_kappa(x, y, weights, categories)) if len(x) >= 2 else None
+    for (which, a, b), table in tally.pairs.items():
+        if which != row:
+            continue
+        shared = sum(table.values())
+        value = _round(cohen_kappa_of(table, weights, categories)) if shared >= 2 else None
         matrix[index[a]][index[b]] = matrix[index[b]][index[a]] = value
     return matrix
 

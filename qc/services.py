@@ -9,7 +9,7 @@ from django_scopes import scope, scopes_disabled
 from annotation.models import Judgment
 from qc.leaderboard import compute_leaderboard
 from qc.models import Leaderboard, QCReport
-from qc.report import compute_report
+from qc.report import build_report
 from tasks.audit import Action, record
 from tasks.lifecycle import run_job, send
 from tasks.models import JobStatus, Project
@@ -48,14 +48,17 @@ def run_report(report_id: int) -> QCReport:
 
     def work(report: QCReport) -> None:
         previous = latest(report.project)
-        report.data = compute_report(report.project, previous.data if previous else None)
+        if previous is None:
+            report.data, report.tally = build_report(report.project)
+        else:
+            report.data, report.tally = build_report(report.project, previous.data, previous.tally)
 
     return run_job(
         QCReport.objects.select_related("project"),
         report_id,
         work,
         outcome="The report could not be computed",
-        fields=["data"],
+        fields=["data", "tally"],
     )
 
 

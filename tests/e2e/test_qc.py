@@ -55,6 +55,15 @@ def test_lead_computes_the_report_and_sees_the_charts(page, acme, eager):
     with page.expect_download() as download:
         page.get_by_role("link", name="CSV").click()
     assert download.value.suggested_filename.endswith(".csv")
+    expect(page.locator("#qc-computed")).to_have_text("(from every judgment)")
+
+    # One more judgment: the next report carries the last one on, reading only its item.
+    data.judge(people[2], 6, 1)
+    page.get_by_role("button", name="Compute a fresh report").click()
+    expect(page.locator("#job-box")).to_have_count(0, timeout=60_000)
+    page.wait_for_load_state("load")
+    expect(page.locator("#qc-summary")).to_contain_text("31")
+    expect(page.locator("#qc-computed")).to_contain_text("the last report carried on")
 
 
 def test_a_report_that_fails_says_failed_and_why_where_the_figures_would_be(page, acme, eager):

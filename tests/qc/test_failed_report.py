@@ -2,10 +2,12 @@
 the admin and the API; never "No report yet"."""
 
 import pytest
+from django.db.models import F
 from django.urls import reverse
+from django.utils import timezone
 from django_scopes import scopes_disabled
 
-from annotation.models import Assignment
+from annotation.models import Assignment, Judgment
 from project.celery import app as celery_app
 from qc.models import QCReport
 from tasks.models import Item, Role
@@ -33,9 +35,14 @@ def judged(acme):
 
 def break_display_orders(project):
     """Bad data the report's SQL cannot read: a display order that is not a JSON list (the
-    database's jsonb_array_length refuses it, as SQLite once refused the function itself)."""
+    database's jsonb_array_length refuses it, as SQLite once refused the function itself).
+    The judgments are edited too: a report carried on from a good one (qc.tally) reads
+    only what changed."""
     with scopes_disabled():
         Assignment.objects.filter(project=project).update(display_order={"not": "a list"})
+        Judgment.objects.filter(project=project).update(
+            version=F("version") + 1, updated_at=timezone.now()
+        )
 
 
 @pytest.fixture
