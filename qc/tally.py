@@ -24,6 +24,7 @@ was edited or deleted since. Edits are rare; an undo takes back the submit just 
 which the last report has almost never seen.
 """
 
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,15 +49,16 @@ PREFERENCE = "preference"
 STRENGTH = "strength"
 
 
-@dataclass(slots=True)
-class Vote:
-    """One judgment as the per-item sums need it."""
-
-    category: str  # the chosen candidate's rank ("1", "2", …) or the outcome
-    strength: int | None  # signed towards the item's first candidate (annotation.strength)
-    opinion: str  # annotation.adjudication.opinion: what two judgments must share to agree
-    answers: tuple  # to each choice question, None where not answered
-    rubric: dict | None
+# An item's judgments as the per-item sums need them: one tuple per judgment, in annotator
+# order: (annotator, category, signed strength, opinion, answers, rubric). The category is
+# the chosen candidate's rank ("1", "2", …) or the outcome; the strength is signed towards
+# the item's first candidate (annotation.strength); the opinion numbers the distinct
+# annotation.adjudication.opinion values within the item (two judgments agree when they
+# share one); answers are the choice questions' (None where not answered); the rubric is
+# ((candidate number within the item, each rating question's score or None), …). Nothing
+# in it names the item, so items that were judged alike have equal shapes, and a report
+# from every judgment adds each distinct shape once, times the items that have it.
+Shape = tuple
 
 
 class Tally:
@@ -86,71 +88,73 @@ class Tally:
 
     # --- adding and taking away ------------------------------------------------------------
 
-    def add_judgment(self, annotator: int, outcome, chosen, first, shown, label, day, answers):
-        self.total += 1
+    def add_judgment(self, judgment: tuple, times: int = 1) -> None:
+        """``times`` judgments alike (``_Counter.judgment``): annotator, whether the choice
+        was between two sides and whether it was the left one, label, day, answers."""
+        annotator, sided, left, label, day, answers = judgment
+        self.total += times
         person = self.person.get(annotator)
         if person is None:
             person = self.person[annotator] = [0, 0, 0, Counter()]
-        person[0] += 1
-        person[3][label] += 1
-        if outcome == "preferred" and chosen is not None and shown == 2:
-            person[2] += 1
-            person[1] += chosen == first
-        self.labels[label] += 1
+        person[0] += times
+        person[3][label] += times
+        if sided:
+            person[2] += times
+            person[1] += times if left else 0
+        self.labels[label] += times
         for name, value in zip(self.choice_names, answers, strict=True):
             if value is not None:
                 table = self.by_choice_label[name]
-                table.setdefault(value, Counter())[label] += 1
-        self.per_day[day] += 1
+                table.setdefault(value, Counter())[label] += times
+        self.per_day[day] += times
 
-    def add_item(self, votes: dict[int, Vote], target: int, sign: int = 1) -> None:
-        """An item's part of the sums, from all of its judgments (by annotator); ``sign``
-        -1 takes it away."""
-        n = len(votes)
+    def add_item(self, shape: Shape, target: int, times: int = 1) -> None:
+        """The part of ``times`` items of this shape and target in the sums; negative
+        ``times`` takes it away."""
+        n = len(shape)
         if n >= target:
-            self.complete += sign
+            self.complete += times
         if n < 2:
             return
-        opinions = {vote.opinion for vote in votes.values()}
-        if len(opinions) > 1:
-            self.disputed += sign
-        people = sorted(votes)
-        categories = [votes[a].category for a in people]
-        self._unit(PREFERENCE, categories, sign)
-        self._pairs(PREFERENCE, people, categories, sign)
+        if len({vote[3] for vote in shape}) > 1:
+            self.disputed += times
+        people = [vote[0] for vote in shape]
+        categories = [vote[1] for vote in shape]
+        self._unit(PREFERENCE, categories, times)
+        self._pairs(PREFERENCE, people, categories, times)
         same = Counter(categories)
         for annotator, mine in zip(people, categories, strict=True):
-            self.peers[(annotator, same[mine] - 1, n - 1)] += sign
-        signed = [(a, votes[a].strength) for a in people if votes[a].strength is not None]
+            self.peers[(annotator, same[mine] - 1, n - 1)] += times
+        signed = [(vote[0], vote[2]) for vote in shape if vote[2] is not None]
         if len(signed) >= 2:
-            self._unit(STRENGTH, [s for _, s in signed], sign)
-            self._pairs(STRENGTH, [a for a, _ in signed], [s for _, s in signed], sign)
+            self._unit(STRENGTH, [s for _, s in signed], times)
+            self._pairs(STRENGTH, [a for a, _ in signed], [s for _, s in signed], times)
         for i, name in enumerate(self.choice_names):
-            answers = [votes[a].answers[i] for a in people if votes[a].answers[i] is not None]
+            answers = [vote[4][i] for vote in shape if vote[4][i] is not None]
             if len(answers) >= 2:
-                self._unit(f"choice {name}", answers, sign)
+                self._unit(f"choice {name}", answers, times)
         if self.rating_names:
             scores: dict[tuple, list] = defaultdict(list)
-            for a in people:
-                for candidate, criteria in (votes[a].rubric or {}).items():
-                    for name in self.rating_names:
-                        if name in (criteria or {}):
-                            scores[(name, candidate)].append(criteria[name])
+            for vote in shape:
+                for candidate, values in vote[5]:
+                    for name, value in zip(self.rating_names, values, strict=True):
+                        if value is not None:
+                            scores[(name, candidate)].append(value)
             for (name, _), values in scores.items():
                 if len(values) >= 2:
-                    self._unit(f"rating {name}", values, sign)
+                    self._unit(f"rating {name}", values, times)
 
-    def _unit(self, row: str, ratings: list, sign: int) -> None:
+    def _unit(self, row: str, ratings: list, times: int) -> None:
         counter = self.units[row]
         pattern = tuple(sorted(ratings, key=_sort_key))
-        counter[pattern] += sign
+        counter[pattern] += times
         if not counter[pattern]:
             del counter[pattern]
 
-    def _pairs(self, row: str, people: list[int], ratings: list, sign: int) -> None:
+    def _pairs(self, row: str, people: list[int], ratings: list, times: int) -> None:
         for (a, x), (b, y) in combinations(zip(people, ratings, strict=True), 2):
             table = self.pairs[(row, a, b)]
-            table[(x, y)] += sign
+            table[(x, y)] += times
             if not table[(x, y)]:
                 del table[(x, y)]
                 if not table:
@@ -323,44 +327,80 @@ def _rows(judgments, choice_names: list[str], rating_names: list[str]):
     if rating_names:
         columns.append("rubric_scores")
     answers = [f"answer_{i}" for i in range(len(choice_names))]
-    return judgments.annotate(**fields).values_list(*columns, *answers)
+    rows = _fetch(judgments.annotate(**fields).values_list(*columns, *answers))
+    if rating_names:  # the rubric's JSON comes as text (Django decodes it in a converter)
+        rows = [(*row[:14], json.loads(row[14]) if row[14] else None, *row[15:]) for row in rows]
+    return rows
+
+
+def _fetch(queryset) -> list[tuple]:
+    """The rows of a ``values_list`` as PostgreSQL sends them, without Django's per-row
+    converters: at a million rows they take seconds, and none of these columns needs one
+    (ids, numbers, text; the JSON keys are taken out as text)."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 class _Counter:
-    """Turns rows (``_rows``) into votes per item and the per-judgment sums."""
+    """Turns rows (``_rows``) into item shapes and the per-judgment sums."""
 
     def __init__(self, tally: Tally, keys: dict[int, tuple[str, int]]):
         self.tally, self.keys = tally, keys  # item -> (candidate_key, target)
         self.ranks: dict[int, dict[int, str]] = {}
+        self.rating_names = tally.rating_names
         self.answers = 14 + bool(tally.rating_names)  # where the answers start
 
-    def vote(self, row) -> Vote:
-        item_id, outcome, chosen, strength, said = row[1], row[6], row[7], row[9], row[12]
-        key = self.keys.get(item_id, ("", 0))[0]
-        signed = signed_strength(
-            outcome=outcome, chosen_id=chosen, strength=strength, first_id=first_candidate(key)
-        )
-        if outcome in ("preferred", "ranked") and chosen is not None:
-            ranks = self.ranks.get(item_id)
-            if ranks is None:
-                ids = key.split("-")
-                ranks = self.ranks[item_id] = {int(x): str(i) for i, x in enumerate(ids, 1) if x}
-            category = ranks.get(chosen, outcome)
-        else:
-            category = outcome
-        rubric = row[14] if self.answers == 15 else None
-        return Vote(category, signed, said, tuple(row[self.answers :]), rubric)
-
-    def judgment(self, row) -> None:
-        annotator, outcome, chosen, label, _, first, shown, _, day = row[5:14]
-        answers = row[self.answers :]
-        self.tally.add_judgment(annotator, outcome, chosen, first, shown, label, day, answers)
-
-    def by_item(self, rows) -> dict[int, dict[int, Vote]]:
-        items: dict[int, dict[int, Vote]] = defaultdict(dict)
+    def shapes(self, rows) -> dict[int, Shape]:
+        """Each item's shape, from its rows."""
+        items: dict[int, dict[int, tuple]] = defaultdict(dict)
         for row in rows:
-            items[row[ITEM]][row[5]] = self.vote(row)
-        return items
+            items[row[ITEM]][row[5]] = row
+        return {item_id: self.shape(item_id, rows) for item_id, rows in items.items()}
+
+    def shape(self, item_id: int, by_person: dict[int, tuple]) -> Shape:
+        key = self.keys.get(item_id, ("", 0))[0]
+        first = first_candidate(key)
+        opinions: dict[str, int] = {}
+        candidates: dict[str, int] = {}
+        votes = []
+        for annotator in sorted(by_person):
+            row = by_person[annotator]
+            outcome, chosen, strength = row[6], row[7], row[9]
+            signed = signed_strength(
+                outcome=outcome, chosen_id=chosen, strength=strength, first_id=first
+            )
+            if outcome in ("preferred", "ranked") and chosen is not None:
+                ranks = self.ranks.get(item_id)
+                if ranks is None:
+                    ids = key.split("-")
+                    ranks = {int(x): str(i) for i, x in enumerate(ids, 1) if x}
+                    self.ranks[item_id] = ranks
+                category = ranks.get(chosen, outcome)
+            else:
+                category = outcome
+            said = opinions.setdefault(row[12], len(opinions))
+            rubric = ()
+            if self.rating_names and isinstance(row[14], dict):
+                rubric = tuple(
+                    (
+                        candidates.setdefault(candidate, len(candidates)),
+                        tuple(
+                            criteria.get(name) if isinstance(criteria, dict) else None
+                            for name in self.rating_names
+                        ),
+                    )
+                    for candidate, criteria in row[14].items()
+                )
+            votes.append((annotator, category, signed, said, tuple(row[self.answers :]), rubric))
+        return tuple(votes)
+
+    def judgment(self, row) -> tuple:
+        """What the per-judgment sums need of a row (``Tally.add_judgment``)."""
+        annotator, outcome, chosen, label, _, first, shown, _, day = row[5:14]
+        sided = outcome == "preferred" and chosen is not None and shown == 2
+        return annotator, sided, sided and chosen == first, label, day, row[self.answers :]
 
 
 def _keys(items) -> dict[int, tuple[str, int]]:
@@ -376,11 +416,12 @@ def _count_all(project: Project, tally: Tally) -> int:
     judgments = Judgment.objects.filter(project=project)
     rows = list(_rows(judgments, tally.choice_names, tally.rating_names))
     counter = _Counter(tally, keys)
-    votes = counter.by_item(rows)
-    for item_id, (_key, target) in keys.items():
-        tally.add_item(votes.get(item_id, {}), target)
-    for row in rows:
-        counter.judgment(row)
+    shapes = counter.shapes(rows)
+    alike = Counter((shapes.get(item_id, ()), target) for item_id, (_, target) in keys.items())
+    for (shape, target), times in alike.items():
+        tally.add_item(shape, target, times)
+    for judgment, times in Counter(map(counter.judgment, rows)).items():
+        tally.add_judgment(judgment, times)
     _mark(tally, rows)
     return len(rows)
 
@@ -426,15 +467,15 @@ def _carry_on(project: Project, tally: Tally) -> int | str:
         or (since is not None and row[UPDATED] <= since)
     ]
     counter = _Counter(tally, keys)
-    now = counter.by_item(rows)
-    before = counter.by_item(row for row in rows if row[ID] not in new)
+    now = counter.shapes(rows)
+    before = counter.shapes(row for row in rows if row[ID] not in new)
     for item_id in touched:
         target = keys[item_id][1]
-        tally.add_item(before.get(item_id, {}), target, -1)
-        tally.add_item(now.get(item_id, {}), target)
+        tally.add_item(before.get(item_id, ()), target, -1)
+        tally.add_item(now.get(item_id, ()), target)
     fresh = [row for row in rows if row[ID] in new]
     for row in fresh:
-        counter.judgment(row)
+        tally.add_judgment(counter.judgment(row))
     _mark(tally, fresh)
     return len(changed) + len(rows)
 
