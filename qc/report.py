@@ -411,11 +411,12 @@ def similar_groups(texts: dict, threshold: float) -> list[dict]:
     sets = {key: words for key, words in sets.items() if words}
     frequency = Counter(word for words in sets.values() for word in words)
     rank = {word: n for n, word in enumerate(sorted(frequency, key=lambda w: (frequency[w], w)))}
+    # Each set as its words' ranks, in order (ints sort faster than words by a key).
     records = sorted(
-        ((sorted(words, key=rank.__getitem__), key) for key, words in sets.items()),
+        ((sorted(map(rank.__getitem__, words)), key) for key, words in sets.items()),
         key=lambda record: len(record[0]),  # stable: equal sizes keep the input's order
     )
-    index: dict[str, list] = defaultdict(list)
+    index: dict[int, list] = defaultdict(list)
     parent = {key: key for key in sets}
     lowest: dict = {}
 
