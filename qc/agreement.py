@@ -42,9 +42,14 @@ def _counts(unit: Iterable[Rating]) -> Counter:
     return counts
 
 
+def pattern(unit: Iterable[Rating]) -> tuple:
+    """A unit's ratings in a fixed order, missing ones left out: the key of ``Profiles``."""
+    return tuple(sorted(_rated(unit), key=_sort_key))
+
+
 def profiles(units: Iterable[Iterable[Rating]]) -> Profiles:
-    """How many units carry each pattern of ratings (missing ones left out)."""
-    return Counter(tuple(sorted(_rated(unit), key=_sort_key)) for unit in units)
+    """How many units carry each pattern of ratings."""
+    return Counter(map(pattern, units))
 
 
 def _ordered(found: Profiles) -> list[tuple[tuple, int]]:

@@ -48,10 +48,9 @@ def run_report(report_id: int) -> QCReport:
 
     def work(report: QCReport) -> None:
         previous = latest(report.project)
-        if previous is None:
-            report.data, report.tally = build_report(report.project)
-        else:
-            report.data, report.tally = build_report(report.project, previous.data, previous.tally)
+        report.data, report.tally = build_report(
+            report.project, getattr(previous, "data", None), getattr(previous, "tally", None)
+        )
 
     return run_job(
         QCReport.objects.select_related("project"),

@@ -39,6 +39,7 @@ from django.db.models.functions import Cast, TruncDate
 from annotation.adjudication import opinion
 from annotation.models import Judgment
 from annotation.strength import first_candidate, signed_strength
+from qc.agreement import pattern
 from tasks.models import Item, Project
 
 VERSION = 1
@@ -146,10 +147,10 @@ class Tally:
 
     def _unit(self, row: str, ratings: list, times: int) -> None:
         counter = self.units[row]
-        pattern = tuple(sorted(ratings, key=_sort_key))
-        counter[pattern] += times
-        if not counter[pattern]:
-            del counter[pattern]
+        key = pattern(ratings)
+        counter[key] += times
+        if not counter[key]:
+            del counter[key]
 
     def _pairs(self, row: str, people: list[int], ratings: list, times: int) -> None:
         for (a, x), (b, y) in combinations(zip(people, ratings, strict=True), 2):
@@ -209,17 +210,13 @@ class Tally:
             for name in choice_names
         }
         tally.per_day = Counter(dict(data["per_day"]))
-        for row, pattern, n in data["units"]:
-            tally.units[row][tuple(pattern)] = n
+        for row, ratings, n in data["units"]:
+            tally.units[row][tuple(ratings)] = n
         for row, a, b, x, y, n in data["pairs"]:
             tally.pairs[(row, a, b)][(x, y)] = n
         tally.peers = Counter({(a, same, others): n for a, same, others, n in data["peers"]})
         tally.complete, tally.disputed = data["complete"], data["disputed"]
         return tally
-
-
-def _sort_key(value):
-    return (0, value) if isinstance(value, int | float) else (1, str(value))
 
 
 # --- reading the judgments -----------------------------------------------------------------
