@@ -209,10 +209,13 @@ def main() -> int:
         f"{f'report at {large:,} judgments (s)':<36} {times[large]:>10.2f} "
         f"{f'< {target:g}':>10}  {'yes' if ok_time else 'NO'}"
     )
-    ok_ratio = ratio <= TARGET_SCALING
+    # Issue 6's scaling target is of 10k → 100k; past that the ratio is shown, not judged
+    # (issue 23 sets the time at 1M instead).
+    ok_ratio = ratio <= TARGET_SCALING or large > 100_000
+    judged = f"<= {TARGET_SCALING:g}x" if large <= 100_000 else ""
     print(
-        f"{f'{large:,} / {small:,}':<36} {ratio:>9.2f}x {f'<= {TARGET_SCALING:g}x':>10}  "
-        f"{'yes' if ok_ratio else 'NO'}"
+        f"{f'{large:,} / {small:,}':<36} {ratio:>9.2f}x {judged:>10}  "
+        f"{('yes' if ok_ratio else 'NO') if judged else ''}"
     )
     ok_refresh = refreshed < TARGET_REFRESH_SECONDS
     print(

@@ -18,8 +18,13 @@ indicates strong agreement. Below 0.5, the guidelines are ambiguous"; spread the
 
 import gc
 import math
+import os
+import pickle
+import signal
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from itertools import combinations
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -114,8 +119,12 @@ def build_report(
     enabled = gc.isenabled()
     gc.disable()
     try:
-        result = tally_project(project, tally)
-        report = _compute_report(project, result.tally, previous or {})
+        duplicates = _duplicates(project, (previous or {}).get("duplicates"))
+        try:
+            result = tally_project(project, tally)
+            report = _compute_report(project, result.tally, duplicates)
+        finally:
+            duplicates.close()
         report["computed"] = {
             "from_last_report": result.incremental,
             "rows_read": result.judgments_read,
@@ -127,8 +136,9 @@ def build_report(
             gc.enable()
 
 
-def _compute_report(project: Project, tally: Tally, previous: dict) -> dict:
-    """The report's sections in order, each from its own function, from the tally."""
+def _compute_report(project: Project, tally: Tally, duplicates: "Forked | Ready") -> dict:
+    """The report's sections in order, each from its own function, from the tally (and
+    ``duplicates``, which gives that section: ``_duplicates``)."""
     annotators = sorted(tally.person)
     emails = dict(get_user_model().objects.filter(pk__in=annotators).values_list("pk", "email"))
     levels = (
@@ -157,7 +167,7 @@ def _compute_report(project: Project, tally: Tally, previous: dict) -> dict:
         "answers": _answers(project, tally.by_choice_label),
         "judgments_per_day": dict(sorted(tally.per_day.items())),
         "disagreements": _disagreements(project, tally),
-        "duplicates": _duplicates(project, previous.get("duplicates")),
+        "duplicates": duplicates.result(),
         "expert_agreement_by_source": expert_agreement_by_source(project),
     }
     if levels:
@@ -295,14 +305,19 @@ def _peer_shares(tally: Tally) -> dict[int, tuple[float, int]]:
 
 
 def _median_times(project: Project) -> dict[int, float]:
-    """Each annotator's median time per judgment (ms), computed by PostgreSQL."""
+    """Each annotator's median time per judgment (ms): the middle one of their times, or the
+    mean of the middle two, found by PostgreSQL in ``judgment_by_person_idx`` (project,
+    annotator, time spent), whose order makes it a skip, not a sort of every judgment."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT annotator_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY time_spent_ms) "
-            "FROM annotation_judgment WHERE project_id = %s GROUP BY annotator_id",
-            [project.pk],
+            "SELECT a.annotator_id, (SELECT avg(t) FROM (SELECT time_spent_ms AS t "
+            "FROM annotation_judgment j WHERE j.project_id = %s AND j.annotator_id = "
+            "a.annotator_id ORDER BY time_spent_ms OFFSET (a.n - 1) / 2 LIMIT 2 - a.n %% 2) "
+            "middle) FROM (SELECT annotator_id, count(*) AS n FROM annotation_judgment "
+            "WHERE project_id = %s GROUP BY annotator_id) a",
+            [project.pk, project.pk],
         )
-        return {a: int(m) if m.is_integer() else m for a, m in cursor.fetchall()}
+        return {a: int(m) if m == int(m) else float(m) for a, m in cursor.fetchall()}
 
 
 def _labels_by_answer(by_choice_label: dict[str, dict]) -> dict:
@@ -338,7 +353,9 @@ def _no_gold() -> dict:
 def _gold_scores(project: Project) -> dict[int, dict]:
     """Each annotator's judgments on gold items and how many gave the expected answer."""
     scores: dict[int, dict] = defaultdict(_no_gold)
-    rows = Judgment.objects.filter(project=project, item__gold=True).values_list(
+    # The project's gold items first (item_gold_idx), then their judgments.
+    gold_items = Judgment.objects.filter(project=project, item__project=project, item__gold=True)
+    rows = gold_items.values_list(
         "annotator_id", "outcome", "chosen_id", "item__gold_outcome", "item__gold_chosen"
     )
     for annotator, outcome, chosen, gold_outcome, gold_chosen in rows:
@@ -484,23 +501,97 @@ def _texts_fingerprint(project: Project) -> list:
     ]
 
 
-def _duplicates(project: Project, previous: dict | None = None) -> dict:
+def _duplicates(project: Project, previous: dict | None = None) -> "Forked | Ready":
     """Prompts with the same normalized text, in groups; prompts with nearly the same words
     (at least the CHOSEN_QC_PROMPT_SIMILARITY Jaccard similarity), in groups; pairs of a
     prompt's candidates that are nearly the same text (a comparison that teaches nothing).
 
-    The section reads every prompt and candidate text of the project (13 of the 34 s of a
-    report at 1,000,000 judgments, bench/qc_report.py), and depends on nothing else: when
-    the texts are the ones the previous report saw (``fingerprint``), its section stands."""
+    The section reads every prompt and candidate text of the project and depends on nothing
+    else: when the texts are the ones the previous report saw (``fingerprint``), its
+    section stands. Otherwise the texts are read here and, from FORK_FROM_TEXTS of them on,
+    compared in a child process while the caller tallies the judgments: both are Python
+    work (at 1,000,000 judgments about 9 s each, bench/qc_report.py), which a thread could
+    not run beside the tally (the two took turns holding the interpreter's lock, and the
+    report took longer). Returns what gives the section (``result()``)."""
     fingerprint = _texts_fingerprint(project)
     if previous and previous.get("fingerprint") == fingerprint:
-        return previous
-    section = _find_duplicates(project)
-    section["fingerprint"] = fingerprint
-    return section
+        return Ready(previous)
+    texts = _duplicate_texts(project)
+    threshold = settings.CHOSEN_QC_PROMPT_SIMILARITY
+    if len(texts[1]) + len(texts[2]) < FORK_FROM_TEXTS:
+        return Ready(_find_duplicates(*texts, threshold, fingerprint))
+    return Forked(_find_duplicates, *texts, threshold, fingerprint=fingerprint)
 
 
-def _find_duplicates(project: Project) -> dict:
+# How many texts (prompts and candidates) make comparing them in a child process worth its
+# start (a fork of the worker, about 10-30 ms, and its pages copied as the child reads them).
+FORK_FROM_TEXTS = 100_000
+
+
+class Ready:
+    """A result already at hand, as ``Forked`` gives one."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+    def close(self) -> None:
+        pass
+
+
+class Forked:
+    """``function(*args, **kwargs)`` run in a child process forked from this one; ``result()``
+    waits for it (and raises what it raised), ``close()`` stops a child whose result is no
+    longer wanted. The child computes only: it must not touch the database, whose
+    connection it shares, and leaves with ``os._exit`` (no clean-up that would close that
+    connection or flush what the parent still holds). ``os.fork``, not ``multiprocessing``:
+    a Celery pool process is a daemon, which multiprocessing forbids to have children."""
+
+    def __init__(self, function: Callable, *args, **kwargs):
+        reader, writer = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child
+            status = 1
+            try:
+                os.close(reader)
+                try:
+                    payload = (True, function(*args, **kwargs))
+                except Exception as exc:  # raised again in the parent
+                    payload = (False, exc)
+                with os.fdopen(writer, "wb") as out:
+                    pickle.dump(payload, out, pickle.HIGHEST_PROTOCOL)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(writer)
+        self.reader = os.fdopen(reader, "rb")
+
+    def result(self) -> Any:
+        payload = self.reader.read()
+        self.close(stop=False)
+        if self.status != 0:
+            raise RuntimeError(f"the process comparing texts failed (exit status {self.status})")
+        ok, value = pickle.loads(payload)  # noqa: S301 (written by our own child, above)
+        if not ok:
+            raise value
+        return value
+
+    def close(self, stop: bool = True) -> None:
+        if self.pid:
+            if stop:  # its result is not wanted: do not wait for it
+                os.kill(self.pid, signal.SIGKILL)
+            self.reader.close()
+            _, status = os.waitpid(self.pid, 0)
+            self.status = os.waitstatus_to_exitcode(status)
+            self.pid = 0
+
+
+def _duplicate_texts(project: Project) -> tuple[list, list, list]:
+    """What ``_find_duplicates`` compares: the exact copies among the prompts (normalized
+    content, external id), every candidate (id, prompt, text) and every prompt (normalized
+    content, external id, text)."""
     groups = (
         Prompt.objects.filter(project=project)
         .values("content_hash")
@@ -508,31 +599,41 @@ def _find_duplicates(project: Project) -> dict:
         .filter(n__gt=1)
     )
     hashes = [g["content_hash"] for g in groups]
+    copies = list(
+        Prompt.objects.filter(project=project, content_hash__in=hashes).values_list(
+            "content_hash", "external_id"
+        )
+    )
+    candidates = list(
+        Candidate.objects.filter(prompt__project=project).values_list("id", "prompt_id", "text")
+    )
+    prompts = list(
+        Prompt.objects.filter(project=project).values_list("content_hash", "external_id", "text")
+    )
+    return copies, candidates, prompts
+
+
+def _find_duplicates(
+    copies: list, candidates: list, prompts: list, threshold: float, fingerprint=None
+) -> dict:
     exact: dict[str, list] = defaultdict(list)
-    for content, external in Prompt.objects.filter(
-        project=project, content_hash__in=hashes
-    ).values_list("content_hash", "external_id"):
+    for content, external in copies:
         exact[content].append(external)
     near = []
     by_prompt: dict[int, list] = defaultdict(list)
-    for candidate_id, prompt_id, text in Candidate.objects.filter(
-        prompt__project=project
-    ).values_list("id", "prompt_id", "text"):
+    for candidate_id, prompt_id, text in candidates:
         by_prompt[prompt_id].append((candidate_id, text))
-    for prompt_id, candidates in by_prompt.items():
-        for (a, text_a), (b, text_b) in combinations(candidates, 2):
+    for prompt_id, pairs in by_prompt.items():
+        for (a, text_a), (b, text_b) in combinations(pairs, 2):
             similarity = near_identical(text_a, text_b)
             if similarity is not None:
                 near.append(
                     {"prompt": prompt_id, "candidates": [a, b], "similarity": _round(similarity)}
                 )
-    threshold = settings.CHOSEN_QC_PROMPT_SIMILARITY
     # One text per normalized content (exact copies are reported above), named by the
     # external ids that carry it.
     texts, names = {}, defaultdict(list)
-    for content, external, text in Prompt.objects.filter(project=project).values_list(
-        "content_hash", "external_id", "text"
-    ):
+    for content, external, text in prompts:
         texts.setdefault(content, text)
         names[content].append(external)
     near_prompts = [
@@ -549,6 +650,7 @@ def _find_duplicates(project: Project) -> dict:
         "prompt_similarity_threshold": threshold,
         "near_duplicate_prompt_groups": near_prompts,
         "near_identical_candidates": near,
+        "fingerprint": fingerprint,
     }
 
 

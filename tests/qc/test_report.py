@@ -1,6 +1,9 @@
 """The QC report on a project with known judgments: numbers asserted exactly."""
 
+import os
 import random
+import statistics
+import time
 
 import pytest
 from django.core.management import call_command
@@ -10,6 +13,7 @@ from django_scopes import scope, scopes_disabled
 
 from annotation.models import Assignment, Judgment
 from project.celery import app as celery_app
+from qc import report as qc_report
 from qc.models import QCReport
 from qc.report import binomial_two_sided, compute_report, near_identical, similar_groups
 from qc.services import request_report, run_report
@@ -177,7 +181,9 @@ def test_binomial_p_value():
     assert binomial_two_sided(0, 0) == 1.0
 
 
-def test_duplicates_and_near_identical_candidates(acme):
+def _project_with_duplicates(acme) -> Data:
+    """Two items, an exact copy of a prompt, a near-identical candidate and three prompts
+    that are near-duplicates of each other."""
     data = Data(acme.organization, 2)
     with scopes_disabled():
         PromptFactory(project=data.project, external_id="again", text=data.items[0][0].prompt.text)
@@ -186,8 +192,19 @@ def test_duplicates_and_near_identical_candidates(acme):
             organization=acme.organization,
             prompt=same.prompt,
             text=same.text + ".",
-            content_hash="near",
+            content_hash="x",
         )
+        for external, text in [
+            ("capital-1", "What is the capital of France?"),
+            ("capital-2", "What is the capital city of France?"),
+        ]:
+            PromptFactory(project=data.project, external_id=external, text=text)
+    return data
+
+
+def test_duplicates_and_near_identical_candidates(acme):
+    data = _project_with_duplicates(acme)
+    same = data.items[1][1][0]
     with scope(organization=acme.organization):
         report = compute_report(data.project)
     assert [sorted(g) for g in report["duplicates"]["exact_prompt_groups"]] == [["again", "p0"]]
@@ -412,3 +429,106 @@ def test_the_job_hands_the_last_report_to_the_next(acme):
     assert [sorted(g) for g in second.data["duplicates"]["exact_prompt_groups"]] == [
         ["again", "p0"]
     ]
+
+
+@pytest.fixture
+def forks(monkeypatch):
+    """The pids of the children qc.report forks, as they are forked."""
+    pids = []
+    fork = os.fork
+
+    def counted_fork():
+        pid = fork()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(qc_report.os, "fork", counted_fork)
+    return pids
+
+
+def test_a_large_projects_texts_are_compared_in_a_child_process(acme, monkeypatch, forks):
+    """From FORK_FROM_TEXTS texts on, the duplicates are found in a forked child while the
+    judgments are tallied: the same section as found in the report's own process."""
+    data = _project_with_duplicates(acme)
+    with scope(organization=acme.organization):
+        inline = compute_report(data.project)
+        assert forks == []
+        monkeypatch.setattr(qc_report, "FORK_FROM_TEXTS", 1)
+        child = compute_report(data.project)
+    assert len(forks) == 1
+    with pytest.raises(ChildProcessError):  # waited for: no zombie left
+        os.waitpid(forks[0], os.WNOHANG)
+    assert child["duplicates"] == inline["duplicates"]
+    duplicates = child["duplicates"]
+    assert [sorted(g) for g in duplicates["exact_prompt_groups"]] == [["again", "p0"]]
+    assert len(duplicates["near_identical_candidates"]) == 1
+    assert duplicates["near_duplicate_prompt_groups"] == [
+        {"prompts": ["capital-1", "capital-2"], "similarity": 0.8571}
+    ]
+
+
+def test_what_the_child_process_raises_or_dies_of_fails_the_report(acme, monkeypatch):
+    data = _project_with_duplicates(acme)
+    monkeypatch.setattr(qc_report, "FORK_FROM_TEXTS", 1)
+
+    def broken(texts, threshold):
+        raise ValueError("no comparing today")
+
+    monkeypatch.setattr(qc_report, "similar_groups", broken)
+    with scope(organization=acme.organization), pytest.raises(ValueError, match="no comparing"):
+        compute_report(data.project)
+
+    monkeypatch.setattr(qc_report, "similar_groups", lambda texts, threshold: os._exit(3))
+    with (
+        scope(organization=acme.organization),
+        pytest.raises(RuntimeError, match=r"comparing texts failed \(exit status 3\)"),
+    ):
+        compute_report(data.project)
+
+    # The job records the failure for the person who asked, as for any other fault.
+    with scope(organization=acme.organization):
+        report = run_report(request_report(data.project).pk)
+    assert report.status == QCReport.Status.FAILED
+
+
+def test_a_report_that_fails_elsewhere_stops_its_child_process(acme, monkeypatch, forks):
+    data = _project_with_duplicates(acme)
+
+    def slow(texts, threshold):
+        time.sleep(600)
+
+    def broken_tally(project, previous=None):
+        raise RuntimeError("the tally broke")
+
+    monkeypatch.setattr(qc_report, "FORK_FROM_TEXTS", 1)
+    monkeypatch.setattr(qc_report, "similar_groups", slow)
+    monkeypatch.setattr(qc_report, "tally_project", broken_tally)
+    started = time.monotonic()
+    with scope(organization=acme.organization), pytest.raises(RuntimeError, match="tally broke"):
+        compute_report(data.project)
+    assert time.monotonic() - started < 60  # the child was stopped, not waited for
+    assert len(forks) == 1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(forks[0], os.WNOHANG)
+
+
+def test_median_times_are_the_middle_of_each_annotators_times(acme):
+    """Odd and even counts, repeated times and one judgment: the statistics module's median."""
+    data = Data(acme.organization, 7, overlap=3)
+    rng = random.Random(5)
+    people = [member(acme.organization, email=f"t{k}@x.org") for k in range(3)]
+    judged = {person.pk: [] for person in people}
+    for person, count in zip(people, (7, 4, 1), strict=True):
+        for n in range(count):
+            data.judge(person, n, 0)
+            spent = rng.choice([0, 1500, 1500, 2200, 60_000, rng.randrange(100_000)])
+            with scopes_disabled():
+                Judgment.objects.filter(annotator=person, item=data.items[n][0]).update(
+                    time_spent_ms=spent
+                )
+            judged[person.pk].append(spent)
+    with scope(organization=acme.organization):
+        report = compute_report(data.project)
+    medians = {row["annotator"]: row["median_time_ms"] for row in report["per_annotator"]}
+    assert medians == {p.email: statistics.median(judged[p.pk]) for p in people}
