@@ -81,12 +81,10 @@ imports the valid rows, as prompt imports do.
 """
 
 import contextlib
-import gc
 import json
 import math
 import queue
 import re
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -103,6 +101,7 @@ from psycopg import sql
 
 from tasks import dbstats
 from tasks.feedback.privacy import Redactor, UnsafePattern, pseudonym
+from tasks.importers.ahead import import_mode
 from tasks.importers.limits import too_many_rows_message
 from tasks.importers.prompts import ImportFailed, ImportReport
 from tasks.importers.rows import (
@@ -128,7 +127,6 @@ SIGNAL_KIND = {
     "correction": FeedbackSignal.Kind.CORRECTION,
 }
 _LINE = re.compile(r"line (\d+)")
-SWITCH_INTERVAL = 0.0001  # seconds; see import_feedback
 # What _check_text refuses in a text (a control character, a surrogate, NUL), in one pattern.
 _UNSAFE = re.compile("[\x00-\x08\x0e-\x1f\ud800-\udfff]")
 
@@ -312,18 +310,10 @@ def import_feedback(
     options = check_options(kind=kind, scale=scale, redact=redact, redact_patterns=redact_patterns)
     report = FeedbackImportReport(options=options)
     redactor = Redactor(options["redact_patterns"]) if options["redact"] else None
-    # Millions of short-lived rows and dicts, none in a cycle: the collector's full passes
-    # over them (and over everything Django holds) cost ~15% of a large import.
-    collecting = gc.isenabled()
-    gc.disable()
     # The writer thread waits on PostgreSQL with the GIL released, and must take it back to
-    # hand over the next chunk while the reader parses. Python makes a waiting thread wait a
-    # whole switch interval (5 ms) for a busy one, many times per chunk, and PostgreSQL sits
-    # idle meanwhile: with 0.1 ms, 200,000 rows imported 25% faster (bench/feedback_import.py).
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
+    # hand over the next chunk while the reader parses (``import_mode``).
     try:
-        with transaction.atomic():
+        with import_mode(), transaction.atomic():
             run = _Import(project, report, options, redactor, job, progress, batch_size)
             if max_rows is not None:
                 run.max_rows = max_rows
@@ -343,10 +333,6 @@ def import_feedback(
         raise ImportFailed(
             FeedbackImportReport(rows_read=report.rows_read, problems=[exc.problem])
         ) from None
-    finally:
-        sys.setswitchinterval(switch)
-        if collecting:
-            gc.enable()
     return report
 
 

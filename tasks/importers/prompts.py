@@ -9,7 +9,7 @@ with a different case, Unicode form or spacing is a duplicate prompt (``content_
 candidates that differ only that way are both kept, and QC reports near-identical pairs.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from tasks import dbstats
 from tasks.importers import bulk
+from tasks.importers.ahead import import_mode, read_ahead
 from tasks.importers.limits import too_many_rows_message
 from tasks.importers.rows import (
     FileProblem,
@@ -118,7 +119,7 @@ def import_prompts(
     """
     report = ImportReport()
     try:
-        with transaction.atomic():
+        with import_mode(), transaction.atomic():
             run = _Import(project, report, allow_duplicates, progress, batch_size)
             for name, stream in files:
                 run.read_file(
@@ -152,28 +153,11 @@ class _Import:
         self.bytes_done = 0
 
     def read_file(self, name: str, stream: IO[bytes], stop_writing) -> None:
-        project = self.project
         start = _tell(stream)
         try:
-            for entry in read_rows(
-                stream, name=name, id_key=project.id_key, text_key=project.text_key
-            ):
-                self.rows_seen += 1
-                if self.rows_seen > self.max_rows:
-                    raise _TooManyRows(
-                        RowProblem(name, entry.where, too_many_rows_message(self.max_rows))
-                    )
-                self.report.rows_read += isinstance(entry, RawRow)
-                if isinstance(entry, RawRow):
-                    entry = normalize_row(
-                        entry,
-                        id_key=project.id_key,
-                        text_key=project.text_key,
-                        candidate_fields=project.candidate_fields,
-                        limit=self.limit,
-                    )
-                if isinstance(entry, PromptRow):
-                    entry = self._check_id(entry)
+            # Rows are read and checked in a thread of their own while this one writes the
+            # batch before (``read_ahead``): pure Python, no database.
+            for entry in read_ahead(self._checked(name, stream), chunk=self.batch_size // 4):
                 if isinstance(entry, RowProblem):
                     self.report.add_problem(entry)
                     if stop_writing():
@@ -190,6 +174,31 @@ class _Import:
                 self.writing, self.pending = False, []
         self._progress(stream, start)
         self.bytes_done += max(_tell(stream) - start, 0)
+
+    def _checked(self, name: str, stream: IO[bytes]) -> Iterator[PromptRow | RowProblem]:
+        """Each row of the file, normalized and checked (a PromptRow), or its problem."""
+        project = self.project
+        for entry in read_rows(stream, name=name, id_key=project.id_key, text_key=project.text_key):
+            self.rows_seen += 1
+            if self.rows_seen > self.max_rows:
+                raise _TooManyRows(
+                    RowProblem(name, entry.where, too_many_rows_message(self.max_rows))
+                )
+            self.report.rows_read += isinstance(entry, RawRow)
+            if isinstance(entry, RawRow):
+                entry = normalize_row(
+                    entry,
+                    id_key=project.id_key,
+                    text_key=project.text_key,
+                    candidate_fields=project.candidate_fields,
+                    limit=self.limit,
+                )
+            if isinstance(entry, PromptRow):
+                entry = self._check_id(entry)
+            if isinstance(entry, PromptRow):
+                for candidate in entry.candidates:
+                    candidate.digest = candidate_hash(candidate.text)
+            yield entry
 
     def _progress(self, stream, start) -> None:
         if self.progress:
@@ -293,7 +302,7 @@ class _Import:
         for prompt_id, row, stored in entries:
             seen: set[str] = set()
             for candidate in row.candidates:
-                digest = candidate_hash(candidate.text)
+                digest = candidate.digest or candidate_hash(candidate.text)
                 if digest in stored:
                     self.report.candidates_already_present += 1
                     continue

@@ -90,6 +90,7 @@ class CandidateRow:
     model: str = ""
     parameters: dict = field(default_factory=dict)
     finish_reason: str = ""
+    digest: str = ""  # candidate_hash(text), when the reader has computed it
 
 
 @dataclass
