@@ -614,7 +614,7 @@ def _duplicate_texts(project: Project) -> tuple[list, list, list]:
 
 
 def _find_duplicates(
-    copies: list, candidates: list, prompts: list, threshold: float, fingerprint=None
+    copies: list, candidates: list, prompts: list, threshold: float, fingerprint: list
 ) -> dict:
     exact: dict[str, list] = defaultdict(list)
     for content, external in copies:

@@ -26,7 +26,6 @@ from tasks.importers.rows import (
     PromptRow,
     RawRow,
     RowProblem,
-    candidate_hash,
     normalize_row,
     read_rows,
 )
@@ -195,9 +194,6 @@ class _Import:
                 )
             if isinstance(entry, PromptRow):
                 entry = self._check_id(entry)
-            if isinstance(entry, PromptRow):
-                for candidate in entry.candidates:
-                    candidate.digest = candidate_hash(candidate.text)
             yield entry
 
     def _progress(self, stream, start) -> None:
@@ -302,7 +298,7 @@ class _Import:
         for prompt_id, row, stored in entries:
             seen: set[str] = set()
             for candidate in row.candidates:
-                digest = candidate.digest or candidate_hash(candidate.text)
+                digest = candidate.digest
                 if digest in stored:
                     self.report.candidates_already_present += 1
                     continue

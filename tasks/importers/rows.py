@@ -90,7 +90,12 @@ class CandidateRow:
     model: str = ""
     parameters: dict = field(default_factory=dict)
     finish_reason: str = ""
-    digest: str = ""  # candidate_hash(text), when the reader has computed it
+    # Its identity within its prompt, computed where the row is read (an import's reading
+    # thread, tasks.importers.ahead), not where it is written.
+    digest: str = field(init=False)
+
+    def __post_init__(self):
+        self.digest = candidate_hash(self.text)
 
 
 @dataclass
