@@ -33,4 +33,4 @@ RUN DJANGO_ENV=production DJANGO_ALLOWED_HOSTS=build \
  && useradd --system --home /app chosen && mkdir -p /app/var/media && chown -R chosen /app/var
 USER chosen
 EXPOSE 8000
-CMD ["gunicorn", "project.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "16", "--preload", "--access-logfile", "-"]
+CMD ["gunicorn", "project.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "12", "--preload", "--access-logfile", "-"]

@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from annotation import bradley_terry
 from annotation.models import Assignment, Judgment
+from tasks import sqlrows
 from tasks.models import Candidate, Item, Project, Prompt
 
 
@@ -237,25 +238,13 @@ def _take(
         row = cursor.fetchone()
     if row is None:
         return None
-    a, i = len(_ASSIGNMENT_FIELDS), len(_ASSIGNMENT_FIELDS) + len(_ITEM_FIELDS)
-    assignment = _instance(Assignment, _ASSIGNMENT_FIELDS, row[:a])
-    item = _instance(Item, _ITEM_FIELDS, row[a:i])
-    item.prompt = _instance(Prompt, _PROMPT_FIELDS, row[i:])
+    assignment, item, item.prompt = sqlrows.split(row, (Assignment, Item, Prompt))
     assignment.item, assignment.project, assignment.annotator = item, project, annotator
     return assignment
 
 
 def _deadline(project: Project):
     return timezone.now() + timedelta(minutes=project.assignment_timeout_minutes)
-
-
-def _instance(model, fields, values):
-    """A model instance from raw columns, converted as the ORM converts them (JSON)."""
-    values = [
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-        for field, value in zip(fields, values, strict=True)
-    ]
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
 
 
 # The hot path of every submit, one statement and one round trip:

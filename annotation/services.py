@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from annotation.allocator import release_items
 from annotation.models import Assignment, Judgment, JudgmentRevision
-from annotation.verification import settle
+from annotation.verification import settle, settle_judged
 from tasks.audit import Action, diff, record
 from tasks.importers.rows import candidate_hash
 from tasks.models import Candidate, Item, Project
@@ -71,8 +71,7 @@ def _locked(project: Project, assignment_id: int, annotator) -> Assignment:
     return assignment
 
 
-@transaction.atomic
-def submit_judgment(
+def store_judgment(
     *,
     project: Project,
     assignment_id: int,
@@ -80,7 +79,10 @@ def submit_judgment(
     answers: dict[str, Any],
     time_spent_ms: int = 0,
 ) -> Judgment:
-    """Store the annotator's judgment for an assignment of theirs.
+    """Store the annotator's judgment for an assignment of theirs, in the caller's
+    transaction, without a savepoint of its own (two round trips fewer): a refusal or an
+    error fails the caller's whole transaction. ``submit_judgment`` is the same in a
+    transaction of its own.
 
     A second submit of the same assignment (double click, retried request) returns the
     judgment already stored. A reclaimed or skipped assignment is refused with
@@ -109,11 +111,15 @@ def submit_judgment(
     )
     assignment.status, assignment.finished_at = Assignment.Status.SUBMITTED, timezone.now()
     assignment.save(update_fields=["status", "finished_at"])
-    settle(project=assignment.project, items=[judgment.item_id])
+    # What reveal tells once the answer is stored (the view's next step), read as it settles.
+    judgment.item_pairs = settle_judged(judgment)
     # Last: the trail's row takes the organization's chain lock until the commit
     # (tasks.audit.chain), and every judgment of the organization waits for it.
     _audit(Action.JUDGMENT_CREATED, judgment, after=snapshot(judgment))
     return judgment
+
+
+submit_judgment = transaction.atomic(store_judgment)
 
 
 def _audit(action: str, judgment: Judgment, *, before=None, after=None) -> None:

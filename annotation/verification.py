@@ -98,6 +98,22 @@ def settle(*, project: Project, items: list[int] | None = None) -> int:
     return sum(len(ids) for ids in changed.values())
 
 
+# An item's pairs, locked as ``settle`` locks them. Written out: most items verify no pair,
+# and the ORM's version of this probe cost more CPU than the rest of the check.
+_ITEM_PAIRS = """
+SELECT * FROM tasks_signalpair WHERE item_id = %s AND organization_id = %s ORDER BY id FOR UPDATE
+"""
+
+
+def settle_judged(judgment: Judgment) -> list[SignalPair]:
+    """``settle`` after a judgment was stored: the pairs of its item, if it has any, are
+    settled. Returns the item's pairs (``reveal``'s), an empty list for most items."""
+    pairs = list(SignalPair.objects.raw(_ITEM_PAIRS, [judgment.item_id, judgment.organization_id]))
+    if pairs:
+        settle(project=judgment.project, items=[judgment.item_id])
+    return pairs
+
+
 def reveal(judgment: Judgment, pairs: list[SignalPair] | None = None) -> str:
     """What the source said about the pair an expert just judged, and whether the expert
     agreed; empty for an item that verifies no pair. Shown only after the answer, so the

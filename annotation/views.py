@@ -115,7 +115,9 @@ def _act(request, project_id: int, assignment_id: int, action, done: str):
             errors=invalid.message_dict,
         )
     # A verification item's source is told only now that the expert has answered.
-    revealed = reveal(done_with) if isinstance(done_with, Judgment) else ""
+    revealed = ""
+    if isinstance(done_with, Judgment):
+        revealed = reveal(done_with, getattr(done_with, "item_pairs", None))
     if not _wants_fragment(request):
         if revealed:
             messages.info(request, revealed)

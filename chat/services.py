@@ -4,7 +4,7 @@
 - ``send_turn``: the expert's message and a ``ChatTurn`` job for its replies;
 - ``run_turn`` (the worker, ``chat.jobs.generate_turn``): the replies streamed in parallel
   through Redis, then written as the turn's prompt, candidates, item and assignment;
-- ``judge_turn``: the expert's judgment, through ``annotation.services.submit_judgment``,
+- ``judge_turn``: the expert's judgment, through ``annotation.services.store_judgment``,
   and the conversation going on from the chosen (or corrected) reply;
 - ``branch``, ``end_conversation``, ``stop_turn``, ``retry_turn``.
 
@@ -25,10 +25,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import Assignment, Judgment
-from annotation.services import in_mode, submit_judgment
+from annotation.services import in_mode, store_judgment
 from chat import streaming
 from chat.models import ChatSettings, ChatTurn, Conversation, Message
-from tasks import llm
+from tasks import llm, sqlrows
 from tasks.audit import Action, record
 from tasks.generation import recipes_for, variant_key
 from tasks.importers.rows import candidate_hash
@@ -47,7 +47,8 @@ class ChatRefused(Exception):
 
 
 def settings_of(project: Project) -> ChatSettings:
-    found = ChatSettings.objects.filter(project=project).first()
+    # With its organization: the recipes and endpoints a turn may use are the organization's.
+    found = ChatSettings.objects.select_related("organization").filter(project=project).first()
     if project.mode != Project.Mode.CHAT or found is None:
         raise ChatRefused("This project is not set up for chat.")
     return found
@@ -262,21 +263,26 @@ def send_turn(*, conversation_id: int, expert, text: str) -> ChatTurn:
     message = _add(conversation, current, Message.Role.USER, text[:20_000])
     conversation.current = message
     conversation.save(update_fields=["current"])
-    return _queue_turn(conversation, message, chat, actor=expert)
+    return _queue_turn(conversation, message, chat, actor=expert, tries=0)
 
 
 def _judged(reply: Message, expert) -> bool:
     return Judgment.objects.filter(item_id=reply.item_id, annotator_id=expert.pk).exists()
 
 
-def _queue_turn(conversation, message, chat: ChatSettings, *, actor) -> ChatTurn:
+def _queue_turn(
+    conversation, message, chat: ChatSettings, *, actor, tries: int | None = None
+) -> ChatTurn:
+    """The turn's job, queued; ``tries``: the message's earlier turns (0 for a message just
+    written; counted when not given)."""
     from chat.jobs import generate_turn  # noqa: PLC0415 (chat.jobs imports this module)
 
     endpoint = conversation.endpoint
     recipe = allowed_recipes(chat).get(conversation.recipe_name)
     if recipe is None or not allowed_endpoints(chat).filter(pk=endpoint.pk).exists():
         raise ChatRefused("The lead no longer allows this conversation's model or recipe.")
-    tries = ChatTurn.objects.filter(user_message=message).count()
+    if tries is None:
+        tries = ChatTurn.objects.filter(user_message=message).count()
     variants = []
     for variant in recipe[: chat.replies_per_turn]:
         # A retry asks with other seeds: the same seed would give the same failed replies.
@@ -361,17 +367,37 @@ def branch(*, conversation_id: int, expert, message_id: int) -> Conversation:
 # --- judging -------------------------------------------------------------------------------
 
 
-def open_turn(conversation: Conversation) -> tuple[Message, Assignment] | None:
-    """The user message whose replies wait for the expert's judgment, and its assignment."""
+def waiting_assignment(conversation: Conversation) -> Assignment | None:
+    """The expert's open assignment for the replies the conversation waits on, with the
+    project, item and prompt the judging form reads (one query)."""
     current = conversation.current
     if current is None or current.role != Message.Role.ASSISTANT or not current.item_id:
         return None
-    assignment = Assignment.objects.filter(
-        item_id=current.item_id, annotator_id=conversation.expert_id
-    ).first()
-    if assignment is None or assignment.status != Assignment.Status.ACTIVE:
+    found = sqlrows.select(
+        _WAITING, [current.item_id, conversation.expert_id, conversation.organization_id], _JOINED
+    )
+    if found is None or found[0].status != Assignment.Status.ACTIVE:
         return None
-    return current.parent, assignment
+    assignment, item, item.prompt = found
+    assignment.item, assignment.project = item, conversation.project
+    return assignment
+
+
+# waiting_assignment's row (one per item and person), written out (tasks.sqlrows).
+_JOINED = (Assignment, Item, Prompt)
+_WAITING = f"""
+SELECT {sqlrows.columns("a", Assignment)}, {sqlrows.columns("i", Item)},
+    {sqlrows.columns("p", Prompt)}
+FROM annotation_assignment a
+JOIN tasks_item i ON i.id = a.item_id JOIN tasks_prompt p ON p.id = i.prompt_id
+WHERE a.item_id = %s AND a.annotator_id = %s AND a.organization_id = %s
+"""  # noqa: S608 (only the models' column names are formatted in)
+
+
+def open_turn(conversation: Conversation) -> tuple[Message, Assignment] | None:
+    """The user message whose replies wait for the expert's judgment, and its assignment."""
+    assignment = waiting_assignment(conversation)
+    return None if assignment is None else (conversation.current.parent, assignment)
 
 
 @transaction.atomic
@@ -387,8 +413,9 @@ def judge_turn(
     if waiting is None:
         raise ChatRefused("There are no replies to judge.")
     message, assignment = waiting
-    # submit_judgment judges the turn in its item's mode (annotation.services.judged_as).
-    judgment = submit_judgment(
+    # store_judgment judges the turn in its item's mode (annotation.services.judged_as), in
+    # this transaction (an error fails the whole judgment).
+    judgment = store_judgment(
         project=conversation.project,
         assignment_id=assignment.pk,
         annotator=expert,

@@ -24,9 +24,10 @@ from annotation.workspace import answers_from_form, context_for
 from chat import exports, reading, services, streaming
 from chat.forms import SettingsForm, StartForm
 from chat.middleware import events_answer
-from chat.models import ChatSettings, ChatTurn, Conversation
+from chat.models import ChatSettings, ChatTurn, Conversation, Message
+from tasks import sqlrows
 from tasks.decorators import lead_project, membership_required
-from tasks.models import Project
+from tasks.models import LLMEndpoint, Project
 
 
 def chat_project(request, project_id: int) -> tuple[Project, ChatSettings]:
@@ -41,14 +42,30 @@ def chat_project(request, project_id: int) -> tuple[Project, ChatSettings]:
 
 
 def own_conversation(request, project: Project, conversation_id: int) -> Conversation:
-    conversation = (
-        Conversation.objects.select_related("current", "endpoint")
-        .filter(pk=conversation_id, project=project, expert=request.user)
-        .first()
+    """The expert's own conversation of ``project``, with its project, endpoint and current
+    message; anyone else's (another organization's too) is a 404."""
+    found = sqlrows.select(
+        _OWN, [conversation_id, project.pk, request.user.pk, project.organization_id], _JOINED
     )
-    if conversation is None:
+    if found is None:
         raise Http404("No such conversation.")
+    conversation, conversation.endpoint, current = found
+    conversation.current = current if conversation.current_id is not None else None
+    conversation.project = project
     return conversation
+
+
+# own_conversation's row, written out (tasks.sqlrows): read two or three times by every
+# message, judgment and next state.
+_JOINED = (Conversation, LLMEndpoint, Message)
+_OWN = f"""
+SELECT {sqlrows.columns("c", Conversation)}, {sqlrows.columns("e", LLMEndpoint)},
+    {sqlrows.columns("m", Message)}
+FROM chat_conversation c
+JOIN tasks_llmendpoint e ON e.id = c.endpoint_id
+LEFT JOIN chat_message m ON m.id = c.current_id
+WHERE c.id = %s AND c.project_id = %s AND c.expert_id = %s AND c.organization_id = %s
+"""  # noqa: S608 (only the models' column names are formatted in)
 
 
 def _fragment(request) -> bool:
@@ -196,8 +213,8 @@ def judge(request, project_id: int, conversation_id: int):
     is the conversation, ready for the next message."""
     project, chat = chat_project(request, project_id)
     conversation = own_conversation(request, project, conversation_id)
-    waiting = services.open_turn(conversation)
-    mode = waiting[1].item.mode if waiting else chat.judging_mode
+    waiting = services.waiting_assignment(conversation)
+    mode = waiting.item.mode if waiting else chat.judging_mode
     answers = answers_from_form(in_mode(project, mode), request.POST)
     try:
         time_spent = int(request.POST.get("time_spent_ms") or 0)

@@ -1,0 +1,114 @@
+"""Rows read with SQL written out (tasks.sqlrows) on the annotate and chat hot paths: the
+instances are the ORM's, and another organization's rows are not found."""
+
+import pytest
+from django.db import connection
+from django.http import Http404
+from django.test.utils import CaptureQueriesContext
+from django_scopes import scope, scopes_disabled
+
+from annotation.models import Assignment
+from chat import services
+from chat.models import Conversation, Message
+from chat.views import own_conversation
+from tasks import sqlrows
+from tasks.models import Item, LLMEndpoint, Membership, Project, Prompt, Role
+from tasks.tenancy import memberships_of
+from tests.chat.test_chat import make_chat, say, start
+from tests.factories import OrganizationFactory, member
+from tests.fake_llm import FakeStreamingLLM
+
+
+@pytest.fixture
+def fake():
+    server = FakeStreamingLLM(tokens=8, interval=0.005)
+    yield server
+    server.close()
+
+
+class Asking:
+    """What own_conversation reads of a request."""
+
+    def __init__(self, user):
+        self.user = user
+
+
+def same(made, model, pk):
+    """``made`` holds every column as the ORM reads row ``pk``."""
+    with scopes_disabled():
+        loaded = model.objects.get(pk=pk)
+    for field in model._meta.concrete_fields:
+        assert getattr(made, field.attname) == getattr(loaded, field.attname), field.name
+    assert made._state.adding is False and made._state.db == "default"
+
+
+def test_a_conversation_its_current_message_and_waiting_assignment_are_the_orms(acme, fake):
+    project, endpoint = make_chat(acme, fake.url)
+    conversation = start(acme, project, endpoint)
+    say(acme, conversation, "Hello?")
+    with scope(organization=acme.organization):
+        with CaptureQueriesContext(connection) as reads:
+            mine = own_conversation(Asking(acme.annotator), project, conversation.pk)
+            waiting = services.waiting_assignment(mine)
+            # everything the judging form reads came with the two rows
+            item_mode, prompt_text = waiting.item.mode, waiting.item.prompt.text
+            names = (mine.project.name, mine.endpoint.model, mine.current.text, waiting.project)
+        assert len(reads) == 2
+    same(mine, Conversation, conversation.pk)
+    same(mine.current, Message, mine.current_id)
+    same(mine.endpoint, LLMEndpoint, endpoint.pk)
+    same(waiting, Assignment, waiting.pk)
+    same(waiting.item, Item, waiting.item_id)
+    same(waiting.item.prompt, Prompt, waiting.item.prompt_id)
+    assert isinstance(waiting.display_order, list) and len(waiting.display_order) == 2
+    assert isinstance(waiting.item.prompt.messages, list)  # JSON, converted as the ORM does
+    assert item_mode == "pairwise" and prompt_text == "Hello?"
+    assert names[0] == project.name and names[3] == project
+
+
+def test_a_conversation_without_a_message_yet_has_no_current(acme, fake):
+    project, endpoint = make_chat(acme, fake.url)
+    conversation = start(acme, project, endpoint)
+    with scopes_disabled():
+        Conversation.objects.filter(pk=conversation.pk).update(current=None)
+    with scope(organization=acme.organization):
+        mine = own_conversation(Asking(acme.annotator), project, conversation.pk)
+        assert mine.current is None and services.waiting_assignment(mine) is None
+
+
+def test_another_persons_or_organizations_rows_are_not_found(acme, globex, fake):
+    project, endpoint = make_chat(acme, fake.url)
+    conversation = start(acme, project, endpoint)
+    colleague = member(acme.organization, Role.ANNOTATOR)
+    with scope(organization=acme.organization):
+        with pytest.raises(Http404):
+            own_conversation(Asking(colleague), project, conversation.pk)
+        with pytest.raises(Http404):  # the right person, another project's id
+            own_conversation(Asking(acme.annotator), acme.project.__class__(pk=0), conversation.pk)
+    with scope(organization=globex.organization):
+        with pytest.raises(Http404):  # globex's project id and person, acme's conversation
+            own_conversation(Asking(globex.annotator), globex.project, conversation.pk)
+        with scopes_disabled():
+            globex_lead = Membership.objects.get(user=globex.lead)
+        assert Project.objects.get_for_member(globex_lead, acme.project.pk) is None
+        assert Project.objects.get_for_member(globex_lead, globex.project.pk) == globex.project
+
+
+def test_memberships_come_with_their_organizations_by_name(acme, globex):
+    person = acme.annotator
+    zeta = OrganizationFactory(name="Zeta", slug="zeta")
+    with scopes_disabled():
+        Membership.objects.create(user=person, organization=zeta, role=Role.LEAD)
+        Membership.objects.create(user=person, organization=globex.organization, role=Role.LEAD)
+    with CaptureQueriesContext(connection) as reads:
+        found = memberships_of(person)
+        names = [(m.organization.name, m.role) for m in found]
+    assert len(reads) == 1
+    assert names == [("Acme", Role.ANNOTATOR), ("Globex", Role.LEAD), ("Zeta", Role.LEAD)]
+    assert all(m.user_id == person.pk for m in found)
+    assert memberships_of(globex.annotator)[0].organization == globex.organization
+
+
+def test_a_row_of_other_columns_is_refused():
+    with pytest.raises(ValueError, match="the row has 3 columns, the models"):
+        sqlrows.split((1, 2, 3), (Project,))
