@@ -255,9 +255,6 @@ def _deadline(project: Project):
 #   the item's candidates in a shuffled display order;
 # - either way the assignment, its item and the prompt come back as one row. A new row is
 #   read from RETURNING: a statement's own writes are invisible to its table scans.
-_ITEM_FIELDS = Item._meta.concrete_fields
-_PROMPT_FIELDS = Prompt._meta.concrete_fields
-_ASSIGNMENT_FIELDS = Assignment._meta.concrete_fields
 
 
 def _take_params(project: Project, annotator, preferred: list[int] | None = None) -> dict:
@@ -277,12 +274,7 @@ def _take_params(project: Project, annotator, preferred: list[int] | None = None
 def _take_sql(gold: bool = False, preferred: bool = False) -> str:
     item, prompt = Item._meta.db_table, Prompt._meta.db_table
     assignment = Assignment._meta.db_table
-    items, prompts, assignments = (
-        [f.column for f in fields] for fields in (_ITEM_FIELDS, _PROMPT_FIELDS, _ASSIGNMENT_FIELDS)
-    )
-
-    def columns(alias, names):
-        return ", ".join(f"{alias}.{name}" for name in names)
+    columns = sqlrows.columns
 
     # Gold items: every annotator sees each one once (no overlap target), in an order of
     # their own (random_order XOR the annotator's id), read from the partial item_gold_idx.
@@ -316,7 +308,7 @@ WITH current AS (
         ORDER BY {order}
         LIMIT 1
         FOR UPDATE SKIP LOCKED)
-    RETURNING {", ".join(items)}
+    RETURNING {columns(None, Item)}
 ), made AS (
     INSERT INTO {assignment}
         (organization_id, project_id, item_id, annotator_id, status, display_order,
@@ -326,12 +318,12 @@ WITH current AS (
          FROM unnest(string_to_array(picked.candidate_key, '-')) c),
         '', now(), %(expires)s
     FROM picked
-    RETURNING {", ".join(assignments)}
+    RETURNING {columns(None, Assignment)}
 )
-SELECT {columns("made", assignments)}, {columns("picked", items)}, {columns("p", prompts)}
+SELECT {columns("made", Assignment)}, {columns("picked", Item)}, {columns("p", Prompt)}
 FROM made JOIN picked ON picked.id = made.item_id JOIN {prompt} p ON p.id = picked.prompt_id
 UNION ALL
-SELECT {columns("a", assignments)}, {columns("i", items)}, {columns("p", prompts)}
+SELECT {columns("a", Assignment)}, {columns("i", Item)}, {columns("p", Prompt)}
 FROM current JOIN {assignment} a ON a.id = current.id JOIN {item} i ON i.id = a.item_id
 JOIN {prompt} p ON p.id = i.prompt_id
 """  # noqa: S608

@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from django.db import connection, models
 
 
-def columns(alias: str, model: type[models.Model]) -> str:
-    """The model's columns, as ``select`` reads them, from table ``alias``."""
-    return ", ".join(f"{alias}.{field.column}" for field in model._meta.concrete_fields)
+def columns(alias: str | None, model: type[models.Model]) -> str:
+    """The model's columns, as ``select`` reads them, from table ``alias`` (bare names for
+    None: a RETURNING list)."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{prefix}{field.column}" for field in model._meta.concrete_fields)
 
 
 def instance(model: type[models.Model], values: Sequence):
