@@ -42,7 +42,7 @@ def conversation_context(conversation: Conversation, chat: ChatSettings) -> dict
         context["turn"] = turn
         state = "failed" if turn is None or turn.status in ChatTurn.FINISHED else "streaming"
         context["replies"] = range(len(turn.variants)) if turn else range(0)
-    elif current is not None and services.turns_on_path(current) >= chat.max_turns:
+    elif current is not None and services.turns_on_path(current, path) >= chat.max_turns:
         state = "limit"
     else:
         state = "writing"

@@ -205,13 +205,23 @@ def _add(conversation, parent, role, text, **fields) -> Message:
 
 
 def path_to(message: Message) -> list[Message]:
-    """The messages from the root down to ``message``."""
-    by_id = {m.pk: m for m in Message.objects.filter(conversation_id=message.conversation_id)}
-    path, node = [], by_id.get(message.pk)
-    while node is not None:
-        path.append(node)
-        node = by_id.get(node.parent_id)
-    return path[::-1]
+    """The messages from the root down to ``message``: only those, in one query up the
+    tree (a conversation's other branches are not read)."""
+    rows = sqlrows.select_all(_PATH, [message.pk, message.organization_id], (Message,))
+    return [row[0] for row in reversed(rows)]
+
+
+# path_to's walk up the tree, written out (tasks.sqlrows): read by every message, judgment
+# and next state. ``up`` counts the steps from ``message``, so the root comes last.
+_PATH = f"""
+WITH RECURSIVE path AS (
+    SELECT m.*, 0 AS up FROM chat_message m WHERE m.id = %s AND m.organization_id = %s
+    UNION ALL
+    SELECT m.*, path.up + 1 FROM chat_message m
+    JOIN path ON m.id = path.parent_id AND m.organization_id = path.organization_id
+)
+SELECT {sqlrows.columns(None, Message)} FROM path ORDER BY up
+"""  # noqa: S608 (only the model's column names are formatted in)
 
 
 def prefix(message: Message) -> list[dict]:
@@ -224,19 +234,45 @@ def prefix(message: Message) -> list[dict]:
     ]
 
 
-def turns_on_path(message: Message) -> int:
-    return sum(1 for m in path_to(message) if m.role == Message.Role.USER)
+def turns_on_path(message: Message, path: list[Message] | None = None) -> int:
+    """The user turns on the way to ``message`` (``path``: path_to(message), if read)."""
+    return sum(1 for m in (path or path_to(message)) if m.role == Message.Role.USER)
+
+
+def conversation_row(
+    conversation_id: int, expert_id: int, organization_id: int, *, project_id=None, lock=False
+) -> Conversation | None:
+    """The expert's conversation with its project, endpoint and current message, in one
+    query (``lock``: its row locked, the others not); None if it is not theirs, of the
+    organization (and of ``project_id``, if given)."""
+    sql, params = _CONVERSATION, [conversation_id, expert_id, organization_id]
+    if project_id is not None:
+        sql, params = f"{sql} AND c.project_id = %s", [*params, project_id]
+    found = sqlrows.select(f"{sql} FOR UPDATE OF c" if lock else sql, params, _CONVERSATION_ROW)
+    if found is None:
+        return None
+    conversation, conversation.project, conversation.endpoint, current = found
+    conversation.current = current if conversation.current_id is not None else None
+    return conversation
+
+
+# conversation_row's statement, written out (tasks.sqlrows): read two or three times by
+# every message, judgment and next state.
+_CONVERSATION_ROW = (Conversation, Project, LLMEndpoint, Message)
+_CONVERSATION = f"""
+SELECT {sqlrows.columns("c", Conversation)}, {sqlrows.columns("p", Project)},
+    {sqlrows.columns("e", LLMEndpoint)}, {sqlrows.columns("m", Message)}
+FROM chat_conversation c
+JOIN tasks_project p ON p.id = c.project_id
+JOIN tasks_llmendpoint e ON e.id = c.endpoint_id
+LEFT JOIN chat_message m ON m.id = c.current_id
+WHERE c.id = %s AND c.expert_id = %s AND c.organization_id = %s"""  # noqa: S608 (columns only)
 
 
 def _locked_conversation(conversation_id: int, expert) -> Conversation:
-    # The rows every action reads next come in the same query; only the conversation's is
-    # locked.
-    conversation = (
-        Conversation.objects.select_for_update(of=("self",))
-        .select_related("project", "current", "endpoint", "organization")
-        .filter(pk=conversation_id, expert=expert)
-        .first()
-    )
+    """The expert's conversation in the caller's organization scope, locked."""
+    organization_id = sqlrows.scope_organization_id()
+    conversation = conversation_row(conversation_id, expert.pk, organization_id, lock=True)
     if conversation is None:
         raise ChatRefused("This conversation is not yours.")
     return conversation
@@ -454,13 +490,17 @@ def judge_turn(
 def run_turn(turn_id: int) -> ChatTurn:
     """Stream the turn's replies into Redis, all at once, then write them: the turn's
     prompt, one candidate per distinct reply, the item and the expert's assignment.
-    A model that fails or stops fails the turn with a message the expert can act on."""
+    A model that fails or stops fails the turn with a message the expert can act on.
+    The streaming holds no database transaction open (run_job's ``prepare``): only the
+    writing at the end is one."""
+    streamed: dict = {}
     turn = run_job(
         ChatTurn.objects.select_related("conversation__project", "user_message", "endpoint"),
         turn_id,
-        _generate_and_store,
+        lambda turn: _store(turn, **streamed),
         outcome="The replies could not be written",
         fields=["item"],
+        prepare=lambda turn: streamed.update(_generate(turn)),
     )
     if turn.status == ChatTurn.Status.FAILED:
         streaming.Channel(turn.pk).end("failed", turn.error)
@@ -469,16 +509,15 @@ def run_turn(turn_id: int) -> ChatTurn:
     return turn
 
 
-def _generate_and_store(turn: ChatTurn) -> None:
-    conversation, message = turn.conversation, turn.user_message
-    chat = ChatSettings.objects.get(project_id=conversation.project_id)
-    messages = prefix(message)
+def _generate(turn: ChatTurn) -> dict:
+    chat = ChatSettings.objects.get(project_id=turn.conversation.project_id)
+    messages = prefix(turn.user_message)
     channel = streaming.Channel(turn.pk)
     channel.reset()
     if streaming.stop_asked(turn.pk):
         raise JobRefused(STOPPED)
     completions = _stream_all(turn, chat, messages, channel)
-    _store(turn, chat, messages, completions)
+    return {"chat": chat, "messages": messages, "completions": completions}
 
 
 def _stream_all(turn: ChatTurn, chat: ChatSettings, messages, channel) -> list[llm.Completion]:

@@ -24,10 +24,9 @@ from annotation.workspace import answers_from_form, context_for
 from chat import exports, reading, services, streaming
 from chat.forms import SettingsForm, StartForm
 from chat.middleware import events_answer
-from chat.models import ChatSettings, ChatTurn, Conversation, Message
-from tasks import sqlrows
+from chat.models import ChatSettings, ChatTurn, Conversation
 from tasks.decorators import lead_project, membership_required
-from tasks.models import LLMEndpoint, Project
+from tasks.models import Project
 
 
 def chat_project(request, project_id: int) -> tuple[Project, ChatSettings]:
@@ -44,28 +43,12 @@ def chat_project(request, project_id: int) -> tuple[Project, ChatSettings]:
 def own_conversation(request, project: Project, conversation_id: int) -> Conversation:
     """The expert's own conversation of ``project``, with its project, endpoint and current
     message; anyone else's (another organization's too) is a 404."""
-    found = sqlrows.select(
-        _OWN, [conversation_id, project.pk, request.user.pk, project.organization_id], _JOINED
+    conversation = services.conversation_row(
+        conversation_id, request.user.pk, project.organization_id, project_id=project.pk
     )
-    if found is None:
+    if conversation is None:
         raise Http404("No such conversation.")
-    conversation, conversation.endpoint, current = found
-    conversation.current = current if conversation.current_id is not None else None
-    conversation.project = project
     return conversation
-
-
-# own_conversation's row, written out (tasks.sqlrows): read two or three times by every
-# message, judgment and next state.
-_JOINED = (Conversation, LLMEndpoint, Message)
-_OWN = f"""
-SELECT {sqlrows.columns("c", Conversation)}, {sqlrows.columns("e", LLMEndpoint)},
-    {sqlrows.columns("m", Message)}
-FROM chat_conversation c
-JOIN tasks_llmendpoint e ON e.id = c.endpoint_id
-LEFT JOIN chat_message m ON m.id = c.current_id
-WHERE c.id = %s AND c.project_id = %s AND c.expert_id = %s AND c.organization_id = %s
-"""  # noqa: S608 (only the models' column names are formatted in)
 
 
 def _fragment(request) -> bool:

@@ -193,6 +193,7 @@ def run_job(
     *,
     outcome: str,
     fields: Iterable[str] = (),
+    prepare: Callable[[Job], None] | None = None,
 ) -> Job:
     """Run job ``job_id`` of ``jobs`` (a queryset of one job model, with what ``work``
     needs selected): claim it, call ``work(job)``, which sets the job's result fields
@@ -207,8 +208,10 @@ def run_job(
     the job is marked succeeded in that same transaction, only if this worker still holds
     it: a worker that lost the job (its heartbeat went silent, the sweeper queued it again)
     leaves nothing behind, and a worker killed before the commit left nothing either, so
-    the job can simply run again. A job whose workers died CHOSEN_JOB_MAX_ATTEMPTS times
-    fails instead of running once more."""
+    the job can simply run again. ``prepare(job)``, if given, runs first, outside that
+    transaction, and fails the job as ``work`` does: for the long waits (a model writing
+    its replies) a transaction must not be held open through. A job whose workers died
+    CHOSEN_JOB_MAX_ATTEMPTS times fails instead of running once more."""
     attempt = claim(jobs, job_id)
     job = jobs.get(pk=job_id)
     if attempt is None:
@@ -218,6 +221,8 @@ def run_job(
         return job
     with heartbeat(type(job), job.pk, attempts=attempt, status=JobStatus.RUNNING):
         try:
+            if prepare is not None:
+                prepare(job)
             with transaction.atomic():
                 work(job)
                 if not _finish_held(job, attempt, JobStatus.SUCCEEDED, fields=fields):

@@ -15,13 +15,25 @@ its WHERE, and its callers' tests check that another organization's row is not f
 from collections.abc import Sequence
 
 from django.db import connection, models
+from django_scopes import get_scope
+from django_scopes.exceptions import ScopeError
 
 
 def columns(alias: str | None, model: type[models.Model]) -> str:
-    """The model's columns, as ``select`` reads them, from table ``alias`` (bare names for
-    None: a RETURNING list)."""
-    prefix = f"{alias}." if alias else ""
-    return ", ".join(f"{prefix}{field.column}" for field in model._meta.concrete_fields)
+    """The model's columns, quoted (a message's "order" is a keyword), as ``select`` reads
+    them, from table ``alias`` (bare names for None: a RETURNING list)."""
+    prefix, quote = f"{alias}." if alias else "", connection.ops.quote_name
+    return ", ".join(f"{prefix}{quote(field.column)}" for field in model._meta.concrete_fields)
+
+
+def scope_organization_id() -> int:
+    """The organization of the django-scopes scope the caller is in (the tenancy
+    middleware's, for a request), for a statement written out to name in its WHERE. Outside
+    a scope (or in scopes_disabled) a ScopeError, as a scoped manager's query raises."""
+    organization = get_scope().get("organization")
+    if organization is None:
+        raise ScopeError("A statement written out needs an organization's scope.")
+    return getattr(organization, "pk", organization)
 
 
 def instance(model: type[models.Model], values: Sequence):

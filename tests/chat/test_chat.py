@@ -184,19 +184,28 @@ def test_replies_cannot_be_skipped_and_the_turn_limit_holds(acme, fake):
         services.send_turn(conversation_id=conversation.pk, expert=acme.annotator, text="Two")
 
 
-def test_branching_from_another_reply_grows_a_second_path(acme, chat):
-    project, endpoint = chat
-    conversation = start(acme, project, endpoint)
-    say(acme, conversation, "Hello")
-    judge(acme, conversation, preference="A is much better")
+def branched(tenant, project, endpoint):
+    """A conversation of two judged turns that went back to the first turn's other reply and
+    asked "Another way" from there: (conversation, the first reply chosen, the other, the
+    last turn)."""
+    conversation = start(tenant, project, endpoint)
+    say(tenant, conversation, "Hello")
+    judge(tenant, conversation, preference="A is much better")
     chosen = current(conversation)
-    say(acme, conversation, "Go on")
-    judge(acme, conversation, preference="Tie")
+    say(tenant, conversation, "Go on")
+    judge(tenant, conversation, preference="Tie")
     with scopes_disabled():
         other = chosen.parent.children.exclude(pk=chosen.pk).get()
-    with scope(organization=acme.organization):
-        services.branch(conversation_id=conversation.pk, expert=acme.annotator, message_id=other.pk)
-    turn = say(acme, conversation, "Another way")
+    with scope(organization=tenant.organization):
+        services.branch(
+            conversation_id=conversation.pk, expert=tenant.annotator, message_id=other.pk
+        )
+    return conversation, chosen, other, say(tenant, conversation, "Another way")
+
+
+def test_branching_from_another_reply_grows_a_second_path(acme, chat):
+    project, endpoint = chat
+    conversation, chosen, other, turn = branched(acme, project, endpoint)
     assert turn.status == "succeeded"
     with scopes_disabled():
         users = Message.objects.filter(conversation=conversation, role="user")

@@ -3,9 +3,11 @@ to the chat queue, which the jobs' worker leaves alone; a worker of threads, as 
 chat-worker and `make run` start it, streams many experts' turns at once, against the fake
 streaming server, and closes each thread's database connection after its turn."""
 
+import threading
 import time
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django_scopes import scopes_disabled
 
@@ -83,6 +85,38 @@ def test_a_turn_waits_for_the_chat_worker_and_its_threads_stream_the_replies(
     assert b'id="judge-form"' in page.content
 
 
+class LongTransactions:
+    """Samples, every 20 ms, the other connections to the test database that have been in
+    one transaction for more than half a second while idle (waiting on their program)."""
+
+    def __init__(self):
+        self.seen, self.queries, self._stop = 0, [], threading.Event()
+
+    def _sample(self):
+        try:
+            while not self._stop.wait(0.02):
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%%'"
+                        " AND clock_timestamp() - xact_start > interval '500 ms'"
+                    )
+                    found = [row[0] for row in cursor.fetchall()]
+                self.seen += len(found)
+                self.queries += found[:3]
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._sample)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def test_the_thread_worker_writes_many_turns_at_once_and_keeps_no_connection(
     start_worker, acme, as_user
 ):
@@ -97,10 +131,14 @@ def test_the_thread_worker_writes_many_turns_at_once_and_keeps_no_connection(
         idle = others_connected()
 
         started = time.monotonic()
-        turns = [send(expert, project, c, f"Question {n}") for n, c in enumerate(conversations)]
-        for turn in turns:
-            assert follow(expert, project, turn, chat)[-1]["status"] == "succeeded"
+        with LongTransactions() as held:
+            turns = [send(expert, project, c, f"Question {n}") for n, c in enumerate(conversations)]
+            for turn in turns:
+                assert follow(expert, project, turn, chat)[-1]["status"] == "succeeded"
         took = time.monotonic() - started
+        # The replies streamed for about a second each, and no transaction was held open
+        # through them: a turn's rows are written in one short transaction at the end.
+        assert held.seen == 0, held.queries
 
         # Both replies of all eight turns streamed side by side: two prefork processes
         # would have had four at most.

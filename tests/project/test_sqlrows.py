@@ -2,10 +2,11 @@
 instances are the ORM's, and another organization's rows are not found."""
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.http import Http404
 from django.test.utils import CaptureQueriesContext
 from django_scopes import scope, scopes_disabled
+from django_scopes.exceptions import ScopeError
 
 from annotation.models import Assignment
 from chat import services
@@ -14,7 +15,7 @@ from chat.views import own_conversation
 from tasks import sqlrows
 from tasks.models import Item, LLMEndpoint, Membership, Project, Prompt, Role
 from tasks.tenancy import memberships_of
-from tests.chat.test_chat import make_chat, say, start
+from tests.chat.test_chat import branched, current, make_chat, say, start
 from tests.factories import OrganizationFactory, member
 from tests.fake_llm import FakeStreamingLLM
 
@@ -92,6 +93,51 @@ def test_another_persons_or_organizations_rows_are_not_found(acme, globex, fake)
             globex_lead = Membership.objects.get(user=globex.lead)
         assert Project.objects.get_for_member(globex_lead, acme.project.pk) is None
         assert Project.objects.get_for_member(globex_lead, globex.project.pk) == globex.project
+
+
+def test_the_path_is_the_branch_walked_up_and_nothing_beside_it(acme, fake):
+    project, endpoint = make_chat(acme, fake.url, max_turns=5)
+    conversation, chosen, other, _ = branched(acme, project, endpoint)
+    end = current(conversation)  # the first reply of the third turn, on the second branch
+    walked, node = [], end
+    with scopes_disabled():
+        while node is not None:
+            walked.append(node)
+            node = node.parent
+        everything = Message.objects.filter(conversation=conversation).count()
+    with CaptureQueriesContext(connection) as reads:
+        path = services.path_to(end)
+    assert len(reads) == 1
+    assert [m.pk for m in path] == [m.pk for m in reversed(walked)]
+    assert [m.role for m in path] == ["system", "user", "assistant", "user", "assistant"]
+    assert path[2].pk == other.pk and chosen.pk not in [m.pk for m in path]
+    assert len(path) < everything  # the first branch's turn is not read
+    for message in path:
+        same(message, Message, message.pk)
+    assert services.turns_on_path(end) == services.turns_on_path(end, path) == 2
+    assert services.prefix(end)[-1] == {"role": "assistant", "content": end.text}
+
+
+def test_the_locked_conversation_is_the_experts_in_the_scopes_organization(acme, globex, fake):
+    project, endpoint = make_chat(acme, fake.url)
+    conversation = start(acme, project, endpoint)
+    say(acme, conversation, "Hello?")
+    with scope(organization=acme.organization), CaptureQueriesContext(connection) as reads:
+        with transaction.atomic():
+            locked = services._locked_conversation(conversation.pk, acme.annotator)
+        names = (locked.project.name, locked.endpoint.model, locked.current.text)
+    assert len(reads) == 3 and "FOR UPDATE OF c" in reads[1]["sql"]  # BEGIN, row, COMMIT
+    same(locked, Conversation, conversation.pk)
+    same(locked.project, Project, project.pk)
+    same(locked.current, Message, locked.current_id)
+    assert names == (project.name, "fake-model", locked.current.text)
+    colleague = member(acme.organization, Role.ANNOTATOR)
+    with scope(organization=acme.organization), pytest.raises(services.ChatRefused):
+        services._locked_conversation(conversation.pk, colleague)
+    with scope(organization=globex.organization), pytest.raises(services.ChatRefused):
+        services._locked_conversation(conversation.pk, acme.annotator)  # the right person
+    with scopes_disabled(), pytest.raises(ScopeError):
+        services._locked_conversation(conversation.pk, acme.annotator)
 
 
 def test_memberships_come_with_their_organizations_by_name(acme, globex):
