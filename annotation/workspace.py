@@ -9,6 +9,7 @@ from django.db.models import Count, Q, Sum
 from annotation.models import Assignment, Judgment
 from annotation.rendering import render_layout, render_markdown
 from annotation.services import judged_as
+from tasks import sqlrows
 from tasks.models import Candidate, Item, Project
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -22,8 +23,16 @@ class Shown:
     html: str
 
 
+# shown_candidates' statement, written out (tasks.sqlrows): on every next item.
+_SHOWN = f"""
+SELECT {sqlrows.columns(None, Candidate)} FROM tasks_candidate
+WHERE id = ANY(%s) AND organization_id = %s
+"""  # noqa: S608 (only the model's column names are formatted in)
+
+
 def shown_candidates(assignment: Assignment) -> list[Shown]:
-    by_id = {c.pk: c for c in Candidate.objects.filter(pk__in=assignment.display_order)}
+    params = [list(assignment.display_order), assignment.organization_id]
+    by_id = {c.pk: c for (c,) in sqlrows.select_all(_SHOWN, params, (Candidate,))}
     project = judged_as(assignment.project, assignment.item)
     return shown_in_order(project, [by_id[cid] for cid in assignment.display_order])
 

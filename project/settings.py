@@ -167,8 +167,9 @@ CACHES = {
 }
 # Sessions in PostgreSQL only: a Redis outage neither logs anyone out nor, when Redis comes
 # back with its old data, revives a session that ended meanwhile (cached_db would: its
-# cache writes fail while Redis is away). The cost is one primary-key read per request.
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# cache writes fail while Redis is away). The cost is one primary-key read per request,
+# written out (tasks.sessions: Django's database sessions, the same table).
+SESSION_ENGINE = "tasks.sessions"
 
 # Celery with Redis as broker, always: jobs run in a worker, as in production. (Unit tests
 # switch on eager execution for themselves.)

@@ -16,6 +16,7 @@ from tasks import sqlrows
 from tasks.models import Item, LLMEndpoint, Membership, Project, Prompt, Role
 from tasks.tenancy import memberships_of
 from tests.chat.test_chat import branched, current, make_chat, say, start
+from tests.conftest import client_for
 from tests.factories import OrganizationFactory, member
 from tests.fake_llm import FakeStreamingLLM
 
@@ -158,3 +159,58 @@ def test_memberships_come_with_their_organizations_by_name(acme, globex):
 def test_a_row_of_other_columns_is_refused():
     with pytest.raises(ValueError, match="the row has 3 columns, the models"):
         sqlrows.split((1, 2, 3), (Project,))
+
+
+def test_a_submit_locks_only_its_own_assignment_of_the_organizations_project(acme, globex):
+    from annotation.services import AssignmentRefused, _locked
+    from tests.annotation.test_workspace import current, page, with_items
+
+    with_items(acme.project)
+    page(client_for(acme.annotator), acme.project)
+    mine = current(acme.annotator)
+    with (
+        scope(organization=acme.organization),
+        CaptureQueriesContext(connection) as reads,
+        transaction.atomic(),
+    ):
+        locked = _locked(acme.project, mine.pk, acme.annotator)
+    assert "FOR UPDATE" in reads[1]["sql"] and len(reads) == 3  # BEGIN, the row, COMMIT
+    same(locked, Assignment, mine.pk)
+    assert locked.project == acme.project
+    colleague = member(acme.organization, Role.ANNOTATOR)
+    globex_copy = Project(pk=acme.project.pk, organization_id=globex.organization.pk)
+    for project, person in [(acme.project, colleague), (globex_copy, acme.annotator)]:
+        with pytest.raises(AssignmentRefused):  # another's; a project id of another tenant
+            _locked(project, mine.pk, person)
+
+
+def test_sessions_are_read_as_djangos_and_an_expired_one_is_not(acme):
+    from datetime import timedelta
+
+    from django.contrib.sessions.backends.db import SessionStore as DjangosStore
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from tasks.sessions import SessionStore
+
+    theirs = DjangosStore()
+    theirs.update({"_auth_user_id": str(acme.lead.pk), "note": "<b>kept</b>"})
+    theirs.create()
+    ours = SessionStore(theirs.session_key)
+    assert ours.load() == DjangosStore(theirs.session_key).load() == theirs._session
+    assert ours.session_key == theirs.session_key
+    Session.objects.filter(pk=theirs.session_key).update(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
+    expired = SessionStore(theirs.session_key)
+    assert expired.load() == {} and expired.session_key is None  # a new one if saved
+    unknown = SessionStore("x" * 32)
+    assert unknown.load() == {} and unknown.session_key is None
+    # Through the middleware: a log-in works until its session expires.
+    client = client_for(acme.annotator)
+    annotate = f"/projects/{acme.project.pk}/annotate/"
+    assert client.get(annotate).status_code == 200
+    Session.objects.filter(pk=client.session.session_key).update(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
+    assert client.get(annotate).status_code == 302  # to the log-in page
