@@ -372,6 +372,16 @@ class Expert:
 # --- the run -------------------------------------------------------------------------------
 
 
+async def loop_lag(until: float, into: list) -> None:
+    """How late the clients' event loop wakes from a 10 ms sleep, in ms: the part of every
+    time measured here that is the load generator's own wait (a browser per person has
+    none of it)."""
+    while time.monotonic() < until:
+        started = time.perf_counter()
+        await asyncio.sleep(0.01)
+        into.append((time.perf_counter() - started - 0.01) * 1000)
+
+
 def start_workers(concurrency: int, chat_threads: int) -> list[Child]:
     """compose's workers: the jobs' (``-Q celery``, ``concurrency`` processes) and the chat
     worker (``-Q chat``, ``chat_threads`` threads), ready when both answer a ping."""
@@ -425,6 +435,7 @@ def run(
         "first_token_ms": [],
         "send_to_token_ms": [],
         "poll_ms": [],
+        "lag_ms": [],
         "queued_polls": 0,
         "turns": 0,
         "unfinished": 0,
@@ -452,7 +463,7 @@ def run(
                 Expert(port, ids["chat"], key, stats, profile).run(ids["endpoint"], until)
                 for key in ids["experts"]
             ]
-            await asyncio.gather(*people)
+            await asyncio.gather(*people, loop_lag(until, stats["lag_ms"]))
 
         asyncio.run(main())
         stats["load_after"] = os.getloadavg()
@@ -520,6 +531,7 @@ def report(stats: dict, args) -> bool:
     line("events polls", f"{len(stats['poll_ms']):,}")
     line("  of turns still queued (every 500 ms)", f"{stats['queued_polls']:,}")
     line("turns still streaming at the end", f"{stats['unfinished']}")
+    line("clients' event loop lag p50 / p95 / p99 (ms)", spread(stats["lag_ms"]))
     line("load average at the end", " ".join(f"{x:.2f}" for x in stats["load_after"]))
     for what, count in sorted(_counted(stats["chat_errors"] + stats["errors"]).items()):
         print(f"  error: {what} x{count}")
