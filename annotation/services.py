@@ -57,19 +57,16 @@ def judged_for(project: Project, assignment_id: int) -> Project:
     return in_mode(project, mode) if mode else project
 
 
-# _locked's statement, written out (tasks.sqlrows): on every submit and skip.
-_ROW = (Assignment,)
-_LOCKED = f"""
-SELECT {sqlrows.columns(None, Assignment)} FROM annotation_assignment
-WHERE id = %s AND project_id = %s AND organization_id = %s FOR UPDATE
-"""  # noqa: S608 (only the model's column names are formatted in)
-
-
 def _locked(project: Project, assignment_id: int, annotator) -> Assignment:
     """The assignment, locked, if it is this annotator's in this project, with the project
     as its item is judged (``judged_as``)."""
-    found = sqlrows.select(_LOCKED, [assignment_id, project.pk, project.organization_id], _ROW)
-    assignment = None if found is None else found[0]
+    # Written out (tasks.sqlrows): on every submit and skip.
+    found = sqlrows.rows(
+        Assignment,
+        "id = %s AND project_id = %s AND organization_id = %s FOR UPDATE",
+        [assignment_id, project.pk, project.organization_id],
+    )
+    assignment = found[0] if found else None
     if assignment is None or assignment.annotator_id != annotator.pk:
         raise AssignmentRefused("This item is not assigned to you.")
     if project.mode == Project.Mode.CHAT:

@@ -23,16 +23,11 @@ class Shown:
     html: str
 
 
-# shown_candidates' statement, written out (tasks.sqlrows): on every next item.
-_SHOWN = f"""
-SELECT {sqlrows.columns(None, Candidate)} FROM tasks_candidate
-WHERE id = ANY(%s) AND organization_id = %s
-"""  # noqa: S608 (only the model's column names are formatted in)
-
-
 def shown_candidates(assignment: Assignment) -> list[Shown]:
+    # Written out (tasks.sqlrows): on every next item.
     params = [list(assignment.display_order), assignment.organization_id]
-    by_id = {c.pk: c for (c,) in sqlrows.select_all(_SHOWN, params, (Candidate,))}
+    shown = sqlrows.rows(Candidate, "id = ANY(%s) AND organization_id = %s", params)
+    by_id = {c.pk: c for c in shown}
     project = judged_as(assignment.project, assignment.item)
     return shown_in_order(project, [by_id[cid] for cid in assignment.display_order])
 

@@ -9,17 +9,13 @@ from django.utils import timezone
 
 from tasks import sqlrows
 
-_SESSION = f"""
-SELECT {sqlrows.columns(None, Session)} FROM django_session
-WHERE session_key = %s AND expire_date > %s
-"""  # noqa: S608 (only the model's column names are formatted in)
-
 
 class SessionStore(db.SessionStore):
     def _get_session_from_db(self):
         # Sessions are the whole deployment's (they say which user, not which organization).
-        found = sqlrows.select(_SESSION, [self.session_key, timezone.now()], (Session,))
-        if found is None:
+        where = "session_key = %s AND expire_date > %s"
+        found = sqlrows.rows(Session, where, [self.session_key, timezone.now()])
+        if not found:
             self._session_key = None  # as the ORM's DoesNotExist: a new session if saved
             return None
         return found[0]

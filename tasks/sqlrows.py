@@ -65,6 +65,14 @@ def select_all(sql: str, params, models_in_row: Sequence[type[models.Model]]) ->
         return [split(row, models_in_row) for row in cursor.fetchall()]
 
 
+def rows(model: type[models.Model], where: str, params) -> list:
+    """The instances of ``model`` whose rows of its own table match ``where`` (a constant
+    condition with %s placeholders; it may end in FOR UPDATE)."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    sql = f"SELECT {columns(None, model)} FROM {table} WHERE {where}"  # noqa: S608
+    return [row[0] for row in select_all(sql, params, (model,))]
+
+
 def select(sql: str, params, models_in_row: Sequence[type[models.Model]]) -> list | None:
     """The first row of ``sql`` as one instance per model (``split``), or None."""
     with connection.cursor() as cursor:
