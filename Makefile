@@ -12,6 +12,9 @@ PORT ?= 8000
 # and drops its own test_<name> database, so a developer's data is never touched.
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@localhost:5432/chosen)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://localhost:6379/15)
+# pytest-xdist's processes: each its own test database (pytest-django) and Redis database
+# (tests/conftest.py). The tests mostly wait on browsers, servers and workers they started.
+TEST_PROCESSES ?= 2
 
 .PHONY: run reset test install install-test test-tools lint format clean
 
@@ -53,7 +56,7 @@ lint: install-test
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py makemigrations --check --dry-run
 
 test: install-test lint
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal $(PYTEST_ARGS)
 
 format: install-test
 	$(BIN)/ruff format .

@@ -1,9 +1,43 @@
+import os
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
 
+from project.embedded import broker_url
 from tasks.models import Role
 from tests.factories import OrganizationFactory, ProjectFactory, member
+
+
+def redis_database(url: str, offset: int) -> str:
+    """``url`` with its Redis database number moved by ``offset`` (0–15, wrapping): in the
+    path of a ``redis://`` URL, in the ``db`` parameter of a ``unix://`` one."""
+    if url.startswith("unix://"):
+        path, _, query = url.partition("?")
+        params = dict(parse_qsl(query))
+        params["db"] = str((int(params.get("db", 0)) + offset) % 16)
+        return f"{path}?{urlencode(params)}"
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(number + offset) % 16}"))
+
+
+def pytest_configure(config):
+    """`make test` runs the suite in pytest-xdist's processes gw0, gw1, …: pytest-django gives
+    each its own test database, and here each gets its own Redis database, counting down from
+    the one configured (every test clears the cache, and the job queues live in the same
+    database). Nothing has connected to Redis yet: the cache, Celery and the rest read
+    settings.REDIS_URL when they first connect; a process a test starts gets it through its
+    environment."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if not worker:
+        return
+    url = redis_database(settings.REDIS_URL, -int(worker.removeprefix("gw")))
+    settings.REDIS_URL = os.environ["REDIS_URL"] = url
+    settings.CACHES["default"]["LOCATION"] = url
+    settings.CELERY_BROKER_URL = broker_url(url)
 
 
 @pytest.fixture(autouse=True)

@@ -131,3 +131,32 @@ def test_behind_a_proxy_allauth_rate_limits_see_the_client_address():
         DJANGO_BEHIND_TLS_PROXY="true",
     )
     assert result.stdout.strip() == "1"
+
+
+def test_the_redis_database_of_a_test_process_is_the_one_every_part_uses(request, settings):
+    """`make test` runs in several processes (pytest-xdist), each with a Redis database of its
+    own (tests/conftest.py): the cache, the job queue, a process a test starts and the
+    suite's own Redis clients must all use that one, or one process's cache.clear() empties
+    another's queue."""
+    import redis
+    from django.core.cache import cache
+
+    from project.celery import app
+    from tests.conftest import redis_database
+
+    assert redis_database("redis://localhost:6379/15", -1) == "redis://localhost:6379/14"
+    assert redis_database("redis://localhost:6379", -1) == "redis://localhost:6379/15"
+    assert redis_database("unix:///srv/redis.sock?db=3", 2) == "unix:///srv/redis.sock?db=5"
+
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
+    if worker:
+        assert os.environ["PYTEST_XDIST_WORKER"] == worker
+    assert os.environ.get("REDIS_URL", settings.REDIS_URL) == settings.REDIS_URL
+    assert app.conf.broker_url == settings.CELERY_BROKER_URL == settings.REDIS_URL
+    cache.set("which-database", "this process's")
+    number = redis.Redis.from_url(settings.REDIS_URL).connection_pool.connection_kwargs["db"]
+    for db in range(16):
+        keys = redis.Redis.from_url(redis_database(settings.REDIS_URL, db - number)).keys(
+            "*which-database"
+        )
+        assert bool(keys) == (db == number), db
