@@ -31,7 +31,9 @@ Measured: submit+next p50/p95/p99 and errors; first token to page = the time the
 expert first receives a reply's token minus the time the server wrote that token, p50/p95/
 p99; chat errors (a request that is not 2xx/3xx where one is expected, a failed turn). For
 information: the time from send to the first token on the page (it includes any wait for
-a free chat thread), the events poll p95, turns finished and the load average.
+a free chat thread), the events poll p95, turns finished, the load average, how busy the
+machine's cores were, and the host's speed before and after (bench/preflight.py: on these
+shared machines a p95 is read beside it).
 
     .venv/bin/python bench/chat_load.py --quick          # 10 experts + 10 annotators, 30 s
     .venv/bin/python bench/chat_load.py                  # 50 + 50, 120 s
@@ -66,7 +68,10 @@ from annotation_load import (  # noqa: E402
 )
 from benchdb import DATABASE_URL, REDIS_URL, prepare_database  # noqa: E402
 from preflight import (  # noqa: E402
+    cpu_times,
+    cpu_use,
     free_port,
+    reference_loop_ms,
     require_modules,
     require_postgres,
     require_redis,
@@ -452,6 +457,7 @@ def run(
         started.append(start_gunicorn(port, web_workers))
         started.extend(start_workers(concurrency, chat_threads))
         stats["load_before"] = os.getloadavg()
+        stats["loop_before"], stats["cpu_before"] = reference_loop_ms(), cpu_times()
         until = time.monotonic() + seconds
 
         async def main():
@@ -467,6 +473,7 @@ def run(
 
         asyncio.run(main())
         stats["load_after"] = os.getloadavg()
+        stats["cpu_after"], stats["loop_after"] = cpu_times(), reference_loop_ms()
     finally:
         for child in reversed(started):
             child.stop()
@@ -533,6 +540,15 @@ def report(stats: dict, args) -> bool:
     line("turns still streaming at the end", f"{stats['unfinished']}")
     line("clients' event loop lag p50 / p95 / p99 (ms)", spread(stats["lag_ms"]))
     line("load average at the end", " ".join(f"{x:.2f}" for x in stats["load_after"]))
+    line("this machine's cores during the run", cpu_use(stats["cpu_before"], stats["cpu_after"]))
+    line(
+        "host: reference loop before / after (ms)",
+        f"{stats['loop_before']:.0f} / {stats['loop_after']:.0f}",
+    )
+    print(
+        "  (bench/preflight.py: about 26 ms on the quiet host of 2026-12-01; a neighbour that\n"
+        "  slows this host slows every request with it)"
+    )
     for what, count in sorted(_counted(stats["chat_errors"] + stats["errors"]).items()):
         print(f"  error: {what} x{count}")
     return ok_all

@@ -14,6 +14,7 @@ import importlib.util
 import signal
 import socket
 import sys
+import time
 
 INSTALL_HINT = "make install-test"
 
@@ -86,3 +87,39 @@ def stop_on_signals() -> None:
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, leave)
+
+
+# --- the host ---------------------------------------------------------------------------
+# These machines are shared virtual machines: a neighbour slows every instruction without
+# showing in this machine's load average or (on this hypervisor) its steal time. The same
+# code (04dc9c4) gave bench/chat_load.py's annotators' p95 of 116-130 ms at 04:00 and 33-35
+# ms at 06:50 on 2026-12-01, with the machine's own cores 70% idle at 06:50.
+# A latency is therefore printed beside the host's speed at the time and what this machine's
+# own processes used of its cores.
+
+
+def reference_loop_ms() -> float:
+    """The host's single-thread speed now: the best of three runs of a fixed pure-Python
+    loop (about 26 ms on the quiet 2-core AMD EPYC host of 2026-12-01)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for n in range(1_000_000):
+            total += n % 7
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+def cpu_times() -> list[int]:
+    """All cores' counters from /proc/stat: user nice system idle iowait irq softirq steal."""
+    with open("/proc/stat") as stat:
+        return [int(x) for x in stat.readline().split()[1:9]]
+
+
+def cpu_use(before: list[int], after: list[int]) -> str:
+    """What the machine's cores did between two ``cpu_times``: busy and steal, in %."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(spent) or 1
+    busy = total - spent[3] - spent[4]
+    return f"busy {100 * busy / total:.0f}%, steal {100 * spent[7] / total:.0f}%"
