@@ -133,30 +133,28 @@ def test_behind_a_proxy_allauth_rate_limits_see_the_client_address():
     assert result.stdout.strip() == "1"
 
 
-def test_the_redis_database_of_a_test_process_is_the_one_every_part_uses(request, settings):
+def test_each_test_process_has_a_redis_database_of_its_own(request, settings, tmp_path):
     """`make test` runs in several processes (pytest-xdist), each with a Redis database of its
-    own (tests/conftest.py): the cache, the job queue, a process a test starts and the
-    suite's own Redis clients must all use that one, or one process's cache.clear() empties
-    another's queue."""
-    import redis
-    from django.core.cache import cache
-
-    from project.celery import app
+    own (tests/conftest.py), or one process's cache.clear() empties another's job queue.
+    Two processes run tests/project/redis_probe.py (``--dist each``: the probe in both),
+    configured with a database four below this run's (one no other process of the suite
+    uses); each reports the database its cache, Celery, environment and settings use."""
     from tests.conftest import redis_database
 
     assert redis_database("redis://localhost:6379/15", -1) == "redis://localhost:6379/14"
     assert redis_database("redis://localhost:6379", -1) == "redis://localhost:6379/15"
     assert redis_database("unix:///srv/redis.sock?db=3", 2) == "unix:///srv/redis.sock?db=5"
 
-    worker = getattr(request.config, "workerinput", {}).get("workerid")
-    if worker:
-        assert os.environ["PYTEST_XDIST_WORKER"] == worker
-    assert os.environ.get("REDIS_URL", settings.REDIS_URL) == settings.REDIS_URL
-    assert app.conf.broker_url == settings.CELERY_BROKER_URL == settings.REDIS_URL
-    cache.set("which-database", "this process's")
-    number = redis.Redis.from_url(settings.REDIS_URL).connection_pool.connection_kwargs["db"]
-    for db in range(16):
-        keys = redis.Redis.from_url(redis_database(settings.REDIS_URL, db - number)).keys(
-            "*which-database"
-        )
-        assert bool(keys) == (db == number), db
+    ours = int(getattr(request.config, "workerinput", {}).get("workerid", "gw0")[2:])
+    configured = redis_database(settings.REDIS_URL, ours - 4)
+    result = run(
+        [
+            *("-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist", "each"),
+            "tests/project/redis_probe.py",
+        ],
+        REDIS_URL=configured,
+        CHOSEN_REDIS_PROBE=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert found == {"gw0": redis_database(configured, 0), "gw1": redis_database(configured, -1)}
