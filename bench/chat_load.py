@@ -68,6 +68,7 @@ from annotation_load import (  # noqa: E402
 )
 from benchdb import DATABASE_URL, REDIS_URL, prepare_database  # noqa: E402
 from preflight import (  # noqa: E402
+    QUIET_HOST_LOOP_MS,
     cpu_times,
     cpu_use,
     free_port,
@@ -546,8 +547,8 @@ def report(stats: dict, args) -> bool:
         f"{stats['loop_before']:.0f} / {stats['loop_after']:.0f}",
     )
     print(
-        "  (bench/preflight.py: about 26 ms on the quiet host of 2026-12-01; a neighbour that\n"
-        "  slows this host slows every request with it)"
+        f"  (about {QUIET_HOST_LOOP_MS} ms on the quiet host of 2026-12-01, bench/preflight.py;"
+        "\n  a neighbour that slows this host slows every request with it)"
     )
     for what, count in sorted(_counted(stats["chat_errors"] + stats["errors"]).items()):
         print(f"  error: {what} x{count}")

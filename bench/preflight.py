@@ -98,9 +98,13 @@ def stop_on_signals() -> None:
 # own processes used of its cores.
 
 
+# reference_loop_ms() on the quiet 2-core AMD EPYC host of 2026-12-01 (26-28 ms).
+QUIET_HOST_LOOP_MS = 27
+
+
 def reference_loop_ms() -> float:
     """The host's single-thread speed now: the best of three runs of a fixed pure-Python
-    loop (about 26 ms on the quiet 2-core AMD EPYC host of 2026-12-01)."""
+    loop (QUIET_HOST_LOOP_MS on a quiet host)."""
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
