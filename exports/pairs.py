@@ -69,6 +69,7 @@ from annotation.judge import judge_decisions_for_export
 from annotation.models import Adjudication, Judgment
 from exports import binarize
 from exports.binarize import RULES, SCORES_FROM, Scored
+from tasks import sqlrows
 from tasks.models import Candidate, Project, Prompt, Rule, SignalPair
 from tasks.text import text_similarity
 
@@ -786,12 +787,12 @@ def _candidates(ids: set[int]) -> dict[int, CandidateText]:
         "SELECT c.id, c.text, c.source, c.model, c.parameters::text, c.finish_reason, "  # noqa: S608
         "p.id, p.external_id, p.text, p.messages::text "
         f"FROM {Candidate._meta.db_table} c JOIN {Prompt._meta.db_table} p "
-        "ON p.id = c.prompt_id WHERE c.id = ANY(%s)"
+        "ON p.id = c.prompt_id WHERE c.id = ANY(%s::bigint[])"
     )  # table names from the models; the ids are one array parameter
     prompts: dict[int, PromptText] = {}
     found = {}
     with connection.cursor() as cursor:
-        cursor.execute(sql, [sorted(ids)])
+        cursor.execute(sql, [sqlrows.array(sorted(ids))])
         for (
             pk,
             text,

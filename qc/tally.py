@@ -41,6 +41,7 @@ from annotation.adjudication import opinion
 from annotation.models import Judgment
 from annotation.strength import first_candidate, signed_strength
 from qc.agreement import pattern
+from tasks import sqlrows
 from tasks.models import Item, Project
 
 VERSION = 1
@@ -481,7 +482,7 @@ def _carry_on(project: Project, tally: Tally) -> int | str:
 def _among(ids) -> RawSQL:
     """Ids for an ``__in`` filter as one array parameter: tens of thousands of them as
     placeholders (``IN (%s, %s, …)``) cost more to build and parse than the query takes."""
-    return RawSQL("SELECT unnest(%s::bigint[])", [list(ids)])
+    return RawSQL("SELECT unnest(%s::bigint[])", [sqlrows.array(ids)])
 
 
 def _mark(tally: Tally, rows) -> None:

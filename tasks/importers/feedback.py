@@ -116,6 +116,7 @@ from tasks.importers.rows import (
     read_rows,
 )
 from tasks.models import Candidate, FeedbackSignal, Project, Prompt
+from tasks.sqlrows import array
 from tasks.text import content_hash
 
 KINDS = ("auto", "feedback", "open_webui", "ab_test", "grade", "correction")
@@ -805,7 +806,7 @@ class _Writer:
                 if row.prompt_ref is None and row.prompt_key not in keys:
                     keys[row.prompt_key] = row
             if keys:
-                cursor.execute(_PROMPTS, [list(keys), self.project_id])
+                cursor.execute(_PROMPTS, [array(keys), self.project_id])
                 prompt_of = dict(cursor.fetchall())
             first_new = self.first_new
             self.prompts_present.update(pk for pk in prompt_of.values() if pk < first_new)
@@ -846,7 +847,8 @@ class _Writer:
             asked = [pair for pair in texts if pair[0] in old_prompts]
             if asked:
                 cursor.execute(
-                    _CANDIDATES, [[pid for pid, _ in asked], [digest for _, digest in asked]]
+                    _CANDIDATES,
+                    [array(pid for pid, _ in asked), array(digest for _, digest in asked)],
                 )
                 candidate_of = {(pid, digest): pk for pid, digest, pk in cursor.fetchall()}
             new_texts = [pair for pair in texts if pair not in candidate_of]
@@ -873,8 +875,7 @@ class _Writer:
             ]
             seen: set[str] = set()
             if asked:
-                kinds, prompts, digests = (list(column) for column in zip(*asked, strict=True))
-                cursor.execute(_SIGNALS, [kinds, prompts, digests])
+                cursor.execute(_SIGNALS, [array(column) for column in zip(*asked, strict=True)])
                 seen = {digest for (digest,) in cursor.fetchall()}
             lines, made, end = [], Counter(), self.signal_columns
             for row, pid, tail in zip(rows, pids, tails, strict=True):

@@ -214,3 +214,18 @@ def test_sessions_are_read_as_djangos_and_an_expired_one_is_not(acme):
         expire_date=timezone.now() - timedelta(seconds=1)
     )
     assert client.get(annotate).status_code == 302  # to the log-in page
+
+
+@pytest.mark.django_db
+def test_an_array_literal_is_read_back_as_the_values_and_free_text_is_refused():
+    ids, digests = [3, 1, 10**15, -2], ["ab_test", "0f" * 32]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT %s::bigint[], %s::text[], %s::bigint[]",
+            [sqlrows.array(ids), sqlrows.array(digests), sqlrows.array([])],
+        )
+        assert cursor.fetchone() == (ids, digests, [])
+    # Anything that would need quoting in a literal could change what it means: refused.
+    for hostile in ("a,b", "", "null", "x}", '"', "a b", "Ab", "{1}", "1\\", "é", "1;DROP"):
+        with pytest.raises(ValueError):
+            sqlrows.array([1, hostile])
