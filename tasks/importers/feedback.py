@@ -130,6 +130,25 @@ SIGNAL_KIND = {
 _LINE = re.compile(r"line (\d+)")
 # What _check_text refuses in a text (a control character, a surrogate, NUL), in one pattern.
 _UNSAFE = re.compile("[\x00-\x08\x0e-\x1f\ud800-\udfff]")
+# What a signal's ``data`` holds, as JSON, when _unstorable_json could object to it: a
+# surrogate, an escaped NUL, NaN or Infinity (or only text that looks like them).
+_SUSPECT = re.compile(r"[\ud800-\udfff]|\\u0000|NaN|Infinity")
+
+
+def _refuse(value):
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# json.dumps(value, ensure_ascii=False), the same text, without the set-up json.dumps does
+# on every call (a row is dumped two or three times): the C encoder, made once. No check for
+# cycles: the values are fresh from the parser and the readers.
+_ENCODER = json.encoder.c_make_encoder(
+    None, _refuse, json.encoder.encode_basestring, None, ": ", ", ", False, False, True
+)
+
+
+def _dumps(value) -> str:
+    return "".join(_ENCODER(value, 0))
 
 
 class Scale:
@@ -212,6 +231,7 @@ class SignalRow:
     row_id: str | None = None
     data_json: str = ""  # ``data`` with its digest, as stored
     messages_json: str | None = None
+    when: str | None = None  # occurred_at in ISO 8601
 
 
 @dataclass
@@ -419,7 +439,7 @@ class _Import:
     def _finish(self, row: SignalRow) -> None:
         """Hash what identifies the row, once its texts are final (redacted)."""
         if row.messages:
-            row.messages_json = json.dumps(row.messages, ensure_ascii=False)
+            row.messages_json = _dumps(row.messages)
         if row.prompt_ref is None:
             # conversation_key, without dumping the messages twice
             row.prompt_key = content_hash(row.messages_json or row.prompt_text)
@@ -428,9 +448,13 @@ class _Import:
                 text.digest = candidate_hash(text.text)
         if row.row_id is not None:
             row.data["id"] = row.row_id
-        problem = _unstorable_json(row.data)
-        if problem:
-            raise _Invalid(problem)
+        data_json = _dumps(row.data)
+        if _SUSPECT.search(data_json) is not None:
+            problem = _unstorable_json(row.data)
+            if problem:
+                raise _Invalid(problem)
+        if row.occurred_at is not None:
+            row.when = row.occurred_at.isoformat()
         identity = [
             row.kind,
             row.prompt_key or row.prompt_ref,
@@ -440,13 +464,12 @@ class _Import:
             row.score,
             row.complaint,
             row.model,
-            row.occurred_at.isoformat() if row.occurred_at else None,
+            row.when,
             row.user_hash,
         ]
         # No sort_keys: the readers build ``data`` in a fixed order. The digest is of
         # json.dumps([*identity, data]), assembled so that ``data`` is dumped once.
-        data_json = json.dumps(row.data, ensure_ascii=False)
-        head = json.dumps(identity, ensure_ascii=False)
+        head = _dumps(identity)
         whole = f"{head[:-1]}, {data_json}]"
         row.digest = digest = sha256(whole.encode()).hexdigest()
         row.data["digest"] = digest
@@ -547,7 +570,7 @@ class _Import:
                         r"\N" if row.score is None else repr(row.score),
                         "t" if row.complaint else "f",
                         _esc(row.model),
-                        r"\N" if row.occurred_at is None else row.occurred_at.isoformat(),
+                        r"\N" if row.when is None else row.when,
                         row.user_hash,
                         _esc(row.data_json),
                         _esc(row.file[:300]),
@@ -1251,5 +1274,7 @@ def _tell(stream) -> int:
 
 
 def _line(where: str) -> int:
+    if where.startswith("line "):  # a JSONL or CSV row
+        return int(where[5:])
     found = _LINE.search(where)
     return int(found.group(1)) if found else 0

@@ -147,6 +147,29 @@ def test_open_webui_export_is_read_unchanged(acme):
     assert arena.user_hash == single.user_hash != regenerated.user_hash
 
 
+def test_text_postgresql_cannot_store_in_a_signals_data_is_a_row_problem(acme):
+    """Open WebUI's feedback and chat ids go into the signal's ``data`` as given: one with a
+    NUL or a lone surrogate is that row's problem, not a database error; a comment that only
+    reads like one (NaN, Infinity, a backslash-u0000 typed as text) imports."""
+    export = json.loads((DATA / "open-webui-feedback-export.json").read_text())
+    export[0]["id"] = "fb\x00-1"
+    export[1]["meta"]["chat_id"] = "chat-\ud800"
+    export[2]["data"]["comment"] = "NaN and Infinity, typed as \\u0000"
+    body = json.dumps(export).encode()
+    with pytest.raises(ImportFailed) as failed:
+        run(acme.project, {"export.json": body}, kind="open_webui")
+    assert [(p.where, p.message) for p in failed.value.report.problems] == [
+        ("item 1 (line 1)", "contains a NUL character"),
+        ("item 2 (line 1)", "holds a lone surrogate (\\ud800), which is not valid Unicode"),
+    ]
+    assert counts(acme.project) == (0, 0, 0)
+    export[0]["id"], export[1]["meta"]["chat_id"] = "fb-1", "chat-2"
+    report = run(acme.project, {"export.json": json.dumps(export).encode()}, kind="open_webui")
+    assert report.problems == [] and report.signals_created == 3
+    comments = [s.data.get("comment") for s in signals(acme.project)]
+    assert "NaN and Infinity, typed as \\u0000" in comments
+
+
 def test_ab_test_results_keep_their_counts_or_winner(acme):
     report = run_file(acme.project, "ab-tests.csv", kind="ab_test")
     assert report.problems == []
