@@ -37,6 +37,21 @@ def prepare_database(*commands: list[str]) -> None:
         )
 
 
+def fresh_database(*commands: list[str]) -> None:
+    """``prepare_database`` on an empty database: the benchmark's own (a name starting with
+    ``chosen_bench``; any other is refused) is dropped first, so that a run does not write
+    into tables every earlier run made larger."""
+    import psycopg
+
+    require_postgres(DATABASE_URL)
+    server, name = DATABASE_URL.rsplit("/", 1)
+    if not name.startswith("chosen_bench"):
+        raise SystemExit(f"{name} is not a benchmark's database: not dropping it")
+    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    prepare_database(*commands)
+
+
 def fill_pairwise_items(cursor, organization_id: int, project_id: int, n: int) -> None:
     """``n`` prompts in a project, two candidates each and one pairwise item of them (target
     two judgments), written with SQL so that a million takes minutes, not an hour."""

@@ -12,6 +12,14 @@ and imported in a child process (so its peak RSS is its own) into a fresh projec
 the upload limit, CHOSEN_IMPORT_MAX_BYTES: README's feedback section says why the command
 is the door for files this size).
 
+The database (chosen_bench_fb) is made anew for every run (``--keep-database`` imports into
+it as it is): runs into tables that every earlier run made larger are not comparable.
+Besides the targets, the report gives the CPU a row cost in the importing process (Python:
+reading, checking, hashing) and in its PostgreSQL backend (COPY, indexes, foreign-key
+checks; read from /proc, so only for a PostgreSQL on this machine), the machine's cores
+and the host's speed (bench/preflight.py): the import is two threads and a backend on two
+cores, and the slower side bounds it.
+
     .venv/bin/python bench/feedback_import.py               # 1,000,000 rows
     .venv/bin/python bench/feedback_import.py --rows 50000  # a quick run
     BENCH_DATABASE_URL=postgres://… .venv/bin/python bench/feedback_import.py
@@ -30,7 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@localhost:5432/chosen_bench_fb")
-from benchdb import DATABASE_URL, prepare_database  # noqa: E402
+from benchdb import DATABASE_URL, fresh_database, prepare_database  # noqa: E402
+from preflight import QUIET_HOST_LOOP_MS, cpu_times, cpu_use, reference_loop_ms  # noqa: E402
 
 TARGET_RATE = 20_000
 TARGET_RSS_MB = 400
@@ -190,7 +199,13 @@ def child(n: int, path: str) -> None:
     with scopes_disabled():
         org, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
         project = Project.objects.create(organization=org, name=f"feedback {n} {time.time()}")
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own_before, backend_before = _own_cpu(), _process_cpu(backend)
     # The route README gives an operator with a file over the upload limits: the command,
     # told the size and row count of this one import.
     size = Path(path).stat().st_size
@@ -210,6 +225,7 @@ def child(n: int, path: str) -> None:
         stderr=io.StringIO(),
     )
     seconds = time.perf_counter() - started
+    own, backend_after = _own_cpu() - own_before, _process_cpu(backend)
     summary = out.getvalue().strip().split(": ", 1)[1].rstrip(".")
     assert summary.startswith(f"{n} rows: {n} signals") and " 0 rows rejected" in summary, summary
     print(
@@ -220,16 +236,41 @@ def child(n: int, path: str) -> None:
                 "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "rss_before_mb": rss_before,
                 "summary": summary,
+                "python_us": own / n * 1e6,
+                "postgres_us": None
+                if backend_after is None or backend_before is None
+                else (backend_after - backend_before) / n * 1e6,
             }
         )
     )
 
 
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(pid: int) -> float | None:
+    """Seconds of CPU a process of this machine has used (None: not here, or gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--keep-database", action="store_true", help="import into the bench database as it is"
+    )
     args = parser.parse_args()
-    prepare_database()
+    if args.keep_database:
+        prepare_database()
+    else:
+        fresh_database()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "feedback-log.jsonl"
         began = time.perf_counter()
@@ -237,6 +278,7 @@ def main() -> int:
         size = path.stat().st_size
         took = time.perf_counter() - began
         print(f"wrote {args.rows:,} rows ({size / 1e6:,.0f} MB) in {took:.0f} s")
+        loop_before, cores_before = reference_loop_ms(), cpu_times()
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(args.rows), str(path)],
             cwd=ROOT,
@@ -247,6 +289,7 @@ def main() -> int:
             print(out.stderr[-4000:])
             return 1
         result = json.loads(out.stdout.strip().splitlines()[-1])
+        cores_after, loop_after = cpu_times(), reference_loop_ms()
     rate = result["n"] / result["seconds"]
     rows = [
         ("rows/s", f"{rate:,.0f}", f">= {TARGET_RATE:,}", rate >= TARGET_RATE),
@@ -264,6 +307,20 @@ def main() -> int:
     print(f"{'metric':<16} {'measured':>12} {'target':>10}  ok")
     for name, measured, target, ok in rows:
         print(f"{name:<16} {measured:>12} {target:>10}  {'yes' if ok else 'NO'}")
+    python_us, postgres_us = result["python_us"], result["postgres_us"]
+    print(f"CPU a row: importing process (Python) {python_us:.0f} us, ", end="")
+    if postgres_us is None:
+        print("its PostgreSQL backend not on this machine")
+    else:
+        print(
+            f"its PostgreSQL backend {postgres_us:.0f} us: at most "
+            f"{1e6 / max(python_us, postgres_us):,.0f} rows/s with each on a core of its own"
+        )
+    print(f"this machine's cores during the import: {cpu_use(cores_before, cores_after)}")
+    print(
+        f"host: reference loop {loop_before:.0f} / {loop_after:.0f} ms before / after "
+        f"(about {QUIET_HOST_LOOP_MS} ms on the quiet host of 2026-12-01, bench/preflight.py)"
+    )
     return 0 if all(ok for *_, ok in rows) else 1
 
 
