@@ -68,10 +68,9 @@ from annotation_load import (  # noqa: E402
 )
 from benchdb import DATABASE_URL, REDIS_URL, prepare_database  # noqa: E402
 from preflight import (  # noqa: E402
-    QUIET_HOST_LOOP_MS,
     cpu_times,
-    cpu_use,
     free_port,
+    host_report,
     reference_loop_ms,
     require_modules,
     require_postgres,
@@ -541,15 +540,11 @@ def report(stats: dict, args) -> bool:
     line("turns still streaming at the end", f"{stats['unfinished']}")
     line("clients' event loop lag p50 / p95 / p99 (ms)", spread(stats["lag_ms"]))
     line("load average at the end", " ".join(f"{x:.2f}" for x in stats["load_after"]))
-    line("this machine's cores during the run", cpu_use(stats["cpu_before"], stats["cpu_after"]))
-    line(
-        "host: reference loop before / after (ms)",
-        f"{stats['loop_before']:.0f} / {stats['loop_after']:.0f}",
-    )
-    print(
-        f"  (about {QUIET_HOST_LOOP_MS} ms on the quiet host of 2026-12-01, bench/preflight.py;"
-        "\n  a neighbour that slows this host slows every request with it)"
-    )
+    for label, value in host_report(
+        stats["loop_before"], stats["loop_after"], stats["cpu_before"], stats["cpu_after"]
+    ):
+        line(label, value)
+    print("  (a neighbour that slows this host slows every request with it)")
     for what, count in sorted(_counted(stats["chat_errors"] + stats["errors"]).items()):
         print(f"  error: {what} x{count}")
     return ok_all

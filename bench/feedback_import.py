@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@localhost:5432/chosen_bench_fb")
 from benchdb import DATABASE_URL, fresh_database, prepare_database  # noqa: E402
-from preflight import QUIET_HOST_LOOP_MS, cpu_times, cpu_use, reference_loop_ms  # noqa: E402
+from preflight import cpu_times, host_report, reference_loop_ms  # noqa: E402
 
 TARGET_RATE = 20_000
 TARGET_RSS_MB = 400
@@ -316,11 +316,8 @@ def main() -> int:
             f"its PostgreSQL backend {postgres_us:.0f} us: at most "
             f"{1e6 / max(python_us, postgres_us):,.0f} rows/s with each on a core of its own"
         )
-    print(f"this machine's cores during the import: {cpu_use(cores_before, cores_after)}")
-    print(
-        f"host: reference loop {loop_before:.0f} / {loop_after:.0f} ms before / after "
-        f"(about {QUIET_HOST_LOOP_MS} ms on the quiet host of 2026-12-01, bench/preflight.py)"
-    )
+    for label, value in host_report(loop_before, loop_after, cores_before, cores_after):
+        print(f"{label}: {value}")
     return 0 if all(ok for *_, ok in rows) else 1
 
 

@@ -127,3 +127,17 @@ def cpu_use(before: list[int], after: list[int]) -> str:
     total = sum(spent) or 1
     busy = total - spent[3] - spent[4]
     return f"busy {100 * busy / total:.0f}%, steal {100 * spent[7] / total:.0f}%"
+
+
+def host_report(loop_before: float, loop_after: float, cores_before, cores_after) -> list:
+    """(label, value) lines a benchmark prints beside its figures: how busy this machine's
+    cores were (``cpu_times`` before and after) and the host's speed (``reference_loop_ms``
+    before and after)."""
+    return [
+        ("this machine's cores during the run", cpu_use(cores_before, cores_after)),
+        (
+            "host: reference loop before / after (ms)",
+            f"{loop_before:.0f} / {loop_after:.0f} (about {QUIET_HOST_LOOP_MS} on the quiet "
+            "host of 2026-12-01, bench/preflight.py)",
+        ),
+    ]
