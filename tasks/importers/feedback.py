@@ -65,7 +65,8 @@ Identity, and why re-importing adds nothing twice:
 - a prompt is its conversation: ``conversation_key`` = ``Prompt.content_hash`` = SHA-256
   of the normalized conversation before the reply (the text for one user turn, else the
   messages as prompt imports hash them), so thumbs on replies to the same question from
-  different users land on one prompt; a new one gets the external id ``fb-<key[:24]>``,
+  different users land on one prompt; a new one gets the external id ``fb-<its id>``
+  (``fb-<key[:24]>`` in a project that holds such an id of its own, see ``_Writer``),
   and a prompt already in the project with that content is reused;
 - a candidate is its text within its prompt (``candidate_hash``, as for prompt imports);
 - a signal is its content: ``data.digest`` = SHA-256 of its kind, prompt, texts, fields
@@ -87,7 +88,7 @@ import queue
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
@@ -207,6 +208,8 @@ class Text:
     source_key: str
     model: str = ""
     digest: str = ""
+    columns: str = ""  # its COPY columns after prompt_id (``_candidate_columns``)
+    seen: bool = True  # whether an earlier row of the import may have had it (same prompt)
 
 
 @dataclass(slots=True)
@@ -232,6 +235,9 @@ class SignalRow:
     data_json: str = ""  # ``data`` with its digest, as stored
     messages_json: str | None = None
     when: str | None = None  # occurred_at in ISO 8601
+    seen: bool = True  # whether an earlier row of the import may have had its prompt
+    repeat: bool = True  # whether an earlier row of the import may have had its digest
+    prompt_columns: str = ""  # its new prompt's last COPY columns (``_prompt_columns``)
 
 
 @dataclass
@@ -378,6 +384,11 @@ class _Import:
         self.tails: list[str] = []  # and their signals' own columns
         self.references = False  # whether they name prompts by id (A/B ``prompt_id``)
         self.writer: _Writer | None = None
+        self.turn: threading.Event | None = None  # set while the writer waits (``_Writer``)
+        # What the import has handed to the writer so far: conversations, texts (with their
+        # conversation) and signal digests; and whether rows named prompts by id.
+        self.prompt_keys, self.text_keys, self.signal_keys = _KeySet(), _KeySet(), _KeySet()
+        self.named_prompts = False
         self.writing = True
         self.skip_invalid = False
         self.by_kind: Counter = Counter()
@@ -390,6 +401,9 @@ class _Import:
         reader = None if self.options["kind"] == "auto" else self.options["kind"]
         try:
             for entry in read_rows(stream, name=name, id_key=None):
+                turn = self.turn
+                if turn is not None and not turn.is_set():
+                    turn.wait()  # the writer is in Python: PostgreSQL waits for it
                 self.rows_seen += 1
                 if self.rows_seen > self.max_rows:
                     raise _TooManyRows(
@@ -546,20 +560,36 @@ class _Import:
     # Checked rows are handed, a chunk at a time, to a writer thread that writes them with
     # COPY straight into tasks_prompt, tasks_candidate and tasks_feedbacksignal. Which
     # prompts, candidates and signals a chunk already has in the project (earlier chunks,
-    # earlier imports) is asked per chunk with one index probe per key (not held in Python,
-    # whose memory would grow with the file); the new ones get their ids reserved from the
+    # earlier imports) is asked per chunk with one index probe per key: all keys of
+    # prompts that were in the project before the import, and of the import's own only
+    # those it may have had before (``_KeySet``: a fixed 8 MB each, where the keys
+    # themselves would grow with the file). The new ones get their ids reserved from the
     # tables' own sequences (``nextval`` for as many as are needed), so candidates and
     # signals can name them in the same COPY. COPY inserts rows in batches: no staging
-    # table, no INSERT ... SELECT re-reading it. psycopg releases the GIL while it waits for
-    # the server, so PostgreSQL works on one chunk while Python parses the next.
+    # table, no INSERT ... SELECT re-reading it. PostgreSQL works on one chunk while Python
+    # parses the next; the writer thread's own Python work (PostgreSQL waits for it) has
+    # the interpreter to itself (``_Writer.turn``).
 
     def stage(self, rows: list[SignalRow]) -> None:
-        """Queue a row's signals for the writer, with their own columns encoded for COPY."""
+        """Queue a row's signals for the writer, with their own columns encoded for COPY
+        (and its texts' and new prompt's: this thread waits on PostgreSQL less than the
+        writer, whose Python work PostgreSQL waits for)."""
         self.rows.extend(rows)
         tails = self.tails
+        prompt_keys, text_keys, signal_keys = self.prompt_keys, self.text_keys, self.signal_keys
         for row in rows:
+            key = row.prompt_key
             if row.prompt_ref is not None:
-                self.references = True
+                self.references = self.named_prompts = True
+            elif not prompt_keys.add(key):
+                row.seen = False  # the import's first row of this conversation
+                row.prompt_columns = _prompt_columns(row)
+            for text in (row.reply, row.other):
+                if text is not None:
+                    text.columns = _candidate_columns(text)
+                    if row.prompt_ref is None:
+                        text.seen = text_keys.add(key, text.digest)
+            row.repeat = signal_keys.add(row.digest)
             # The signal's own columns, after prompt_id, reply_id, other_id and
             # conversation_key (which the writer learns from the database).
             tails.append(
@@ -619,6 +649,43 @@ class _Import:
                 dbstats.wrote(model, rows)  # the writer's COPYs ran on this connection
             # keyed by FeedbackSignal.Kind, as the rows were
             self.by_kind.update({FeedbackSignal.Kind(k): n for k, n in writer.by_kind.items()})
+
+
+def _prompt_columns(row: SignalRow) -> str:
+    """A new prompt's COPY columns after its id, content_hash and external_id, up to
+    those all of the import's prompts share."""
+    messages = r"\N" if row.messages_json is None else _esc(row.messages_json)
+    return f"\t{_esc(row.prompt_text)}\t{messages}\t{_esc(row.file[:300])}"
+
+
+def _candidate_columns(text: Text) -> str:
+    """A new candidate's COPY columns after its id and prompt_id, up to those all share."""
+    return f"\t{text.digest}\t{_esc(text.text)}\t{text.source_key}\t{_esc(text.model)}"
+
+
+class _KeySet:
+    """Keys (one or two SHA-256 hex digests) an import has handed to its writer, as a
+    Bloom filter: ``add`` says whether the key may have been added before. Never "no" for a
+    key that was (so what the import wrote is always found), "yes" wrongly for about 1 in
+    10,000 keys at a million and 1 in 20 at ten million (those only cost a probe). 8 MB
+    whatever the file's size, where a set of the keys would hold ~80 MB a million."""
+
+    BITS = 1 << 26  # three 26-bit slices of the key say which bits are its own
+
+    def __init__(self) -> None:
+        self.bits = bytearray(self.BITS >> 3)
+
+    def add(self, key: str, other: str = "") -> bool:
+        bits, mask, present = self.bits, self.BITS - 1, True
+        for start in (0, 7, 14):
+            bit = int(key[start : start + 7], 16)
+            if other:
+                bit ^= int(other[start : start + 7], 16)
+            byte, flag = (bit & mask) >> 3, 1 << (bit & 7)
+            if not bits[byte] & flag:
+                bits[byte] |= flag
+                present = False
+        return present
 
 
 def _esc(text: str) -> str:
@@ -681,7 +748,12 @@ WHERE EXISTS (
 """
 # Ids for the new rows: as many values of the table's sequence as it needs (concurrent
 # inserts elsewhere take other values, so nothing is ever handed out twice).
-_RESERVE = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
+# They come back as a range when they follow each other (as they do unless another
+# session takes values meanwhile), else as a list.
+_RESERVE = """
+SELECT min(id), max(id), CASE WHEN max(id) - min(id) + 1 <> count(*) THEN array_agg(id) END
+FROM (SELECT nextval(%s::regclass) AS id FROM generate_series(1, %s)) ids
+"""
 _COPY_PROMPTS = (
     "COPY tasks_prompt (id, content_hash, external_id, text, messages, source, "
     "organization_id, project_id, metadata, created_at) FROM STDIN"
@@ -738,6 +810,30 @@ class _Writer:
             # Prompts from first_new on are this import's own (not "already present").
             cursor.execute("SELECT nextval(%s::regclass)", [self.prompt_ids])
             (self.first_new,) = cursor.fetchone()
+            # In a project that had no prompts, a conversation is looked for only when the
+            # import has had it before (``_KeySet``): a third of PostgreSQL's probing
+            # time, per the benchmark, was spent not finding new ones. (A prompt import
+            # committing the same text into the project meanwhile is then not reused.)
+            cursor.execute(
+                "SELECT EXISTS (SELECT FROM tasks_prompt WHERE project_id = %s)",
+                [self.project_id],
+            )
+            (self.had_prompts,) = cursor.fetchone()
+            # A new prompt's external id is its own id, fb-<id>: ids the sequence gives in
+            # order, which PostgreSQL adds to prompt_id_per_project side by side (the
+            # content-derived fb-<key[:24]> it replaced went to a random page of that index
+            # for every prompt: 3 s of a 1,000,000-row import, 8% of its time). Another
+            # import may have brought in ids of that shape that are not their own prompt's
+            # (a copy of another project or deployment): a project holding one keeps the
+            # content-derived ids, which no sequence value can take.
+            self.own_ids = not self.had_prompts
+            if self.had_prompts:
+                cursor.execute(
+                    "SELECT NOT EXISTS (SELECT FROM tasks_prompt WHERE project_id = %s "
+                    "AND external_id ~ '^fb-[0-9]+$' AND external_id <> 'fb-' || id)",
+                    [self.project_id],
+                )
+                (self.own_ids,) = cursor.fetchone()
             # The foreign keys of the three tables are checked as each chunk is written,
             # while the reader parses the next one, not all at once when the import commits
             # (their deferred checks were ~25% of an import, run with nothing overlapping).
@@ -754,6 +850,13 @@ class _Writer:
         self.candidate_columns = f"\t{organization}\t{source}\t{{}}\t\t{now}\n"
         self.signal_columns = f"\t{organization}\t{self.project_id}\t{job}\t{now}\n"
         self.chunks: queue.Queue = queue.Queue(maxsize=1)
+        # Set while this thread waits (on PostgreSQL, or for a chunk): only then does the
+        # reading thread read. While this one is in Python, PostgreSQL waits for it, and the
+        # two threads taking turns at the interpreter's lock made it wait twice as long (a
+        # 1,000,000-row import: 13,000 -> 15,000 rows/s with nothing else changed).
+        self.turn = threading.Event()
+        self.turn.set()
+        run.turn = self.turn
         self.thread = threading.Thread(target=self._work, name="feedback-writer", daemon=True)
         self.thread.start()
 
@@ -771,6 +874,7 @@ class _Writer:
         if self.thread.is_alive() and self.error is None:
             self.chunks.put(None)
         self.thread.join()
+        self.run.turn = None
         if self.error is not None:
             error, self.error = self.error, None
             with connection.wrap_database_errors:
@@ -780,8 +884,14 @@ class _Writer:
             cursor.execute(sql.SQL("SET CONSTRAINTS {} DEFERRED").format(self.foreign_keys))
 
     def _work(self) -> None:
+        turn = self.turn
         try:
-            while (chunk := self.chunks.get()) is not None:
+            while True:
+                turn.set()
+                chunk = self.chunks.get()
+                turn.clear()
+                if chunk is None:
+                    break
                 if self.run.writing:
                     self._write(*chunk)
         except BaseException as exc:  # handed to the reading thread
@@ -791,12 +901,23 @@ class _Writer:
                     self.chunks.get_nowait()
                 except queue.Empty:
                     break
+        finally:
+            turn.set()
 
-    def _reserve(self, cursor, sequence: str, count: int) -> list[int]:
+    def _ask(self, cursor, statement: str, params: list) -> list[tuple]:
+        """A query's rows; the reading thread's turn while PostgreSQL answers."""
+        self.turn.set()
+        try:
+            cursor.execute(statement, params)
+            return cursor.fetchall()
+        finally:
+            self.turn.clear()
+
+    def _reserve(self, cursor, sequence: str, count: int) -> Sequence[int]:
         if not count:
             return []
-        cursor.execute(_RESERVE, [sequence, count])
-        return [pk for (pk,) in cursor.fetchall()]
+        ((low, high, ids),) = self._ask(cursor, _RESERVE, [sequence, count])
+        return range(low, high + 1) if ids is None else ids
 
     def _write(self, rows: list[SignalRow], tails: list[str], references: bool) -> None:
         none = r"\N"
@@ -807,8 +928,8 @@ class _Writer:
             referenced: dict[str, tuple[int, str]] = {}
             if references:
                 names = list({row.prompt_ref for row in rows if row.prompt_ref is not None})
-                cursor.execute(_REFERENCES, [names, self.project_id])
-                referenced = {name: (pk, key) for name, pk, key in cursor.fetchall()}
+                found = self._ask(cursor, _REFERENCES, [names, self.project_id])
+                referenced = {name: (pk, key) for name, pk, key in found}
                 missing = False
                 for row in rows:
                     if row.prompt_ref is not None and row.prompt_ref not in referenced:
@@ -828,26 +949,25 @@ class _Writer:
             for row in rows:
                 if row.prompt_ref is None and row.prompt_key not in keys:
                     keys[row.prompt_key] = row
-            if keys:
-                cursor.execute(_PROMPTS, [array(keys), self.project_id])
-                prompt_of = dict(cursor.fetchall())
+            asked = keys if self.had_prompts else [k for k, first in keys.items() if first.seen]
+            if asked:
+                prompt_of = dict(self._ask(cursor, _PROMPTS, [array(asked), self.project_id]))
             first_new = self.first_new
             self.prompts_present.update(pk for pk in prompt_of.values() if pk < first_new)
             # Prompts that were there before the chunk (only they can have its candidates
             # and signals already).
             old_prompts = {*prompt_of.values(), *(pk for pk, _ in referenced.values())}
             new = [key for key in keys if key not in prompt_of]
-            lines = []
             end = self.prompt_columns
-            for key, pk in zip(new, self._reserve(cursor, self.prompt_ids, len(new)), strict=True):
-                prompt_of[key] = pk
-                first = keys[key]
-                messages = none if first.messages_json is None else _esc(first.messages_json)
-                lines.append(
-                    f"{pk}\t{key}\tfb-{key[:24]}\t{_esc(first.prompt_text)}\t{messages}\t"
-                    f"{_esc(first.file[:300])}{end}"
-                )
-            self._copy(cursor, _COPY_PROMPTS, lines)
+            reserved = self._reserve(cursor, self.prompt_ids, len(new))
+            own_ids = self.own_ids
+            with self._copy(cursor, _COPY_PROMPTS) as lines:
+                for key, pk in zip(new, reserved, strict=True):
+                    prompt_of[key] = pk
+                    first = keys[key]
+                    rest = first.prompt_columns or _prompt_columns(first)
+                    name = pk if own_ids else key[:24]
+                    lines.append(f"{pk}\t{key}\tfb-{name}{rest}{end}")
             self.prompts_created += len(new)
 
             # Their candidates: a text once per prompt, the first row's source key and
@@ -867,24 +987,29 @@ class _Writer:
                     if text is not None and (pid, text.digest) not in texts:
                         texts[pid, text.digest] = text
             candidate_of: dict[tuple[int, str], int] = {}
-            asked = [pair for pair in texts if pair[0] in old_prompts]
+            # A prompt this import wrote has only the texts the import gave it: asked for
+            # only when an earlier row may have had them (and always when rows named
+            # prompts by id, whose texts are not in ``text_keys``).
+            named = self.run.named_prompts
+            asked = [
+                pair
+                for pair in texts
+                if pair[0] in old_prompts and (pair[0] < first_new or named or texts[pair].seen)
+            ]
             if asked:
-                cursor.execute(
+                found = self._ask(
+                    cursor,
                     _CANDIDATES,
                     [array(pid for pid, _ in asked), array(digest for _, digest in asked)],
                 )
-                candidate_of = {(pid, digest): pk for pid, digest, pk in cursor.fetchall()}
+                candidate_of = {(pid, digest): pk for pid, digest, pk in found}
             new_texts = [pair for pair in texts if pair not in candidate_of]
             reserved = self._reserve(cursor, self.candidate_ids, len(new_texts))
-            lines, end = [], self.candidate_columns
-            for pair, pk in zip(new_texts, reserved, strict=True):
-                candidate_of[pair] = pk
-                text = texts[pair]
-                lines.append(
-                    f"{pk}\t{pair[0]}\t{pair[1]}\t{_esc(text.text)}\t{text.source_key}\t"
-                    f"{_esc(text.model)}{end}"
-                )
-            self._copy(cursor, _COPY_CANDIDATES, lines)
+            end = self.candidate_columns
+            with self._copy(cursor, _COPY_CANDIDATES) as lines:
+                for pair, pk in zip(new_texts, reserved, strict=True):
+                    candidate_of[pair] = pk
+                    lines.append(f"{pk}\t{pair[0]}{texts[pair].columns}{end}")
             self.candidates_created += len(new_texts)
             self.candidates_present += len(texts) - len(new_texts)
 
@@ -894,34 +1019,80 @@ class _Writer:
             asked = [
                 (row.kind, pid, row.digest)
                 for row, pid in zip(rows, pids, strict=True)
-                if pid in old_prompts
+                if pid in old_prompts and (pid < first_new or row.repeat)
             ]
             seen: set[str] = set()
             if asked:
-                cursor.execute(_SIGNALS, [array(column) for column in zip(*asked, strict=True)])
-                seen = {digest for (digest,) in cursor.fetchall()}
-            lines, made, end = [], Counter(), self.signal_columns
-            for row, pid, tail in zip(rows, pids, tails, strict=True):
-                if pid is None:
-                    continue
-                if row.digest in seen:
-                    self.signals_present += 1
-                    continue
-                seen.add(row.digest)
-                made[row.kind] += 1
-                reply = none if row.reply is None else candidate_of[pid, row.reply.digest]
-                other = none if row.other is None else candidate_of[pid, row.other.digest]
-                key = row.prompt_key if row.prompt_ref is None else referenced[row.prompt_ref][1]
-                lines.append(f"{pid}\t{reply}\t{other}\t{key}\t{tail}{end}")
-            self._copy(cursor, _COPY_SIGNALS, lines)
+                found = self._ask(
+                    cursor, _SIGNALS, [array(column) for column in zip(*asked, strict=True)]
+                )
+                seen = {digest for (digest,) in found}
+            made, end = Counter(), self.signal_columns
+            with self._copy(cursor, _COPY_SIGNALS) as lines:
+                for row, pid, tail in zip(rows, pids, tails, strict=True):
+                    if pid is None:
+                        continue
+                    if row.digest in seen:
+                        self.signals_present += 1
+                        continue
+                    seen.add(row.digest)
+                    made[row.kind] += 1
+                    reply = none if row.reply is None else candidate_of[pid, row.reply.digest]
+                    other = none if row.other is None else candidate_of[pid, row.other.digest]
+                    if row.prompt_ref is None:
+                        key = row.prompt_key
+                    else:
+                        key = referenced[row.prompt_ref][1]
+                    lines.append(f"{pid}\t{reply}\t{other}\t{key}\t{tail}{end}")
         self.signals_created += sum(made.values())
         self.by_kind.update(made)
 
-    @staticmethod
-    def _copy(cursor, statement: str, lines: list[str]) -> None:
-        if lines:
-            with cursor.copy(statement) as copy:
-                copy.write("".join(lines).encode("utf-8", "surrogatepass"))
+    def _copy(self, cursor, statement: str) -> "_Copy":
+        return _Copy(cursor, statement, self.turn)
+
+
+class _Copy:
+    """One COPY, its lines sent ``PIECE`` at a time as they are made: PostgreSQL inserts
+    a piece while Python makes the next (the reading thread's turn while it waits). No
+    statement at all when there is no line."""
+
+    PIECE = 1000
+
+    def __init__(self, cursor, statement: str, turn: threading.Event):
+        self.cursor, self.statement, self.turn = cursor, statement, turn
+        self.lines: list[str] = []
+        self.copying = self.copy = None  # psycopg's Copy, once the first piece goes
+
+    def __enter__(self) -> "_Copy":
+        return self
+
+    def append(self, line: str) -> None:
+        self.lines.append(line)
+        if len(self.lines) >= self.PIECE:
+            self._send()
+
+    def _send(self) -> None:
+        data = "".join(self.lines).encode("utf-8", "surrogatepass")
+        self.lines = []
+        self.turn.set()
+        try:
+            if self.copying is None:
+                self.copying = self.cursor.copy(self.statement)
+                self.copy = self.copying.__enter__()
+            self.copy.write(data)
+        finally:
+            self.turn.clear()
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None and self.lines:
+            self._send()
+        if self.copying is not None:
+            self.turn.set()
+            try:
+                # an error ends the COPY as failed: nothing of it is written
+                self.copying.__exit__(kind, error, trace)
+            finally:
+                self.turn.clear()
 
 
 # --- the readers: one raw row → its signals ------------------------------------------------
