@@ -87,6 +87,7 @@ import math
 import queue
 import re
 import threading
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -807,9 +808,10 @@ class _Writer:
                 "pg_get_serial_sequence('tasks_candidate', 'id')"
             )
             self.jit, _, self.prompt_ids, self.candidate_ids = cursor.fetchone()
-            # Prompts from first_new on are this import's own (not "already present").
-            cursor.execute("SELECT nextval(%s::regclass)", [self.prompt_ids])
-            (self.first_new,) = cursor.fetchone()
+            # The ids of the prompts this import wrote (not "already present"), as the
+            # ranges it reserved, in order
+            self.own: list[range] = []
+            self.own_starts: list[int] = []
             # In a project that had no prompts, a conversation is looked for only when the
             # import has had it before (``_KeySet``): a third of PostgreSQL's probing
             # time, per the benchmark, was spent not finding new ones. (A prompt import
@@ -919,6 +921,26 @@ class _Writer:
         ((low, high, ids),) = self._ask(cursor, _RESERVE, [sequence, count])
         return range(low, high + 1) if ids is None else ids
 
+    def _wrote(self, prompt_ids: Sequence[int]) -> None:
+        ranges = (
+            [prompt_ids]
+            if isinstance(prompt_ids, range)
+            else [range(pk, pk + 1) for pk in sorted(prompt_ids)]
+        )
+        self.own.extend(ranges)
+        self.own_starts.extend(r.start for r in ranges)
+
+    def _own(self, prompt_ids) -> set[int]:
+        """Those of these prompts the import wrote (whose texts and signals are all its own:
+        ``_KeySet`` knows them). Not those another import committed meanwhile."""
+        own, starts = self.own, self.own_starts
+        mine = set()
+        for pk in prompt_ids:
+            at = bisect_right(starts, pk) - 1
+            if at >= 0 and pk in own[at]:
+                mine.add(pk)
+        return mine
+
     def _write(self, rows: list[SignalRow], tails: list[str], references: bool) -> None:
         none = r"\N"
         with self.conn.cursor() as cursor:
@@ -952,14 +974,15 @@ class _Writer:
             asked = keys if self.had_prompts else [k for k, first in keys.items() if first.seen]
             if asked:
                 prompt_of = dict(self._ask(cursor, _PROMPTS, [array(asked), self.project_id]))
-            first_new = self.first_new
-            self.prompts_present.update(pk for pk in prompt_of.values() if pk < first_new)
             # Prompts that were there before the chunk (only they can have its candidates
-            # and signals already).
+            # and signals already), and those of them this import wrote.
             old_prompts = {*prompt_of.values(), *(pk for pk, _ in referenced.values())}
+            mine = self._own(old_prompts)
+            self.prompts_present.update(pk for pk in prompt_of.values() if pk not in mine)
             new = [key for key in keys if key not in prompt_of]
             end = self.prompt_columns
             reserved = self._reserve(cursor, self.prompt_ids, len(new))
+            self._wrote(reserved)
             own_ids = self.own_ids
             with self._copy(cursor, _COPY_PROMPTS) as lines:
                 for key, pk in zip(new, reserved, strict=True):
@@ -994,7 +1017,7 @@ class _Writer:
             asked = [
                 pair
                 for pair in texts
-                if pair[0] in old_prompts and (pair[0] < first_new or named or texts[pair].seen)
+                if pair[0] in old_prompts and (pair[0] not in mine or named or texts[pair].seen)
             ]
             if asked:
                 found = self._ask(
@@ -1019,7 +1042,7 @@ class _Writer:
             asked = [
                 (row.kind, pid, row.digest)
                 for row, pid in zip(rows, pids, strict=True)
-                if pid in old_prompts and (pid < first_new or row.repeat)
+                if pid in old_prompts and (pid not in mine or row.repeat)
             ]
             seen: set[str] = set()
             if asked:

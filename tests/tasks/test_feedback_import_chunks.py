@@ -177,3 +177,14 @@ def test_reserved_ids_come_back_as_a_range_or_as_they_are():
         assert _Writer._reserve(writer, cursor, "one_by_one", 0) == []
         cursor.execute(_RESERVE, ["one_by_one", 1])
         assert cursor.fetchall() == [(6, 6, None)]
+
+
+def test_the_writer_knows_which_prompts_it_wrote():
+    # A prompt another import committed meanwhile (here 25, between this import's ranges)
+    # is not the import's own: its texts and signals are looked for in the database.
+    writer = SimpleNamespace(own=[], own_starts=[])
+    _Writer._wrote(writer, range(10, 20))
+    _Writer._wrote(writer, [])
+    _Writer._wrote(writer, [33, 30])  # values taken by others in between
+    _Writer._wrote(writer, range(40, 41))
+    assert _Writer._own(writer, {5, 10, 19, 20, 25, 30, 31, 33, 40, 41}) == {10, 19, 30, 33, 40}
