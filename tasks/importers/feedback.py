@@ -589,7 +589,7 @@ class _Import:
                 if text is not None:
                     text.columns = _candidate_columns(text)
                     if row.prompt_ref is None:
-                        text.seen = text_keys.add(key, text.digest)
+                        text.seen = text_keys.add((key, text.digest))
             row.repeat = signal_keys.add(row.digest)
             # The signal's own columns, after prompt_id, reply_id, other_id and
             # conversation_key (which the writer learns from the database).
@@ -665,24 +665,25 @@ def _candidate_columns(text: Text) -> str:
 
 
 class _KeySet:
-    """Keys (one or two SHA-256 hex digests) an import has handed to its writer, as a
-    Bloom filter: ``add`` says whether the key may have been added before. Never "no" for a
-    key that was (so what the import wrote is always found), "yes" wrongly for about 1 in
+    """Keys (digests, or tuples of them) an import has handed to its writer, as a Bloom
+    filter: ``add`` says whether the key may have been added before. Never "no" for a key
+    that was (so what the import wrote is always found), "yes" wrongly for about 1 in
     10,000 keys at a million and 1 in 20 at ten million (those only cost a probe). 8 MB
-    whatever the file's size, where a set of the keys would hold ~80 MB a million."""
+    whatever the file's size, where a set of the keys would hold ~80 MB a million. Bits by
+    Python's own hash of the key (salted per process; the filter lives as long as the
+    import), three from its two halves (Kirsch and Mitzenmacher's double hashing)."""
 
-    BITS = 1 << 26  # three 26-bit slices of the key say which bits are its own
+    BITS = 1 << 26
 
     def __init__(self) -> None:
         self.bits = bytearray(self.BITS >> 3)
 
-    def add(self, key: str, other: str = "") -> bool:
+    def add(self, key: str | tuple) -> bool:
         bits, mask, present = self.bits, self.BITS - 1, True
-        for start in (0, 7, 14):
-            bit = int(key[start : start + 7], 16)
-            if other:
-                bit ^= int(other[start : start + 7], 16)
-            byte, flag = (bit & mask) >> 3, 1 << (bit & 7)
+        hashed = hash(key)
+        low, step = hashed & 0xFFFFFFFF, (hashed >> 32) | 1
+        for bit in (low & mask, (low + step) & mask, (low + 2 * step) & mask):
+            byte, flag = bit >> 3, 1 << (bit & 7)
             if not bits[byte] & flag:
                 bits[byte] |= flag
                 present = False

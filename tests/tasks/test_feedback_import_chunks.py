@@ -154,9 +154,10 @@ def test_the_key_set_never_forgets_a_key_and_rarely_invents_one():
     assert sum(keys.add(d) for d in digests) < 10  # ~1e-6 a key at this size
     assert all(keys.add(d) for d in digests)
     pairs = _KeySet()
-    assert not pairs.add(digests[0], digests[1])
-    assert pairs.add(digests[0], digests[1])
-    assert not pairs.add(digests[0], digests[2])  # same conversation, another text
+    assert not pairs.add((digests[0], digests[1]))
+    assert pairs.add((digests[0], digests[1]))
+    assert not pairs.add((digests[0], digests[2]))  # same conversation, another text
+    assert not pairs.add((digests[1], digests[0]))
 
 
 def test_reserved_ids_come_back_as_a_range_or_as_they_are():
