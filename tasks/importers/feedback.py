@@ -775,6 +775,13 @@ _COPY_SIGNALS = (
 # is locked, as the audit chain's lock does with its own.)
 _LOCK = "SELECT pg_advisory_xact_lock(1717986918, (%s %% 2147483647)::int)"
 
+# Whether the project has prompts, and none named fb-<number> but its own id's.
+_PROJECT_BEFORE = """
+SELECT EXISTS (SELECT FROM tasks_prompt WHERE project_id = %s),
+    NOT EXISTS (SELECT FROM tasks_prompt WHERE project_id = %s
+        AND external_id ~ '^fb-[0-9]+$' AND external_id <> 'fb-' || id)
+"""
+
 _FOREIGN_KEYS = """
 SELECT n.nspname, c.conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
 WHERE c.contype = 'f' AND c.condeferrable AND c.condeferred
@@ -812,16 +819,11 @@ class _Writer:
             # The ids of the prompts this import wrote (not "already present"), as the
             # ranges it reserved, in order
             self.own: list[range] = []
-            self.own_starts: list[int] = []
             # In a project that had no prompts, a conversation is looked for only when the
             # import has had it before (``_KeySet``): a third of PostgreSQL's probing
             # time, per the benchmark, was spent not finding new ones. (A prompt import
             # committing the same text into the project meanwhile is then not reused.)
-            cursor.execute(
-                "SELECT EXISTS (SELECT FROM tasks_prompt WHERE project_id = %s)",
-                [self.project_id],
-            )
-            (self.had_prompts,) = cursor.fetchone()
+            #
             # A new prompt's external id is its own id, fb-<id>: ids the sequence gives in
             # order, which PostgreSQL adds to prompt_id_per_project side by side (the
             # content-derived fb-<key[:24]> it replaced went to a random page of that index
@@ -829,14 +831,8 @@ class _Writer:
             # import may have brought in ids of that shape that are not their own prompt's
             # (a copy of another project or deployment): a project holding one keeps the
             # content-derived ids, which no sequence value can take.
-            self.own_ids = not self.had_prompts
-            if self.had_prompts:
-                cursor.execute(
-                    "SELECT NOT EXISTS (SELECT FROM tasks_prompt WHERE project_id = %s "
-                    "AND external_id ~ '^fb-[0-9]+$' AND external_id <> 'fb-' || id)",
-                    [self.project_id],
-                )
-                (self.own_ids,) = cursor.fetchone()
+            cursor.execute(_PROJECT_BEFORE, [self.project_id] * 2)
+            self.had_prompts, self.own_ids = cursor.fetchone()
             # The foreign keys of the three tables are checked as each chunk is written,
             # while the reader parses the next one, not all at once when the import commits
             # (their deferred checks were ~25% of an import, run with nothing overlapping).
@@ -929,15 +925,14 @@ class _Writer:
             else [range(pk, pk + 1) for pk in sorted(prompt_ids)]
         )
         self.own.extend(ranges)
-        self.own_starts.extend(r.start for r in ranges)
 
     def _own(self, prompt_ids) -> set[int]:
         """Those of these prompts the import wrote (whose texts and signals are all its own:
         ``_KeySet`` knows them). Not those another import committed meanwhile."""
-        own, starts = self.own, self.own_starts
+        own = self.own
         mine = set()
         for pk in prompt_ids:
-            at = bisect_right(starts, pk) - 1
+            at = bisect_right(own, pk, key=lambda ids: ids.start) - 1
             if at >= 0 and pk in own[at]:
                 mine.add(pk)
         return mine
@@ -985,7 +980,7 @@ class _Writer:
             reserved = self._reserve(cursor, self.prompt_ids, len(new))
             self._wrote(reserved)
             own_ids = self.own_ids
-            with self._copy(cursor, _COPY_PROMPTS) as lines:
+            with _Copy(cursor, _COPY_PROMPTS, self.turn) as lines:
                 for key, pk in zip(new, reserved, strict=True):
                     prompt_of[key] = pk
                     first = keys[key]
@@ -1030,7 +1025,7 @@ class _Writer:
             new_texts = [pair for pair in texts if pair not in candidate_of]
             reserved = self._reserve(cursor, self.candidate_ids, len(new_texts))
             end = self.candidate_columns
-            with self._copy(cursor, _COPY_CANDIDATES) as lines:
+            with _Copy(cursor, _COPY_CANDIDATES, self.turn) as lines:
                 for pair, pk in zip(new_texts, reserved, strict=True):
                     candidate_of[pair] = pk
                     lines.append(f"{pk}\t{pair[0]}{texts[pair].columns}{end}")
@@ -1052,7 +1047,7 @@ class _Writer:
                 )
                 seen = {digest for (digest,) in found}
             made, end = Counter(), self.signal_columns
-            with self._copy(cursor, _COPY_SIGNALS) as lines:
+            with _Copy(cursor, _COPY_SIGNALS, self.turn) as lines:
                 for row, pid, tail in zip(rows, pids, tails, strict=True):
                     if pid is None:
                         continue
@@ -1070,9 +1065,6 @@ class _Writer:
                     lines.append(f"{pid}\t{reply}\t{other}\t{key}\t{tail}{end}")
         self.signals_created += sum(made.values())
         self.by_kind.update(made)
-
-    def _copy(self, cursor, statement: str) -> "_Copy":
-        return _Copy(cursor, statement, self.turn)
 
 
 class _Copy:

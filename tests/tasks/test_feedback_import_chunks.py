@@ -183,7 +183,7 @@ def test_reserved_ids_come_back_as_a_range_or_as_they_are():
 def test_the_writer_knows_which_prompts_it_wrote():
     # A prompt another import committed meanwhile (here 25, between this import's ranges)
     # is not the import's own: its texts and signals are looked for in the database.
-    writer = SimpleNamespace(own=[], own_starts=[])
+    writer = SimpleNamespace(own=[])
     _Writer._wrote(writer, range(10, 20))
     _Writer._wrote(writer, [])
     _Writer._wrote(writer, [33, 30])  # values taken by others in between
